@@ -1,0 +1,1 @@
+"""The Back Market seller API: markets, money, errors and the HTTP client."""

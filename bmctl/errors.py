@@ -1,0 +1,80 @@
+"""The exception hierarchy and the exit codes of the contract, mapped in one place."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, as PRODUCT.md defines them."""
+
+    OK = 0
+    ITEMS_FAILED = 1
+    BAD_INPUT = 2
+    AUTH = 3
+    LIMITED = 4
+    LOCKED = 5
+    INTERRUPTED = 130
+
+
+class BmctlError(Exception):
+    """Base of every error bmctl reports to a user: one clear line, plus optional detail."""
+
+    exit_code: ExitCode = ExitCode.ITEMS_FAILED
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(BmctlError):
+    """Bad usage or bad input: nothing was sent."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class ConfigError(UsageError):
+    """A configuration file, variable or option that cannot be used."""
+
+
+class AuthError(BmctlError):
+    """Authentication or permission refused (401/403, the WAF included)."""
+
+    exit_code = ExitCode.AUTH
+
+
+class ItemError(BmctlError):
+    """One item (listing, market, request) failed; the run goes on with the others."""
+
+    exit_code = ExitCode.ITEMS_FAILED
+
+
+class LimitStop(BmctlError):
+    """Rate limits or a deadline stopped the run before every item was done."""
+
+    exit_code = ExitCode.LIMITED
+
+
+class LockHeld(BmctlError):
+    """Another bmctl run holds the exclusive run lock."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class Interrupted(BmctlError):
+    """SIGINT/SIGTERM: open probes were restored before exiting."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code for any exception: bmctl's own carry theirs, anything else is a failure."""
+    if isinstance(error, BmctlError):
+        return error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return ExitCode.ITEMS_FAILED

@@ -1,0 +1,1 @@
+"""Traffic control: token buckets, the priority queue, routes and the controller."""

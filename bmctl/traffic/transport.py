@@ -1,0 +1,52 @@
+"""The seam between the traffic controller and the network: requests, answers, transports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+from urllib.parse import urlencode
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP request as bmctl means to send it; ``listing_id``/``market`` are for the log."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    base_url: str = ""
+    listing_id: str | None = None
+    market: str | None = None
+
+    @property
+    def url(self) -> str:
+        url = self.base_url.rstrip("/") + self.path
+        return f"{url}?{urlencode(self.query)}" if self.query else url
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """An HTTP answer; header names are lower-cased."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class TransportError(Exception):
+    """The request got no HTTP answer: ``kind`` is ``timeout`` or ``connection``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Transport(Protocol):
+    """Sends one request and returns the answer, or raises :class:`TransportError`."""
+
+    def send(self, request: HttpRequest, timeout: float) -> HttpResponse: ...
