@@ -1,0 +1,129 @@
+"""``bmctl logs``: the request log, per-bucket statistics, runs, the database path, pruning."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from bmctl.cli.common import DefaultListGroup, cli_env
+from bmctl.cli.output import Output
+
+app = typer.Typer(
+    cls=DefaultListGroup,
+    help="Inspect the request log (list is the default).\n\nExample: bmctl logs --since 2h --bucket competitors",
+    rich_markup_mode=None,
+)
+
+LOG_COLUMNS = [
+    "ts", "run_id", "method", "path", "buckets", "priority", "attempt", "status", "outcome",
+    "queue_wait_ms", "latency_ms", "retry_after", "error",
+]
+STATS_COLUMNS = [
+    "bucket", "requests", "ok", "rate_limited", "errors", "p50_ms", "p95_ms", "p50_wait_ms",
+    "p95_wait_ms", "rate_per_s", "limit_per_s",
+]
+RUN_COLUMNS = ["id", "command", "started_at", "duration_s", "requests", "exit_code"]
+
+
+def _open(ctx: typer.Context):  # type: ignore[no-untyped-def]
+    from bmctl.store.db import open_database
+
+    env = cli_env(ctx)
+    return env, open_database(env.settings.db_path)
+
+
+def _since(text: str) -> float:
+    import time
+
+    from bmctl.store.logs import parse_since
+
+    return parse_since(text, time.time())
+
+
+@app.command("list")
+def list_logs(
+    ctx: typer.Context,
+    n: int = typer.Option(50, "-n", "--limit", min=1, help="Rows to show."),
+    since: Optional[str] = typer.Option(None, "--since", help="15m, 2h, 7d or an ISO date/time (UTC)."),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help="Only requests that spent this bucket."),
+    status: Optional[int] = typer.Option(None, "--status", help="Only this HTTP status."),
+    listing: Optional[str] = typer.Option(None, "--listing", help="Only this listing id."),
+    run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
+) -> None:
+    """The request log, newest first.
+
+    Example: bmctl logs list -n 20 --status 429
+    """
+    from bmctl.store.logs import list_logs as query
+
+    since_wall = _since(since) if since is not None else None
+    env, db = _open(ctx)
+    rows = query(db, limit=n, since_wall=since_wall, bucket=bucket, status=status, listing=listing, run=run)
+    with Output(env, LOG_COLUMNS if env.format == "table" else None, title="Request log") as out:
+        out.emit_all(rows)
+
+
+@app.command("stats")
+def stats(
+    ctx: typer.Context,
+    since: str = typer.Option("1h", "--since", help="Window: 15m, 2h, 7d or an ISO date/time (UTC)."),
+    run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
+) -> None:
+    """Per bucket: requests, 2xx, 429, other errors, latency and queue-wait percentiles, achieved
+    rate against the limit.
+
+    Example: bmctl logs stats --since 15m --format json
+    """
+    from bmctl.store.logs import bucket_stats
+
+    since_wall = _since(since)
+    env, db = _open(ctx)
+    limits = {name: (spec.limit, spec.window) for name, spec in env.settings.limits.items()}
+    rows = bucket_stats(db, since_wall, limits, run=run)
+    with Output(env, STATS_COLUMNS, title=f"Buckets over {since}") as out:
+        out.emit_all(rows)
+
+
+@app.command("runs")
+def runs(
+    ctx: typer.Context,
+    n: int = typer.Option(20, "-n", "--limit", min=1, help="Runs to show."),
+) -> None:
+    """One row per run: command, start, duration, requests, exit code.
+
+    Example: bmctl logs runs -n 5
+    """
+    from bmctl.store.logs import list_runs
+
+    env, db = _open(ctx)
+    with Output(env, RUN_COLUMNS if env.format == "table" else None, title="Runs") as out:
+        out.emit_all(list_runs(db, limit=n))
+
+
+@app.command("path")
+def path(ctx: typer.Context) -> None:
+    """Print where the database is.
+
+    Example: sqlite-utils tables "$(bmctl logs path)"
+    """
+    env = cli_env(ctx)
+    env.stdout.write(f"{env.settings.db_path}\n")
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    older_than: str = typer.Option(..., "--older-than", help="Delete rows older than this: 30d, 12h or an ISO date."),
+) -> None:
+    """Delete old log rows, finished runs and closed probes (open probes are always kept).
+
+    Example: bmctl logs prune --older-than 30d
+    """
+    from bmctl.store.logs import prune as do_prune
+
+    cutoff = _since(older_than)
+    env, db = _open(ctx)
+    deleted = do_prune(db, cutoff)
+    with Output(env, None) as out:
+        out.emit(dict(deleted))

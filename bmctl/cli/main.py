@@ -1,0 +1,182 @@
+"""The ``bmctl`` Typer application: global options, command registration, error mapping."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from bmctl import __version__
+from bmctl.cli.env import FORMATS, CliEnv
+from bmctl.errors import BmctlError, ExitCode
+
+# Global options may also follow the subcommand (`bmctl competitors ID --format json`):
+# they are hoisted in front of it before click parses.
+_GLOBAL_WITH_VALUE = {"--config", "--market", "--env", "--base-url", "--db", "--format", "--lock-timeout"}
+_GLOBAL_FLAGS = {"--verbose", "-v", "--quiet", "-q"}
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options found after the subcommand name to before it."""
+    head: list[str] = []
+    index = 0
+    while index < len(args):  # up to the subcommand name
+        arg = args[index]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        head.append(arg)
+        if arg in _GLOBAL_WITH_VALUE and index + 1 < len(args):
+            head.append(args[index + 1])
+            index += 1
+        index += 1
+    hoisted: list[str] = []
+    rest: list[str] = []
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_FLAGS:
+            hoisted.append(arg)
+        elif name in _GLOBAL_WITH_VALUE:
+            hoisted.append(arg)
+            if "=" not in arg and index + 1 < len(args):
+                hoisted.append(args[index + 1])
+                index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return head + hoisted + rest
+
+
+def _env_of(ctx: click.Context | None) -> CliEnv:
+    obj = ctx.find_object(CliEnv) if ctx is not None else None
+    return obj if obj is not None else CliEnv()
+
+
+def report_error(env: CliEnv, error: BaseException) -> ExitCode:
+    """Print one clear line (and the detail with --verbose); return the exit code."""
+    if isinstance(error, BmctlError):
+        env.stderr.write(env.redact(f"bmctl: error: {error.message}") + "\n")
+        if error.detail and env.verbose:
+            env.stderr.write(env.redact(error.detail) + "\n")
+        return error.exit_code
+    if isinstance(error, click.ClickException):
+        env.stderr.write(env.redact(f"bmctl: error: {error.format_message()}") + "\n")
+        return ExitCode.BAD_INPUT if error.exit_code == 2 else ExitCode(error.exit_code or 1)
+    env.stderr.write(
+        env.redact(f"bmctl: internal error: {type(error).__name__}: {error}")
+        + ("\n" if env.verbose else " (run with --verbose for details)\n")
+    )
+    if env.verbose:
+        import traceback
+
+        env.stderr.write(env.redact("".join(traceback.format_exception(error))))
+    return ExitCode.ITEMS_FAILED
+
+
+class BmctlGroup(TyperGroup):
+    """Hoists global options and maps every error to one line and the contract's exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        env_holder: list[click.Context] = []
+        try:
+            with self.make_context(prog_name or "bmctl", list(sys.argv[1:] if args is None else args),
+                                   **extra) as ctx:
+                env_holder.append(ctx)
+                self.invoke(ctx)
+            code = 0
+        except click.exceptions.Exit as done:
+            code = done.exit_code
+        except click.exceptions.Abort:
+            code = ExitCode.INTERRUPTED
+        except KeyboardInterrupt:
+            _env_of(env_holder[0] if env_holder else None).stderr.write("bmctl: interrupted\n")
+            code = ExitCode.INTERRUPTED
+        except (BmctlError, click.ClickException) as error:
+            code = report_error(_env_of(env_holder[0] if env_holder else None), error)
+        except BrokenPipeError:
+            code = 0  # a reader like `head` went away: not our failure
+        except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
+            code = report_error(_env_of(env_holder[0] if env_holder else None), error)
+        if standalone_mode:
+            sys.exit(int(code))
+        return int(code)
+
+
+app = typer.Typer(
+    cls=BmctlGroup,
+    name="bmctl",
+    help="Reprice Back Market listings safely: Backbox competition, price changes and "
+    "Dip -> Peek -> Peak probes inside the published rate limits.\n\n"
+    "Example: bmctl competitors 3fa85f64-5717-4562-b3fc-2c963f66afa6 --format json",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain click help: rendering it with rich would double start-up
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        click.echo(f"bmctl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    config: Optional[str] = typer.Option(None, "--config", help="Config file (else $BMCTL_CONFIG, ./bmctl.toml, ~/.config/bmctl/bmctl.toml)."),
+    market: Optional[str] = typer.Option(None, "--market", help="Market (Accept-Language code), e.g. fr-fr, en-gb, ja-jp."),
+    env: Optional[str] = typer.Option(None, "--env", help="prod or preprod."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="API base URL, overriding market and env (sandbox, proxies)."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLite database path."),
+    format: Optional[str] = typer.Option(None, "--format", help=f"Output: {', '.join(FORMATS)} (default: table on a terminal, json otherwise)."),
+    lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help="Seconds a writing command waits for another run's lock (default 0)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr (never the token)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only data and warnings."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Global options shared by every command."""
+    if format is not None and format not in FORMATS:
+        raise click.UsageError(f"unknown format {format!r} (use one of: {', '.join(FORMATS)})")
+    ctx.obj = CliEnv(
+        config=config,
+        overrides={"market": market, "env": env, "base_url": base_url, "db": db,
+                   "lock_timeout": lock_timeout},
+        format_option=format,
+        verbose=verbose,
+        quiet=quiet,
+        argv=list(sys.argv[1:]),
+    )
+
+
+def _register() -> None:
+    from bmctl.cli import config_cmd, logs, market, prices, probe, sandbox
+
+    app.command("competitors")(market.competitors)
+    app.command("listings")(market.listings)
+    app.command("update-price")(prices.update_price)
+    app.command("history")(prices.history)
+    app.command("probe")(probe.probe)
+    app.command("recover")(probe.recover)
+    app.add_typer(logs.app, name="logs")
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(sandbox.app, name="sandbox")
+
+
+_register()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,130 @@
+"""Rendering rows as a table, JSON, NDJSON or CSV; data to stdout, nothing else."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, Iterable, Mapping, Sequence
+
+from bmctl.cli.env import CliEnv
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # amounts travel as decimal strings, never floats
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def to_json_line(row: Mapping[str, Any]) -> str:
+    return json.dumps(row, default=_json_default, ensure_ascii=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return to_json_line(value)
+    return str(value)
+
+
+class Output:
+    """A sink for result rows: ``ndjson`` and ``csv`` stream each row as it comes, ``json``
+    prints one array at the end, ``table`` renders at the end (rich on a terminal)."""
+
+    def __init__(
+        self,
+        env: CliEnv,
+        columns: Sequence[str] | None = None,
+        *,
+        title: str | None = None,
+        format: str | None = None,
+    ) -> None:
+        self.env = env
+        self.format = format or env.format
+        self.columns = list(columns) if columns else None
+        self.title = title
+        self.rows: list[Mapping[str, Any]] = []
+        self._csv_writer: Any = None
+        self._closed = False
+
+    def __enter__(self) -> "Output":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def emit(self, row: Mapping[str, Any]) -> None:
+        """Add one row; streamed at once for ndjson and csv."""
+        if self.format == "ndjson":
+            self.env.stdout.write(to_json_line(row) + "\n")
+            self.env.stdout.flush()
+        elif self.format == "csv":
+            self._write_csv(row)
+        else:
+            self.rows.append(row)
+
+    def emit_all(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            self.emit(row)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.format == "json":
+            text = json.dumps(list(self.rows), default=_json_default, ensure_ascii=False, indent=2)
+            self.env.stdout.write(text + "\n")
+        elif self.format == "table":
+            self._write_table()
+        self.env.stdout.flush()
+
+    def _keys(self, row: Mapping[str, Any] | None = None) -> list[str]:
+        if self.columns:
+            return self.columns
+        source = row if row is not None else (self.rows[0] if self.rows else {})
+        return list(source.keys())
+
+    def _write_csv(self, row: Mapping[str, Any]) -> None:
+        import csv
+
+        if self._csv_writer is None:
+            self._csv_writer = csv.writer(self.env.stdout, lineterminator="\n")
+            self._csv_writer.writerow(self._keys(row))
+        self._csv_writer.writerow([_cell(row.get(key)) for key in self._keys(row)])
+        self.env.stdout.flush()
+
+    def _write_table(self) -> None:
+        keys = self._keys()
+        if not self.rows:
+            if self.env.stdout_is_tty:
+                self.env.info("(nothing to show)")
+            return
+        cells = [[_cell(row.get(k)) for k in keys] for row in self.rows]
+        if self.env.stdout_is_tty:
+            self._write_rich_table(keys, cells)
+            return
+        widths = [max(len(k), *(len(r[i]) for r in cells)) for i, k in enumerate(keys)]
+        lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths)).rstrip()]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+        self.env.stdout.write("\n".join(lines) + "\n")
+
+    def _write_rich_table(self, keys: list[str], cells: list[list[str]]) -> None:
+        import os
+
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(file=self.env.stdout, no_color="NO_COLOR" in os.environ, soft_wrap=False)
+        table = Table(title=self.title, header_style="bold")
+        for key in keys:
+            numeric = any(k in key for k in ("price", "ms", "rate", "requests", "seconds", "count"))
+            table.add_column(key, justify="right" if numeric else "left", overflow="fold")
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)

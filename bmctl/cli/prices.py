@@ -1,0 +1,83 @@
+"""``bmctl update-price`` and ``bmctl history``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from bmctl.cli.common import cli_env, finish, open_runtime, report_item_error
+from bmctl.cli.output import Output
+
+UPDATE_FIELDS = ["listing_id", "market", "currency", "old_price", "new_price", "status", "reason"]
+HISTORY_COLUMNS = ["ts", "market", "old_price", "new_price", "currency", "reason", "status", "request_id"]
+
+
+def update_price(
+    ctx: typer.Context,
+    listing_id: Optional[str] = typer.Argument(None, help="Listing id (UUID)."),
+    price: Optional[str] = typer.Argument(None, help="New price, e.g. 149.90 (1500 for JPY)."),
+    file: Optional[str] = typer.Option(None, "--file", help="CSV of listing_id,price[,market] ('-' for stdin)."),
+    min_price: Optional[str] = typer.Option(None, "--min-price", help="Also set the BackPricer floor (min_price)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read and print the plan; send no write."),
+    force: bool = typer.Option(False, "--force", help="Allow changes beyond max_change_pct or above max_price."),
+) -> None:
+    """Set one price (or many with --file). The current price is read first; a change of more
+    than max_change_pct (30 %) is refused without --force.
+
+    Example: bmctl update-price 3fa85f64-5717-4562-b3fc-2c963f66afa6 149.90 --dry-run
+    """
+    from bmctl.errors import UsageError
+    from bmctl.pricing.journal import Journal
+    from bmctl.pricing.recovery import recover
+    from bmctl.pricing.targets import price_order, price_orders_from_file, with_min_price
+    from bmctl.pricing.updates import apply_price_orders
+
+    env = cli_env(ctx)
+    market = env.settings.market
+    if file is not None:
+        if listing_id is not None or price is not None:
+            raise UsageError("give either ID PRICE or --file, not both")
+        orders = with_min_price(price_orders_from_file(file, market, env.stdin), min_price)
+    elif listing_id is None or price is None:
+        raise UsageError("give ID PRICE, or --file prices.csv")
+    else:
+        orders = [price_order(listing_id, price, market, min_price)]
+    with open_runtime(env, "update-price", writing=not dry_run) as runtime, Output(env, UPDATE_FIELDS) as out:
+        journal = None if dry_run else Journal(runtime.db, runtime.run_id, runtime.clock.wall)
+        if journal is not None:
+            for done in recover(runtime.client, journal):
+                env.info(f"recovered {done.probe.listing_id} ({done.probe.market}): {done.reason}")
+
+        def show(outcome):  # type: ignore[no-untyped-def]
+            out.emit(outcome.to_json())
+            if outcome.status in ("error", "refused"):
+                report_item_error(env, outcome.listing_id, outcome.reason)
+
+        outcomes = apply_price_orders(runtime.client, journal, orders,
+                                      max_change_pct=runtime.settings.max_change_pct,
+                                      force=force, dry_run=dry_run, on_result=show)
+        failed = any(o.status in ("error", "refused") for o in outcomes)
+        runtime.exit_code = 1 if failed else 0
+    finish(1 if failed else 0)
+
+
+def history(
+    ctx: typer.Context,
+    listing_id: str = typer.Argument(..., help="Listing id (UUID)."),
+    n: Optional[int] = typer.Option(None, "-n", "--limit", min=1, help="Show at most this many changes."),
+) -> None:
+    """The price changes bmctl made to a listing, newest first, with the reason (update, dip,
+    peak, undo, restore).
+
+    Example: bmctl history 3fa85f64-5717-4562-b3fc-2c963f66afa6 -n 10
+    """
+    from bmctl.api.client import validate_listing_id
+    from bmctl.pricing.journal import history as query
+    from bmctl.store.db import open_database
+
+    env = cli_env(ctx)
+    listing_id = validate_listing_id(listing_id)
+    db = open_database(env.settings.db_path)
+    with Output(env, HISTORY_COLUMNS if env.format == "table" else None, title=f"History of {listing_id}") as out:
+        out.emit_all(query(db, listing_id, n))

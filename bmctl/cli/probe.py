@@ -1,0 +1,107 @@
+"""``bmctl probe`` (Dip -> Peek -> Peak over a batch) and ``bmctl recover``."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from bmctl.cli.common import cli_env, finish, open_runtime
+from bmctl.cli.output import Output
+from bmctl.cli.progress import Progress
+
+PROBE_FIELDS = [
+    "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "final_price",
+    "floor", "ceiling", "writes", "dip_seconds", "reason",
+]
+RECOVER_COLUMNS = ["listing_id", "market", "original_price", "found_price", "status", "reason"]
+
+
+def probe(
+    ctx: typer.Context,
+    ids: Optional[List[str]] = typer.Argument(None, help="Listing ids (UUIDs); '-' reads ids from stdin."),
+    floor: Optional[str] = typer.Option(None, "--floor", help="Lowest price allowed (default: the listing's min_price)."),
+    ceiling: Optional[str] = typer.Option(None, "--ceiling", help="Highest price allowed (default and cap: max_price)."),
+    file: Optional[str] = typer.Option(None, "--file", help="CSV of listing_id[,floor][,ceiling][,market]."),
+    all_listings: bool = typer.Option(False, "--all", help="Probe every listing with stock."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read and print the writes it would make; send none."),
+    max_raises: Optional[int] = typer.Option(None, "--max-raises", min=0, help="Writes of the upward search (default 3)."),
+    settle: Optional[float] = typer.Option(None, "--settle", min=0.0, help="Seconds the Backbox needs after a write (default 2)."),
+    step: Optional[str] = typer.Option(None, "--step", help="Price tick of the search (default: the currency's)."),
+    deadline: Optional[str] = typer.Option(None, "--deadline", help="Start no probe that cannot finish within this (e.g. 10m)."),
+) -> None:
+    """Dip -> Peek -> Peak: win the Backbox at the highest price the market and your bounds allow.
+
+    Example: bmctl probe --all --deadline 10m --format ndjson
+    """
+    from bmctl.pricing.runner import ProbeRunOptions
+    from bmctl.pricing.workflow import ProbeRequest, probe_params, run_probe_command
+
+    env = cli_env(ctx)
+    settings = env.settings
+    request = ProbeRequest(
+        ids=list(ids or []), file=file, all_listings=all_listings, floor=floor, ceiling=ceiling,
+        market=settings.market,
+    )
+    targets = request.validate(env.stdin)
+    params = probe_params(settings, settle=settle, max_raises=max_raises, step=step, dry_run=dry_run)
+    options = ProbeRunOptions(params=params, deadline=_deadline(deadline),
+                              breaker_floor_hits=settings.probe.breaker_floor_hits)
+    with open_runtime(env, "probe", writing=not dry_run) as runtime:
+        code = _run(env, runtime, request, targets, options)
+        runtime.exit_code = code
+    finish(code)
+
+
+def _deadline(text: Optional[str]) -> Optional[float]:
+    from bmctl.durations import parse_duration
+
+    return parse_duration(text, "--deadline") if text is not None else None
+
+
+def _run(env, runtime, request, targets, options) -> int:  # type: ignore[no-untyped-def]
+    from bmctl.pricing.workflow import run_probe_command
+
+    with Output(env, PROBE_FIELDS if env.format == "table" else None, title="Probes") as out:
+        progress: Progress | None = None
+
+        def started(total: int) -> None:
+            nonlocal progress
+            progress = Progress(env, total, "probing")
+
+        def on_result(result) -> None:  # type: ignore[no-untyped-def]
+            out.emit(result.to_json())
+            if progress is not None:
+                progress.advance(result.outcome)
+
+        try:
+            report = run_probe_command(runtime, request, targets, options, on_start=started,
+                                       on_result=on_result, info=env.info, warn=env.warn)
+        finally:
+            if progress is not None:
+                progress.close()
+    return report.exit_code
+
+
+def recover(ctx: typer.Context) -> None:
+    """Put every listing a killed run left in an open probe back at its original price, and
+    close the probe (every writing run also does this first).
+
+    Example: bmctl recover --format json
+    """
+    from bmctl.pricing.journal import Journal
+    from bmctl.pricing.recovery import recover as run_recovery
+
+    env = cli_env(ctx)
+    with open_runtime(env, "recover", writing=True) as runtime:
+        journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
+        if not journal.open_probes():
+            env.info("no open probes: nothing to recover")
+            done = []
+        else:
+            done = run_recovery(runtime.client, journal)
+        with Output(env, RECOVER_COLUMNS if env.format == "table" else None, title="Recovered") as out:
+            out.emit_all(item.to_json() for item in done)
+        failed = any(item.status == "error" for item in done)
+        runtime.exit_code = 1 if failed else 0
+    finish(1 if failed else 0)

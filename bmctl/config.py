@@ -1,0 +1,260 @@
+"""Configuration: built-in defaults, then the config file, then BMCTL_* variables, then options."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from bmctl.errors import ConfigError
+from bmctl.traffic.buckets import DEFAULT_JITTER, DEFAULT_LIMITS, LimitSpec
+
+CONFIG_ENV = "BMCTL_CONFIG"
+FORMATS = ("table", "json", "ndjson", "csv")
+
+# Environment variables of the contract and the setting each one sets.
+ENV_VARS: dict[str, str] = {
+    "BMCTL_TOKEN": "token",
+    "BMCTL_MARKET": "market",
+    "BMCTL_ENV": "env",
+    "BMCTL_BASE_URL": "base_url",
+    "BMCTL_DB": "db",
+    "BMCTL_USER_AGENT": "user_agent",
+}
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Defaults of the price probe (``[probe]`` in the config file)."""
+
+    step: str = ""  # empty: the currency's tick (0.01, or 1 for JPY)
+    settle: float = 2.0
+    max_raises: int = 3
+    max_dip: float = 120.0
+    breaker_floor_hits: int = 5
+    peek_retries: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The merged configuration of one bmctl invocation."""
+
+    token: str = ""
+    market: str = "fr-fr"
+    env: str = "prod"
+    base_url: str = ""
+    db: str = ""
+    user_agent: str = ""
+    company: str = ""
+    email: str = ""
+    timeout: float = 30.0
+    max_attempts: int = 5
+    lock_timeout: float = 0.0
+    max_change_pct: float = 30.0
+    jitter: float = DEFAULT_JITTER
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+    limits: Mapping[str, LimitSpec] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    config_path: str | None = None
+
+    @property
+    def db_path(self) -> Path:
+        """The database file: the configured one, else under ``$XDG_DATA_HOME/bmctl``."""
+        if self.db:
+            return Path(self.db).expanduser()
+        data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(data_home) / "bmctl" / "bmctl.db"
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as a plain dict for display, with the token masked."""
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in ("probe", "limits", "config_path"):
+                continue
+            data[f.name] = getattr(self, f.name)
+        data["token"] = mask_token(self.token)
+        data["db"] = str(self.db_path)
+        data["probe"] = {f.name: getattr(self.probe, f.name) for f in fields(ProbeSettings)}
+        data["limits"] = {
+            name: {"limit": s.limit, "window": s.window, "burst": s.burst, "penalty": s.penalty}
+            for name, s in self.limits.items()
+        }
+        return data
+
+
+def mask_token(token: str) -> str:
+    """Never show a token: only whether one is set."""
+    return "***" if token else ""
+
+
+_TOP_KEYS = {f.name: f.type for f in fields(Settings) if f.name not in ("probe", "limits", "config_path")}
+_PROBE_KEYS = {f.name: f.type for f in fields(ProbeSettings)}
+_LIMIT_KEYS = {"limit": "int", "window": "float", "burst": "int", "penalty": "float"}
+
+
+def find_config_file(
+    explicit: str | None = None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The config file in use: ``--config``, ``$BMCTL_CONFIG``, ``./bmctl.toml``, then XDG."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit).expanduser()
+    from_env = environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env).expanduser()
+    local = Path("bmctl.toml")
+    if local.is_file():
+        return local
+    xdg = default_config_path(environ)
+    return xdg if xdg.is_file() else None
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CONFIG_HOME/bmctl/bmctl.toml`` (``~/.config/bmctl/bmctl.toml``)."""
+    environ = os.environ if environ is None else environ
+    config_home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "bmctl" / "bmctl.toml"
+
+
+def _coerce(value: Any, kind: str, where: str) -> Any:
+    """Check one value against the type its key needs; a clear error otherwise."""
+    if kind in ("str", "str | None"):
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be a whole number, got {value!r}")
+    if kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    raise AssertionError(f"unhandled setting type {kind}")  # a bug, not bad input
+
+
+def _check_range(name: str, value: Any, where: str) -> None:
+    positive = {"timeout", "max_attempts", "max_change_pct", "settle", "max_dip", "limit", "window", "burst"}
+    non_negative = {"lock_timeout", "jitter", "max_raises", "breaker_floor_hits", "penalty", "peek_retries"}
+    if name in positive and value <= 0:
+        raise ConfigError(f"{where} must be greater than zero, got {value!r}")
+    if name in non_negative and value < 0:
+        raise ConfigError(f"{where} must not be negative, got {value!r}")
+
+
+def _apply_table(settings: Settings, data: Mapping[str, Any], source: str) -> Settings:
+    """Apply a parsed TOML document (or an equivalent mapping) on top of ``settings``."""
+    top: dict[str, Any] = {}
+    probe = settings.probe
+    limits = dict(settings.limits)
+    for key, value in data.items():
+        if key == "probe":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [probe] must be a table")
+            probe = replace(probe, **_read_section(value, _PROBE_KEYS, f"{source}: [probe]"))
+        elif key == "limits":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [limits] must hold tables like [limits.global]")
+            for name, spec in value.items():
+                if not isinstance(spec, Mapping):
+                    raise ConfigError(f"{source}: [limits.{name}] must be a table")
+                current = limits.get(name, LimitSpec(limit=1, window=1.0))
+                changes = _read_section(spec, _LIMIT_KEYS, f"{source}: [limits.{name}]")
+                if name not in limits and not {"limit", "window"} <= changes.keys():
+                    raise ConfigError(f"{source}: [limits.{name}] is a new bucket: give limit and window")
+                updated = replace(current, **changes)
+                if updated.burst > updated.limit:
+                    raise ConfigError(f"{source}: [limits.{name}] burst must not exceed limit")
+                limits[name] = updated
+        elif key in _TOP_KEYS:
+            where = f"{source}: {key!r}"
+            top[key] = _coerce(value, _TOP_KEYS[key], where)
+            if not isinstance(top[key], str):
+                _check_range(key, top[key], where)
+        else:
+            raise ConfigError(f"{source}: unknown key {key!r}")
+    return replace(settings, probe=probe, limits=limits, **top)
+
+
+def _read_section(data: Mapping[str, Any], keys: Mapping[str, str], where: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in keys:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        values[key] = _coerce(value, keys[key], f"{where} {key!r}")
+        if not isinstance(values[key], str):
+            _check_range(key, values[key], f"{where} {key!r}")
+    return values
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a TOML config file; a malformed or unreadable file is a ConfigError naming it."""
+    import tomllib
+
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+
+
+def load_settings(
+    config: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    warn: Any = None,
+) -> Settings:
+    """Merge defaults, the config file, the environment and command-line ``overrides``."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    path = find_config_file(config, environ)
+    if path is not None:
+        data = read_config_file(path)
+        settings = _apply_table(settings, data, str(path))
+        settings = replace(settings, config_path=str(path))
+        if warn is not None and settings.token and _readable_by_others(path):
+            warn(f"warning: {path} holds a token and is readable by group or others (chmod 600 it)")
+    from_env = {ENV_VARS[k]: v for k, v in environ.items() if k in ENV_VARS and v != ""}
+    if from_env:
+        settings = _apply_table(settings, from_env, "environment")
+    if overrides:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given:
+            settings = _apply_table(settings, given, "options")
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    from bmctl.api.markets import ENVIRONMENTS, get_market
+
+    get_market(settings.market)
+    if settings.env not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment {settings.env!r} (use prod or preprod)")
+    if settings.base_url and not settings.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"base_url must start with http:// or https://, got {settings.base_url!r}")
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+    except OSError:
+        return False
+
+
+def write_private(path: Path, text: str, *, force: bool = False) -> None:
+    """Write a file that may hold a token: mode 0600 from creation, never over another without force."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists (use --force to overwrite it)") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)

@@ -1,0 +1,92 @@
+"""The commented starter configuration: ``bmctl config init`` writes it, ``bmctl.toml.example`` is it."""
+
+from __future__ import annotations
+
+STARTER = """\
+# bmctl configuration. Every key is shown with its default; uncomment to change it.
+# Sources, later wins: defaults -> this file -> BMCTL_* environment variables -> options.
+# This file may hold your API token: keep it private (bmctl writes it with mode 0600).
+
+# The API token as Back Market issued it (sent as "Authorization: Basic <token>").
+# Prefer the BMCTL_TOKEN environment variable on shared machines.
+# token = ""
+
+# Market (Accept-Language code): fr-fr, fr-be, es-es, de-de, de-at, it-it, nl-nl, pt-pt,
+# en-ie, el-gr, sk-sk, en-gb, sv-se, en-us, ja-jp, en-au.
+# market = "fr-fr"
+
+# Environment: prod or preprod (a token is valid on one platform and environment only).
+# env = "prod"
+
+# Overrides the host that market and env select (sandbox, proxies, tests).
+# base_url = ""
+
+# The SQLite database of logs, runs, probes and price changes.
+# Empty: $XDG_DATA_HOME/bmctl/bmctl.db (~/.local/share/bmctl/bmctl.db).
+# db = ""
+
+# User-Agent Back Market asks for: BM-{CompanyName}-{IntegrationName};{contact email}.
+# Empty: built from company and email as BM-<company>-bmctl;<email>.
+# user_agent = ""
+# company = ""
+# email = ""
+
+# Seconds to wait for one HTTP answer.
+# timeout = 30.0
+
+# Attempts per request (429, 5xx, timeouts and dropped connections are retried).
+# max_attempts = 5
+
+# Seconds a writing run waits for another run's lock before exiting with code 5.
+# lock_timeout = 0.0
+
+# update-price refuses a change larger than this percentage without --force.
+# max_change_pct = 30.0
+
+# Seconds of network delay spread allowed for: no interval of window + jitter seconds
+# ever holds more than a bucket's limit of sends.
+# jitter = 0.05
+
+[probe]
+# Price tick of the upward search; empty means the currency's (0.01, or 1 for JPY).
+# step = ""
+# Seconds the Backbox needs after a write before it reflects the new price.
+# settle = 2.0
+# Writes the upward search may make when the headroom is not revealed.
+# max_raises = 3
+# Longest a dip may last before the original price is restored (seconds).
+# max_dip = 120.0
+# A run stops starting probes when more than this many listings would go to their floor.
+# breaker_floor_hits = 5
+# Peeks after a write before giving up on the Backbox reflecting it.
+# peek_retries = 5
+
+# Rate-limit buckets (Back Market's published limits). Each takes limit, window (seconds),
+# burst (requests that may go at once, default 1) and penalty (seconds paused after a 429
+# without Retry-After, default 10).
+[limits.global]
+# limit = 200
+# window = 10.0
+# burst = 1
+# penalty = 10.0
+
+[limits.catalog]
+# limit = 20
+# window = 10.0
+
+[limits.competitors]
+# limit = 2
+# window = 1.0
+
+[limits.listing_writes]
+# limit = 2000
+# window = 3600.0
+"""
+
+
+def starter_config(token: str = "") -> str:
+    """The starter file; with a token, its line is filled in (the file is then private)."""
+    if not token:
+        return STARTER
+    escaped = token.replace("\\", "\\\\").replace('"', '\\"')
+    return STARTER.replace('# token = ""', f'token = "{escaped}"', 1)

@@ -1,0 +1,162 @@
+"""The crash-safe probe journal (``probes``) and the price history (``price_changes``).
+
+Every call commits before it returns: a probe is on disk before its dip is sent, so a run
+killed at any point (SIGKILL included) leaves what ``bmctl recover`` needs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from bmctl.api.money import Money
+
+
+def _text(value: Money | None) -> str | None:
+    return value.to_api() if value is not None else None
+
+
+@dataclass(frozen=True)
+class OpenProbe:
+    """A probe the journal holds open: what recovery needs to put the listing back."""
+
+    id: int
+    run_id: str
+    listing_id: str
+    market: str
+    currency: str
+    original_price: Money
+    state: str
+    floor: Money | None = None
+    ceiling: Money | None = None
+
+
+class Journal:
+    """Writes the ``probes`` journal and ``price_changes`` history of one run."""
+
+    def __init__(self, db: Any, run_id: str, wall: Callable[[], float]) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.wall = wall
+
+    def _now(self) -> str:
+        from bmctl.store.db import utc_iso
+
+        return utc_iso(self.wall())
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
+        with self.db.conn:  # one committed transaction per journal step
+            cursor = self.db.conn.execute(sql, params)
+        return int(cursor.lastrowid or 0)
+
+    def open_probe(
+        self,
+        *,
+        listing_id: str,
+        market: str,
+        original_price: Money,
+        floor: Money | None,
+        ceiling: Money | None,
+    ) -> int:
+        """Commit a new open probe; call before the first write is sent."""
+        now = self._now()
+        return self._execute(
+            "insert into probes (run_id, listing_id, market, currency, state, original_price, floor,"
+            " ceiling, start_price, current_price, writes, started_at, updated_at)"
+            " values (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, 0, ?, ?)",
+            (self.run_id, listing_id, market, original_price.currency, original_price.to_api(),
+             _text(floor), _text(ceiling), original_price.to_api(), original_price.to_api(), now, now),
+        )
+
+    def update(self, probe_id: int, **fields: Any) -> None:
+        """Record a step of an open probe (prices as Money, anything else as is)."""
+        allowed = {"state", "dip_price", "current_price", "writes", "dip_seconds", "reason"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown journal fields: {sorted(unknown)}")
+        values = {k: (_text(v) if isinstance(v, Money) else v) for k, v in fields.items()}
+        values["updated_at"] = self._now()
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._execute(f"update probes set {assignments} where id = ?", (*values.values(), probe_id))
+
+    def close(self, probe_id: int, result: Mapping[str, Any]) -> None:
+        """Close a probe with its result (a ProbeResult's JSON fields)."""
+        now = self._now()
+        self._execute(
+            "update probes set state = 'closed', outcome = ?, reason = ?, dip_price = ?,"
+            " final_price = ?, current_price = coalesce(?, current_price), writes = coalesce(?, writes),"
+            " dip_seconds = ?, updated_at = ?, finished_at = ? where id = ?",
+            (result.get("outcome"), result.get("reason"), result.get("dip_price"),
+             result.get("final_price"), result.get("final_price"), result.get("writes", 0),
+             result.get("dip_seconds"), now, now, probe_id),
+        )
+
+    def record_result(self, result: Mapping[str, Any]) -> None:
+        """Keep the result of a probe that never opened (no write): skipped, kept, unwinnable."""
+        now = self._now()
+        self._execute(
+            "insert into probes (run_id, listing_id, market, currency, state, original_price, floor,"
+            " ceiling, start_price, dip_price, current_price, final_price, outcome, reason, writes,"
+            " dip_seconds, started_at, updated_at, finished_at)"
+            " values (?, ?, ?, ?, 'closed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.run_id, result.get("listing_id"), result.get("market"), result.get("currency"),
+             result.get("start_price"), result.get("floor"), result.get("ceiling"),
+             result.get("start_price"), result.get("dip_price"), result.get("final_price"),
+             result.get("final_price"), result.get("outcome"), result.get("reason"),
+             result.get("writes", 0), result.get("dip_seconds"), now, now, now),
+        )
+
+    def open_probes(self) -> list[OpenProbe]:
+        """Every probe left open, by this run or a killed one, oldest first."""
+        rows = self.db.conn.execute(
+            "select id, run_id, listing_id, market, currency, original_price, state, floor, ceiling"
+            " from probes where state != 'closed' order by id"
+        ).fetchall()
+
+        def money(text: str | None, currency: str) -> Money | None:
+            return Money.parse(text, currency) if text is not None else None
+
+        return [
+            OpenProbe(id=r[0], run_id=r[1], listing_id=r[2], market=r[3], currency=r[4],
+                      original_price=Money.parse(r[5], r[4]), state=r[6],
+                      floor=money(r[7], r[4]), ceiling=money(r[8], r[4]))
+            for r in rows
+        ]
+
+    def record_change(
+        self,
+        *,
+        listing_id: str,
+        market: str,
+        old_price: Money | None,
+        new_price: Money,
+        reason: str,
+        status: str = "sent",
+        probe_id: int | None = None,
+        snapshot: Any = None,
+        request_id: str | None = None,
+    ) -> int:
+        """Record one price bmctl changed (or tried to), with the Backbox snapshot behind it."""
+        return self._execute(
+            "insert into price_changes (run_id, probe_id, ts, listing_id, market, currency,"
+            " old_price, new_price, reason, snapshot, request_id, status)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.run_id, probe_id, self._now(), listing_id, market, new_price.currency,
+             _text(old_price), new_price.to_api(), reason,
+             json.dumps(snapshot, default=str) if snapshot is not None else None, request_id, status),
+        )
+
+
+def history(db: Any, listing_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The price changes bmctl made to a listing, newest first."""
+    sql = (
+        "select ts, listing_id, market, currency, old_price, new_price, reason, status, request_id,"
+        " run_id, probe_id from price_changes where listing_id = ? order by ts desc, id desc"
+    )
+    params: tuple[Any, ...] = (listing_id,)
+    if limit:
+        sql += " limit ?"
+        params = (listing_id, limit)
+    cursor = db.conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -1,0 +1,454 @@
+"""Dip → Peek → Peak for one listing in one market, written as a resumable step function.
+
+A probe is a generator: it yields ``Send`` (a request for the traffic controller) or ``Wait``
+(simulated or real seconds) and is resumed with the finished call, so that one thread can keep
+many probes in flight (see ``bmctl.pricing.batch``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, Callable, Generator, Protocol
+
+from bmctl.api.markets import get_market
+from bmctl.api.money import Money
+from bmctl.errors import BmctlError, ItemError
+from bmctl.pricing.guardrails import Bounds, BoundsRefused, effective_bounds
+from bmctl.traffic.queue import Priority
+from bmctl.traffic.transport import HttpRequest
+
+OUTCOMES = ("won", "kept", "unwinnable", "lost", "skipped", "error")
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """One listing in one market, with the operator's optional bounds."""
+
+    listing_id: str
+    market: str
+    floor: Money | None = None
+    ceiling: Money | None = None
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    """How probes behave (``[probe]`` settings and options)."""
+
+    settle: float = 2.0
+    max_raises: int = 3
+    max_dip: float = 120.0
+    peek_retries: int = 5
+    step: str = ""
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Send:
+    """Ask the controller to send ``request``; the probe resumes with the finished call."""
+
+    request: HttpRequest
+    priority: Priority
+    reserve_exit: bool = False
+    reservation: Any = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Resume the probe after ``seconds``."""
+
+    seconds: float
+
+
+Action = Send | Wait
+ProbeGenerator = Generator[Action, Any, "ProbeResult"]
+
+
+@dataclass
+class ProbeResult:
+    """What a probe did; ``to_json`` gives the contract's fields."""
+
+    listing_id: str
+    market: str
+    currency: str | None = None
+    outcome: str = "error"
+    start_price: Money | None = None
+    dip_price: Money | None = None
+    final_price: Money | None = None
+    floor: Money | None = None
+    ceiling: Money | None = None
+    writes: int = 0
+    dip_seconds: float = 0.0
+    reason: str = ""
+    dry_run: bool = False
+    planned: list[str] = field(default_factory=list)
+    floor_hit: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        def text(value: Money | None) -> str | None:
+            return value.to_api() if value is not None else None
+
+        data: dict[str, Any] = {
+            "listing_id": self.listing_id,
+            "market": self.market,
+            "currency": self.currency,
+            "outcome": self.outcome,
+            "start_price": text(self.start_price),
+            "dip_price": text(self.dip_price),
+            "final_price": text(self.final_price),
+            "floor": text(self.floor),
+            "ceiling": text(self.ceiling),
+            "writes": self.writes,
+            "dip_seconds": round(self.dip_seconds, 3),
+            "reason": self.reason,
+        }
+        if self.dry_run:
+            data["dry_run"] = True
+            data["planned_writes"] = list(self.planned)
+        return data
+
+
+class ProbeClient(Protocol):
+    """What the probe needs of the Back Market client: request builders and answer parsers."""
+
+    def build_get_listing(self, listing_id: str, market: str | None = None) -> HttpRequest: ...
+
+    def build_competitors(self, listing_id: str, market: str | None = None) -> HttpRequest: ...
+
+    def build_update_listing(self, listing_id: str, *, market: str, price: Money | None = None,
+                             min_price: Money | None = None) -> HttpRequest: ...
+
+    def parse_listing(self, request: HttpRequest, response: Any) -> Any: ...
+
+    def parse_competitors(self, request: HttpRequest, response: Any) -> Any: ...
+
+    def parse_update(self, request: HttpRequest, response: Any) -> Any: ...
+
+
+class ProbeHooks(Protocol):
+    """Side effects of a probe: the journal, the breaker, the clock."""
+
+    def now(self) -> float: ...
+
+    def open_probe(self, target: ProbeTarget, original: Money, bounds: Bounds) -> int: ...
+
+    def step(self, probe_id: int, **fields: Any) -> None: ...
+
+    def change(self, probe_id: int | None, target: ProbeTarget, old: Money, new: Money,
+               reason: str, snapshot: Any, request_id: str | None, status: str) -> None: ...
+
+    def floor_hit(self, target: ProbeTarget) -> bool:
+        """Count a dip to the floor; False means the circuit breaker forbids it."""
+        ...
+
+
+class DipExpired(BmctlError):
+    """A dip outlived ``max_dip``."""
+
+
+class Probe:
+    """One probe's state and steps; ``run()`` is the generator the batch drives."""
+
+    def __init__(self, target: ProbeTarget, client: Any, hooks: ProbeHooks, params: ProbeParams,
+                 parse_error: Callable[[HttpRequest, BaseException], BmctlError]) -> None:
+        self.target = target
+        self.client = client
+        self.hooks = hooks
+        self.params = params
+        self.parse_error = parse_error
+        self.currency = get_market(target.market).currency
+        self.result = ProbeResult(listing_id=target.listing_id, market=target.market,
+                                  currency=self.currency, dry_run=params.dry_run)
+        self.probe_id: int | None = None
+        self.price: Money | None = None  # what the listing is at, as far as we know
+        self.original: Money | None = None
+        self.bounds: Bounds | None = None
+        self.reservation: Any = None
+        self.price_log: list[tuple[float, Money]] = []  # (time, price) after each write
+        self.dip_started: float | None = None
+        self.snapshot: Any = None
+        self.price_uncertain = False  # a write failed: it may or may not have been applied
+        self.known_losing: Money | None = None  # lowest price known to lose the Backbox
+        self.keep_open = False  # the journal must keep the probe for recovery
+        self.confirmed: Any = None  # the competitor record that confirmed our last price
+
+    # --- the steps -------------------------------------------------------------------------
+
+    def run(self) -> ProbeGenerator:
+        """Dip → Peek → Peak; always returns a ProbeResult, restoring on any failure mid-dip."""
+        try:
+            yield from self._probe()
+        except ItemError as error:
+            self.result.outcome = "error"
+            self.result.reason = error.message
+            if self.probe_id is not None:
+                yield from self._restore_after_failure()
+        except DipExpired as error:
+            self.result.outcome = "error"
+            self.result.reason = error.message
+            yield from self._restore_after_failure()
+        return self._finish()
+
+    def _probe(self) -> Generator[Action, Any, None]:
+        target, result = self.target, self.result
+        listing = yield from self._read_listing(Priority.NORMAL)
+        competitor = yield from self._read_competitor(Priority.HIGH)
+        if listing.price is None or competitor is None:
+            result.outcome = "skipped"
+            result.reason = f"the listing does not compete in {target.market}"
+            return
+        self.price = self.original = result.start_price = result.final_price = listing.price
+        try:
+            self.bounds = effective_bounds(
+                currency=self.currency, min_price=listing.min_price, max_price=listing.max_price,
+                start_price=listing.price, floor=target.floor, ceiling=target.ceiling,
+            )
+        except BoundsRefused as refused:
+            result.outcome = "skipped"
+            result.reason = refused.reason
+            return
+        result.floor, result.ceiling = self.bounds.floor, self.bounds.ceiling
+        if not competitor.is_winning:
+            winning = yield from self._dip(competitor)
+            if not winning:
+                return
+            competitor = self.confirmed
+        yield from self._peak(competitor)
+
+    def _dip(self, competitor: Any) -> Generator[Action, Any, bool]:
+        """Dip to max(floor, price_to_win); True when the Backbox is ours afterwards."""
+        assert self.bounds is not None and self.price is not None
+        result = self.result
+        to_win = competitor.price_to_win
+        if to_win is None or to_win < self.bounds.floor:
+            result.outcome = "unwinnable"
+            result.reason = (
+                f"price to win {to_win} is below the floor {self.bounds.floor}"
+                if to_win is not None else "the market gives no price to win"
+            )
+            return False
+        dip = self._on_grid(min(max(self.bounds.floor, to_win), self.bounds.ceiling))
+        if dip == to_win:
+            # price_to_win is the highest winning price: one tick above it loses.
+            self.known_losing = dip.with_amount(dip.amount + self._step())
+        if dip >= self.price:
+            # Not winning at or below the price to win: a raise cannot help, a write would
+            # change nothing the Backbox rewards.
+            result.outcome = "lost"
+            result.reason = f"not winning although the price {self.price} is at or below the price to win {to_win}"
+            return False
+        if dip == self.bounds.floor and not self.hooks.floor_hit(self.target):
+            result.outcome = "skipped"
+            result.reason = "circuit breaker: too many listings of this run would go to their floor"
+            return False
+        if self.params.dry_run:
+            result.planned.append(f"dip {self.price} -> {dip}")
+            result.dip_price = result.final_price = dip
+            result.outcome = "won"
+            result.reason = f"dry-run: would dip to {dip} to win the Backbox"
+            return False
+        self.probe_id = self.hooks.open_probe(self.target, self.price, self.bounds)
+        call = yield from self._write(dip, "dip", Priority.HIGH, reserve_exit=True)
+        self.reservation = call.reservation
+        result.dip_price = dip
+        self.dip_started = self.hooks.now()
+        competitor = yield from self._peek_until_reflected(dip)
+        if competitor is None or not competitor.is_winning:
+            yield from self._restore("restore", "the Backbox did not follow the dip")
+            result.outcome = "lost"
+            result.reason = (
+                f"not winning at {dip} after the dip; original price restored"
+                if competitor is not None else "the Backbox never reflected the dip; original price restored"
+            )
+            return False
+        self.confirmed = competitor
+        return True
+
+    def _peak(self, competitor: Any) -> Generator[Action, Any, None]:
+        """Raise to the highest price that still wins, never above the ceiling."""
+        assert self.bounds is not None and self.price is not None
+        result = self.result
+        ceiling = self.bounds.ceiling
+        revealed = competitor.price_to_win
+        if revealed is not None and revealed > self.price:
+            target = self._on_grid(min(ceiling, revealed))
+            if target > self.price:
+                yield from self._raise_to(target, search=False)
+        elif self.price < ceiling and self.params.max_raises > 0:
+            yield from self._search_up(ceiling)
+        if result.outcome == "error":
+            return
+        won_something = result.writes > 0 or bool(result.planned)
+        result.outcome = "won" if won_something else "kept"
+        if not result.reason:
+            result.reason = (
+                f"winning at {self.price}" if won_something else f"already winning at {self.price}"
+            )
+
+    def _search_up(self, ceiling: Money) -> Generator[Action, Any, None]:
+        """Headroom not revealed: bisect upwards on the step grid, at most ``max_raises``
+        writes; the top of the range is tried first, and a raise that loses is undone at once."""
+        assert self.price is not None
+        low, high = self.price, ceiling
+        if self.known_losing is not None and self.known_losing <= high:
+            high = self._on_grid(high.with_amount(self.known_losing.amount - self._step()))
+        raises = 0
+        candidate = high
+        while raises < self.params.max_raises and candidate > low:
+            raises += 1
+            won = yield from self._raise_to(candidate, search=True)
+            if not won:
+                return
+            low = candidate
+            candidate = self._on_grid(low.with_amount((low.amount + high.amount) / 2))
+            if candidate <= low:
+                return
+
+    def _raise_to(self, target: Money, *, search: bool) -> Generator[Action, Any, bool]:
+        """Write a higher price, confirm by a peek; undo at once (CRITICAL) if it loses."""
+        assert self.price is not None and self.bounds is not None
+        previous = self.price
+        if self.params.dry_run:
+            self.result.planned.append(f"raise {previous} -> {target}" + (" (search)" if search else ""))
+            self.result.final_price = target
+            self.result.reason = f"dry-run: would raise to {target}"
+            return False
+        if self.probe_id is None:
+            self.probe_id = self.hooks.open_probe(self.target, previous, self.bounds)
+        priority = Priority.CRITICAL if self.dip_started is not None else Priority.HIGH
+        reservation, self.reservation = self.reservation, None
+        call = yield from self._write(target, "peak", priority, reservation=reservation,
+                                      reserve_exit=reservation is None)
+        self.reservation = call.reservation or None
+        competitor = yield from self._peek_until_reflected(target)
+        if competitor is not None and competitor.is_winning:
+            return True
+        # Lost at the raised price: go back to the best price known to win. While we are not
+        # winning, price_to_win is exact; it never goes below the last winning price.
+        fallback = previous
+        if competitor is not None and competitor.price_to_win is not None:
+            known = self._on_grid(min(competitor.price_to_win, target))
+            if previous < known < target:
+                fallback = self.bounds.clamp(known)
+        reservation, self.reservation = self.reservation, None
+        yield from self._write(fallback, "undo", Priority.CRITICAL, reservation=reservation)
+        if fallback != previous:
+            confirm = yield from self._peek_until_reflected(fallback)
+            if confirm is None or not confirm.is_winning:
+                yield from self._write(previous, "undo", Priority.CRITICAL)
+        return False
+
+    # --- building blocks -------------------------------------------------------------------
+
+    def _read_listing(self, priority: Priority) -> Generator[Action, Any, Any]:
+        request = self.client.build_get_listing(self.target.listing_id, market=self.target.market)
+        call = yield Send(request, priority)
+        return self.client.parse_listing(request, self._answer(request, call))
+
+    def _read_competitor(self, priority: Priority) -> Generator[Action, Any, Any]:
+        request = self.client.build_competitors(self.target.listing_id, market=self.target.market)
+        call = yield Send(request, priority)
+        records = self.client.parse_competitors(request, self._answer(request, call))
+        mine = next((c for c in records if c.market == self.target.market), None)
+        self.snapshot = [c.to_json() for c in records] if records else None
+        return mine
+
+    def _peek_until_reflected(self, price: Money) -> Generator[Action, Any, Any]:
+        """After ``settle``, read competitors until the Backbox shows our price (bounded)."""
+        for attempt in range(max(1, self.params.peek_retries)):
+            yield Wait(self.params.settle if attempt == 0 else max(self.params.settle / 2, 0.5))
+            self._check_dip_age()
+            competitor = yield from self._read_competitor(Priority.HIGH)
+            self._check_dip_age()
+            if competitor is not None and competitor.price == price:
+                return competitor
+        return None
+
+    def _answer(self, request: HttpRequest, call: Any) -> Any:
+        """The HTTP answer of a finished call; a call that never got one raises an ItemError."""
+        if call.error is not None:
+            raise self.parse_error(request, call.error)
+        return call.response
+
+    def _write(self, price: Money, reason: str, priority: Priority, *, reserve_exit: bool = False,
+               reservation: Any = None) -> Generator[Action, Any, Any]:
+        """One guarded price write, journalled before it is sent and recorded after."""
+        if self.bounds is None:
+            raise RuntimeError("a probe writes only after its bounds are known")
+        self.bounds.check(price)
+        request = self.client.build_update_listing(self.target.listing_id, market=self.target.market,
+                                                   price=price)
+        old = self.price
+        if self.probe_id is not None:
+            self.hooks.step(self.probe_id, state=f"writing-{reason}")
+        call = yield Send(request, priority, reserve_exit=reserve_exit, reservation=reservation)
+        try:
+            update = self.client.parse_update(request, self._answer(request, call))
+        except BmctlError:
+            self.price_uncertain = True
+            self.hooks.change(self.probe_id, self.target, old, price, reason, self.snapshot, None, "error")
+            raise
+        self.price_uncertain = False
+        self.result.writes += 1
+        self.price = self.result.final_price = price
+        self.price_log.append((self.hooks.now(), price))
+        self.hooks.change(self.probe_id, self.target, old, price, reason, self.snapshot,
+                          getattr(update, "request_id", None), "updated")
+        if self.probe_id is not None:
+            self.hooks.step(self.probe_id, state=reason, current_price=price, writes=self.result.writes,
+                            **({"dip_price": price} if reason == "dip" else {}))
+        return call
+
+    def _restore(self, reason: str, why: str) -> Generator[Action, Any, None]:
+        """Put the original price back (within the bounds), CRITICAL, on the reserved token."""
+        if self.original is None or self.price is None or self.bounds is None:
+            return
+        back = self.bounds.clamp(self.original)
+        if self.price == back and not self.price_uncertain:
+            return
+        reservation, self.reservation = self.reservation, None
+        if self.price == back:
+            self.price = None  # unknown after a failed write: force the idempotent rewrite
+        yield from self._write(back, reason, Priority.CRITICAL, reservation=reservation)
+
+    def _restore_after_failure(self) -> Generator[Action, Any, None]:
+        """After an error mid-probe: restore the original price if it may have changed."""
+        try:
+            yield from self._restore("restore", self.result.reason)
+        except BmctlError as error:
+            # The journal keeps the probe open: `bmctl recover` or the next run restores it.
+            self.result.reason += f"; restore failed: {error.message} (the journal keeps it for recovery)"
+            self.keep_open = True
+
+    def _check_dip_age(self) -> None:
+        if self.dip_started is None or self.price is None or self.original is None:
+            return
+        if self.price < self.original and self.hooks.now() - self.dip_started > self.params.max_dip:
+            raise DipExpired(f"the dip outlived max_dip ({self.params.max_dip:g} s); original price restored")
+
+    def _on_grid(self, price: Money) -> Money:
+        """Round down onto the probe's step grid (never up: the grid must not cross a bound)."""
+        step = self._step()
+        amount = (price.amount / step).to_integral_value(rounding=ROUND_DOWN) * step
+        return price.with_amount(amount)
+
+    def _step(self) -> Decimal:
+        from bmctl.pricing.guardrails import parse_step
+
+        return parse_step(self.params.step, self.currency)
+
+    def _finish(self) -> "ProbeResult":
+        result = self.result
+        if result.final_price is not None and self.price_log:
+            result.dip_seconds = dip_window(self.price_log, result.final_price, self.hooks.now())
+        return result
+
+
+
+def dip_window(writes: list[tuple[float, Money]], final: Money, end: float) -> float:
+    """Seconds spent below the final price, from the first write to the end of the probe."""
+    total = 0.0
+    for index, (at, price) in enumerate(writes):
+        until = writes[index + 1][0] if index + 1 < len(writes) else end
+        if price < final:
+            total += max(0.0, until - at)
+    return total

@@ -1,0 +1,91 @@
+"""Putting listings that a killed run left mid-probe back at their original price."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bmctl.api.money import Money
+from bmctl.errors import AuthError, BmctlError
+from bmctl.pricing.journal import Journal, OpenProbe
+from bmctl.traffic.queue import Priority
+
+
+@dataclass
+class Recovery:
+    """What recovery did for one open probe."""
+
+    probe: OpenProbe
+    found_price: Money | None = None
+    restored_price: Money | None = None
+    status: str = "error"  # restored | unchanged | error
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "probe_id": self.probe.id,
+            "run_id": self.probe.run_id,
+            "listing_id": self.probe.listing_id,
+            "market": self.probe.market,
+            "currency": self.probe.currency,
+            "original_price": self.probe.original_price.to_api(),
+            "found_price": self.found_price.to_api() if self.found_price is not None else None,
+            "restored_price": self.restored_price.to_api() if self.restored_price is not None else None,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+def restore_price(probe: OpenProbe) -> Money:
+    """The price to restore: the original one, kept inside the bounds the probe had."""
+    price = probe.original_price
+    if probe.floor is not None and price < probe.floor:
+        price = probe.floor
+    if probe.ceiling is not None and price > probe.ceiling:
+        price = probe.ceiling
+    return price
+
+
+def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list[Recovery]:
+    """Restore every open probe (of ``run_id`` only, when given) and close it in the journal.
+
+    Each listing is read first (CRITICAL) so that nothing is written when it is already back.
+    A probe that cannot be restored stays open for the next attempt; an authentication
+    failure stops recovery at once (every later call would fail the same way)."""
+    done: list[Recovery] = []
+    for probe in journal.open_probes():
+        if run_id is not None and probe.run_id != run_id:
+            continue
+        outcome = Recovery(probe)
+        target = restore_price(probe)
+        try:
+            listing = client.get_listing(probe.listing_id, market=probe.market, priority=Priority.CRITICAL)
+            outcome.found_price = listing.price
+            if listing.price == target:
+                outcome.status = "unchanged"
+                outcome.reason = f"already at {target}"
+            else:
+                update = client.update_listing(probe.listing_id, market=probe.market, price=target,
+                                               priority=Priority.CRITICAL)
+                journal.record_change(
+                    listing_id=probe.listing_id, market=probe.market, old_price=listing.price,
+                    new_price=target, reason="restore", status="updated", probe_id=probe.id,
+                    request_id=getattr(update, "request_id", None),
+                )
+                outcome.restored_price = target
+                outcome.status = "restored"
+                outcome.reason = f"restored {target} (found {listing.price})"
+        except AuthError:
+            raise
+        except BmctlError as error:
+            outcome.reason = f"could not restore: {error.message}; the probe stays open"
+            done.append(outcome)
+            continue
+        journal.close(probe.id, {
+            "outcome": "error",
+            "reason": f"interrupted in run {probe.run_id}; {outcome.reason} by run {journal.run_id}",
+            "final_price": target.to_api(),
+            "writes": None,
+        })
+        done.append(outcome)
+    return done

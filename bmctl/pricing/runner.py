@@ -1,0 +1,168 @@
+"""A probe run: automatic recovery, the plan, the batch, the breaker, and restoring on signals."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from bmctl.api.money import Money
+from bmctl.errors import Interrupted
+from bmctl.pricing.batch import Batch, BatchSummary
+from bmctl.pricing.guardrails import Bounds
+from bmctl.pricing.journal import Journal
+from bmctl.pricing.plan import Plan, per_probe_seconds, plan_probes, probe_cost
+from bmctl.pricing.probe import Probe, ProbeParams, ProbeResult, ProbeTarget
+from bmctl.pricing.recovery import Recovery, recover
+
+
+class Breaker:
+    """Counts listings a run would set to their floor; opens past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.hits = 0
+        self.tripped = False
+
+    def hit(self) -> bool:
+        """Record one floor hit; False once the breaker is open (that write must not happen)."""
+        if self.tripped:
+            return False
+        self.hits += 1
+        if self.hits > self.limit:
+            self.tripped = True
+            return False
+        return True
+
+
+class JournalHooks:
+    """The probe's side effects: journal, price history, breaker and the controller's clock."""
+
+    def __init__(self, journal: Journal, controller: Any, breaker: Breaker) -> None:
+        self.journal = journal
+        self.controller = controller
+        self.breaker = breaker
+
+    def now(self) -> float:
+        return float(self.controller.now())
+
+    def open_probe(self, target: ProbeTarget, original: Money, bounds: Bounds) -> int:
+        return self.journal.open_probe(listing_id=target.listing_id, market=target.market,
+                                       original_price=original, floor=bounds.floor,
+                                       ceiling=bounds.ceiling)
+
+    def step(self, probe_id: int, **fields: Any) -> None:
+        self.journal.update(probe_id, **fields)
+
+    def change(self, probe_id: int | None, target: ProbeTarget, old: Money | None, new: Money,
+               reason: str, snapshot: Any, request_id: str | None, status: str) -> None:
+        self.journal.record_change(listing_id=target.listing_id, market=target.market,
+                                   old_price=old, new_price=new, reason=reason, status=status,
+                                   probe_id=probe_id, snapshot=snapshot, request_id=request_id)
+
+    def floor_hit(self, target: ProbeTarget) -> bool:
+        return self.breaker.hit()
+
+
+@dataclass
+class ProbeRunOptions:
+    """Options of one probe run."""
+
+    params: ProbeParams
+    deadline: float | None = None  # seconds from the start of the batch
+    max_in_flight: int = 16
+    breaker_floor_hits: int = 5
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Deliver SIGTERM like Ctrl-C, so that open probes are restored before exiting."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (some test runners): nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class ProbeRun:
+    """One run of probes over a runtime (controller, client, database, run id)."""
+
+    def __init__(self, runtime: Any, options: ProbeRunOptions,
+                 on_result: Callable[[ProbeResult], None] | None = None) -> None:
+        self.runtime = runtime
+        self.options = options
+        self.on_result = on_result
+        self.journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
+        self.breaker = Breaker(options.breaker_floor_hits)
+
+    def recover_first(self) -> list[Recovery]:
+        """Restore what earlier (killed) runs left open; every writing run starts with this."""
+        return recover(self.runtime.client, self.journal)
+
+    def plan(self, probes: int, listing_pages: int = 0) -> Plan:
+        settings = self.runtime.settings
+        params = self.options.params
+        return plan_probes(probes, settings.limits, jitter=settings.jitter, settle=params.settle,
+                           max_raises=params.max_raises, peek_retries=params.peek_retries,
+                           deadline=self.options.deadline, listing_pages=listing_pages)
+
+    def run(self, targets: Sequence[ProbeTarget]) -> BatchSummary:
+        """Probe the targets; on Ctrl-C or SIGTERM restore this run's open probes, then raise
+        Interrupted (exit 130)."""
+        from bmctl.api.errors import error_from_transport
+
+        controller = self.runtime.controller
+        client = self.runtime.client
+        hooks = JournalHooks(self.journal, controller, self.breaker)
+        params = self.options.params
+        settings = self.runtime.settings
+        cost = probe_cost(params.max_raises, params.peek_retries)
+        per_probe = per_probe_seconds(settings.limits, settings.jitter, cost)
+        deadline = controller.now() + self.options.deadline if self.options.deadline is not None else None
+
+        def make_probe(target: ProbeTarget) -> Probe:
+            return Probe(target, client, hooks, params, error_from_transport)
+
+        def finished(result: ProbeResult, probe: Probe) -> None:
+            if probe.probe_id is not None and not probe.keep_open:
+                self.journal.close(probe.probe_id, result.to_json())
+            elif probe.probe_id is None and not params.dry_run:
+                self.journal.record_result(result.to_json())
+            if self.on_result is not None:
+                self.on_result(result)
+
+        batch = Batch(
+            controller, make_probe, on_result=finished, max_in_flight=self.options.max_in_flight,
+            deadline=deadline,
+            estimate_seconds=lambda in_flight: 2 * params.settle + (in_flight + 1) * per_probe,
+            breaker_open=lambda: self.breaker.tripped,
+        )
+        try:
+            with sigterm_as_interrupt():
+                return batch.run(targets)
+        except KeyboardInterrupt:
+            self.restore_after_interrupt()
+            raise Interrupted("interrupted: open probes were restored") from None
+
+    def restore_after_interrupt(self) -> list[Recovery]:
+        """Abandon queued work and put this run's open probes back (a second Ctrl-C is ignored
+        while this runs: an interrupted restore would leave the work to the next run)."""
+        previous = signal.getsignal(signal.SIGINT)
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:
+            previous = None
+        try:
+            self.runtime.controller.cancel_all()
+            return recover(self.runtime.client, self.journal, run_id=self.runtime.run_id)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)

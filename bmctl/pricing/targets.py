@@ -1,0 +1,157 @@
+"""Reading and validating batch input (ids, CSV files, stdin) before the first request."""
+
+from __future__ import annotations
+
+import csv
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, TextIO
+
+from bmctl.api.markets import get_market
+from bmctl.api.money import Money, MoneyError
+from bmctl.errors import UsageError
+from bmctl.pricing.probe import ProbeTarget
+
+
+@dataclass(frozen=True)
+class PriceOrder:
+    """One line of an update-price batch: set ``listing_id`` to ``price`` in ``market``."""
+
+    listing_id: str
+    market: str
+    price: Money
+    min_price: Money | None = None
+
+
+def _listing_id(text: str, where: str) -> str:
+    from bmctl.api.client import validate_listing_id
+
+    try:
+        return validate_listing_id(text)
+    except UsageError as error:
+        raise UsageError(f"{where}: {error.message}") from None
+
+
+def _market(text: str | None, default: str, where: str) -> str:
+    value = (text or "").strip() or default
+    try:
+        return get_market(value).code
+    except UsageError as error:
+        raise UsageError(f"{where}: {error.message}") from None
+
+
+def _money(text: str | None, market: str, what: str, where: str) -> Money | None:
+    value = (text or "").strip()
+    if not value:
+        return None
+    try:
+        return Money.parse(value, get_market(market).currency)
+    except MoneyError as error:
+        raise UsageError(f"{where}: bad {what}: {error}") from None
+
+
+def _rows(source: TextIO, name: str) -> Iterable[tuple[int, list[str]]]:
+    """CSV rows with their line numbers, without blank lines, comments or a header row."""
+    for number, row in enumerate(csv.reader(source), start=1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if number == 1 and cells[0].lower() in ("listing_id", "id", "listing"):
+            continue
+        yield number, cells
+
+
+def _open(path: str, stdin: TextIO) -> tuple[TextIO, str]:
+    if path == "-":
+        return stdin, "<stdin>"
+    try:
+        return Path(path).open(newline="", encoding="utf-8"), path
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+
+
+def probe_targets_from_file(path: str, default_market: str, stdin: TextIO) -> list[ProbeTarget]:
+    """``listing_id[,floor][,ceiling][,market]`` per line; every line is checked before any
+    request is sent."""
+    source, name = _open(path, stdin)
+    targets: list[ProbeTarget] = []
+    with source if source is not stdin else nullcontext(source):
+        for number, cells in _rows(source, name):
+            where = f"{name} line {number}"
+            if len(cells) > 4:
+                raise UsageError(f"{where}: expected listing_id[,floor][,ceiling][,market], got {len(cells)} fields")
+            cells += [""] * (4 - len(cells))
+            market = _market(cells[3], default_market, where)
+            floor = _money(cells[1], market, "floor", where)
+            ceiling = _money(cells[2], market, "ceiling", where)
+            if floor is not None and ceiling is not None and floor > ceiling:
+                raise UsageError(f"{where}: floor {floor} is above ceiling {ceiling}")
+            targets.append(ProbeTarget(_listing_id(cells[0], where), market, floor, ceiling))
+    return targets
+
+
+def parse_bounds(market: str, floor: str | None, ceiling: str | None) -> tuple[Money | None, Money | None]:
+    """``--floor`` and ``--ceiling`` in the market's currency."""
+    low = _money(floor, market, "--floor", "option")
+    high = _money(ceiling, market, "--ceiling", "option")
+    if low is not None and high is not None and low > high:
+        raise UsageError(f"--floor {low} is above --ceiling {high}")
+    return low, high
+
+
+def probe_targets_from_ids(ids: Iterable[str], market: str, floor: str | None, ceiling: str | None,
+                           stdin: TextIO) -> list[ProbeTarget]:
+    """Ids from the command line (``-`` reads more ids from stdin, one per line)."""
+    market = _market(market, market, "--market")
+    low, high = parse_bounds(market, floor, ceiling)
+    targets: list[ProbeTarget] = []
+    for value in ids:
+        if value == "-":
+            for number, line in enumerate(stdin, start=1):
+                text = line.strip()
+                if text and not text.startswith("#"):
+                    targets.append(ProbeTarget(_listing_id(text, f"<stdin> line {number}"), market, low, high))
+        else:
+            targets.append(ProbeTarget(_listing_id(value, "argument"), market, low, high))
+    return targets
+
+
+def price_order(listing_id: str, price: str, market: str, min_price: str | None = None) -> PriceOrder:
+    """One order from the command line, validated like a CSV row."""
+    market = _market(market, market, "--market")
+    amount = _money(price, market, "PRICE", "argument")
+    if amount is None:
+        raise UsageError("missing PRICE")
+    return PriceOrder(_listing_id(listing_id, "argument"), market, amount,
+                      _money(min_price, market, "--min-price", "option"))
+
+
+def with_min_price(orders: list[PriceOrder], min_price: str | None) -> list[PriceOrder]:
+    """The orders with ``--min-price`` applied (in each order's currency)."""
+    if min_price is None:
+        return orders
+    return [
+        PriceOrder(o.listing_id, o.market, o.price, _money(min_price, o.market, "--min-price", "option"))
+        for o in orders
+    ]
+
+
+def price_orders_from_file(path: str, default_market: str, stdin: TextIO) -> list[PriceOrder]:
+    """``listing_id,price[,market]`` per line; the whole file is checked first."""
+    source, name = _open(path, stdin)
+    orders: list[PriceOrder] = []
+    with source if source is not stdin else nullcontext(source):
+        for number, cells in _rows(source, name):
+            where = f"{name} line {number}"
+            if len(cells) < 2 or len(cells) > 3:
+                raise UsageError(f"{where}: expected listing_id,price[,market], got {len(cells)} field(s)")
+            market = _market(cells[2] if len(cells) == 3 else None, default_market, where)
+            price = _money(cells[1], market, "price", where)
+            if price is None:
+                raise UsageError(f"{where}: missing price")
+            orders.append(PriceOrder(_listing_id(cells[0], where), market, price))
+    if not orders:
+        raise UsageError(f"{name} holds no prices")
+    return orders
+

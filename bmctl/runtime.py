@@ -1,0 +1,173 @@
+"""The wiring of one run: database, run record, run lock, request log, controller and client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from bmctl.errors import UsageError, exit_code_for
+
+if TYPE_CHECKING:
+    from bmctl.api.client import BackMarketClient
+    from bmctl.config import Settings
+    from bmctl.traffic.clock import Clock
+    from bmctl.traffic.controller import TrafficController
+    from bmctl.traffic.transport import Transport
+
+
+def build_buckets(settings: "Settings", clock: "Clock") -> dict[str, Any]:
+    """One token bucket per configured limit."""
+    from bmctl.traffic.buckets import TokenBucket
+
+    return {
+        name: TokenBucket(name, spec, jitter=settings.jitter, clock=clock)
+        for name, spec in settings.limits.items()
+    }
+
+
+def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None = None) -> str:
+    """The configured User-Agent, else one built from company and email (with a warning)."""
+    if settings.user_agent:
+        return settings.user_agent
+    from bmctl.api.client import default_user_agent
+
+    if warn is not None and settings.base_url == "":
+        warn(
+            "warning: no user_agent set; Back Market asks for "
+            "BM-{CompanyName}-{IntegrationName};{contact email} (set user_agent, or company and email)"
+        )
+    return default_user_agent(settings.company or "unknown", settings.email or "unknown")
+
+
+@dataclass
+class Runtime:
+    """Everything one bmctl command needs to talk to Back Market and record what it did.
+
+    Use as a context manager: it opens the database, takes the run lock for writing commands,
+    records the run, charges the buckets with what the log says the last window spent, and on
+    exit flushes the log and closes the run record with the exit code."""
+
+    settings: "Settings"
+    command: str
+    argv: Sequence[str] = ()
+    writing: bool = False
+    clock: "Clock | None" = None
+    transport: "Transport | None" = None
+    warn: Callable[[str], None] | None = None
+    exit_code: int | None = None
+    db: Any = field(default=None, init=False)
+    run_id: str = field(default="", init=False)
+    _lock: Any = field(default=None, init=False)
+    _log: Any = field(default=None, init=False)
+    _controller: "TrafficController | None" = field(default=None, init=False)
+    _client: "BackMarketClient | None" = field(default=None, init=False)
+
+    def __enter__(self) -> "Runtime":
+        from bmctl.store.db import open_database
+        from bmctl.store.lock import RunLock
+        from bmctl.store.runs import start_run
+        from bmctl.traffic.clock import SystemClock
+
+        if self.clock is None:
+            self.clock = SystemClock()
+        db_path = self.settings.db_path
+        if self.writing:
+            self._lock = RunLock(str(db_path), timeout=self.settings.lock_timeout)
+            self._lock.__enter__()
+        try:
+            self.db = open_database(db_path)
+            secrets = [self.settings.token] if self.settings.token else []
+            self.run_id = start_run(self.db, self.command, list(self.argv), wall=self.clock.wall(),
+                                    redact=secrets)
+        except BaseException:
+            self._release_lock()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        from bmctl.store.runs import finish_run
+
+        try:
+            if self._log is not None:
+                self._log.close()
+            code = self.exit_code if self.exit_code is not None else (
+                int(exit_code_for(exc)) if exc is not None else 0
+            )
+            if self.db is not None and self.clock is not None:
+                finish_run(self.db, self.run_id, code, wall=self.clock.wall())
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+    @property
+    def controller(self) -> "TrafficController":
+        """The traffic controller, its buckets charged with the last window's sends."""
+        if self._controller is None:
+            self._controller = self._build_controller()
+        return self._controller
+
+    def _build_controller(self) -> "TrafficController":
+        from bmctl.store.logs import LogWriter, recent_sends
+        from bmctl.traffic.controller import TrafficController
+        from bmctl.traffic.routes import RouteMap
+
+        if self.clock is None or self.db is None:
+            raise RuntimeError("Runtime must be entered (with ...) before use")
+        buckets = build_buckets(self.settings, self.clock)
+        now_wall = self.clock.wall()
+        longest = max(spec.window for spec in self.settings.limits.values()) + self.settings.jitter
+        sent = recent_sends(self.db, now_wall - longest)
+        for name, bucket in buckets.items():
+            if sent.get(name):
+                bucket.charge(sent[name], now_wall)
+        self._log = LogWriter(self.db, self.run_id)
+        transport = self.transport
+        if transport is None:
+            from bmctl.api.http import RequestsTransport
+
+            transport = RequestsTransport()
+        return TrafficController(
+            buckets,
+            RouteMap.default(),
+            transport,
+            clock=self.clock,
+            on_attempt=self._log.record,
+            max_attempts=self.settings.max_attempts,
+            timeout=self.settings.timeout,
+        )
+
+    @property
+    def client(self) -> "BackMarketClient":
+        """The Back Market client; a missing token is bad usage (exit 2, nothing sent)."""
+        if self._client is None:
+            from bmctl.api.client import BackMarketClient, resolve_base_url
+
+            if not self.settings.token:
+                raise UsageError(
+                    "no API token: set BMCTL_TOKEN or `token` in the config file (bmctl config init)"
+                )
+            base_url = resolve_base_url(self.settings.market, self.settings.env, self.settings.base_url)
+            self._client = BackMarketClient(
+                self.controller,
+                base_url=base_url,
+                token=self.settings.token,
+                user_agent=resolve_user_agent(self.settings, self.warn),
+                market=self.settings.market,
+            )
+        return self._client
+
+    def flush_logs(self) -> None:
+        """Write buffered log rows now (before printing stats of this very run)."""
+        if self._log is not None:
+            self._log.flush()
+

@@ -1,0 +1,118 @@
+"""The CLI skeleton: version, help everywhere, global options, error mapping, config, logs."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import click
+import pytest
+import typer
+
+from bmctl import __version__
+from bmctl.cli.main import app, hoist_global_options
+from tests.cli.helpers import invoke
+
+
+def all_commands() -> list[list[str]]:
+    """Every command path of the app, found by walking the click tree."""
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        paths.append(path)
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+
+    walk(root, [])
+    return paths
+
+
+def test_version() -> None:
+    result = invoke(["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"bmctl {__version__}"
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=lambda p: " ".join(p) or "bmctl")
+def test_every_command_has_help_with_an_example(path: list[str]) -> None:
+    result = invoke([*path, "--help"])
+    assert result.exit_code == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert "Example" in result.stdout or "example" in result.stdout
+
+
+def test_hoisting_moves_global_options_in_front() -> None:
+    assert hoist_global_options(["logs", "stats", "--format", "json", "-v"]) == [
+        "--format", "json", "-v", "logs", "stats",
+    ]
+    assert hoist_global_options(["--db", "x.db", "logs", "--format=csv", "-n", "3"]) == [
+        "--db", "x.db", "--format=csv", "logs", "-n", "3",
+    ]
+    assert hoist_global_options(["probe", "-", "--", "--format"]) == ["probe", "-", "--", "--format"]
+
+
+def test_unknown_format_is_one_line_and_exit_2() -> None:
+    result = invoke(["logs", "stats", "--format", "xml"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown format 'xml'" in result.stderr
+
+
+def test_malformed_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("market = [\n")
+    result = invoke(["--config", str(bad), "config", "show"])
+    assert result.exit_code == 2
+    assert str(bad) in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_option_is_exit_2_without_traceback() -> None:
+    result = invoke(["logs", "stats", "--bogus"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_config_init_show_path(isolated_home: Path) -> None:
+    result = invoke(["config", "path"])
+    assert result.exit_code == 0
+    target = Path(result.stdout.strip())
+    assert target == isolated_home / ".config" / "bmctl" / "bmctl.toml"
+    assert not target.exists()
+    result = invoke(["config", "init", "--with-token"], env={"BMCTL_TOKEN": "tok-123"})
+    assert result.exit_code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert "tok-123" not in result.stdout + result.stderr
+    again = invoke(["config", "init"])
+    assert again.exit_code == 2
+    assert "already exists" in again.stderr
+    assert invoke(["config", "path"]).stdout.strip() == str(target)
+    shown = invoke(["config", "show", "--format", "json"])
+    assert shown.exit_code == 0
+    data = json.loads(shown.stdout)
+    assert data["token"] == "***"
+    assert "tok-123" not in shown.stdout
+    assert data["limits"]["competitors"] == {"limit": 2, "window": 1.0, "burst": 1, "penalty": 10.0}
+
+
+def test_logs_commands_work_on_a_fresh_machine(isolated_home: Path) -> None:
+    stats = invoke(["logs", "stats", "--format", "json"])
+    assert stats.exit_code == 0, stats.stderr
+    assert isinstance(json.loads(stats.stdout), list)
+    listed = invoke(["logs", "--format", "json"])
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    path = invoke(["logs", "path"])
+    assert path.stdout.strip() == str(isolated_home / ".local" / "share" / "bmctl" / "bmctl.db")
+    runs = invoke(["logs", "runs", "--format", "csv"])
+    assert runs.exit_code == 0
+
+
+def test_bad_since_is_exit_2() -> None:
+    result = invoke(["logs", "list", "--since", "yesterday-ish"])
+    assert result.exit_code == 2
+    assert "yesterday-ish" in result.stderr

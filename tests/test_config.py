@@ -1,0 +1,165 @@
+"""Configuration: precedence, validation, the starter file and the example."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from bmctl.config import (
+    ProbeSettings,
+    Settings,
+    default_config_path,
+    find_config_file,
+    load_settings,
+    write_private,
+)
+from bmctl.config_example import STARTER, starter_config
+from bmctl.errors import ConfigError, ExitCode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_any_source(tmp_path: Path) -> None:
+    settings = load_settings(environ={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert settings.market == "fr-fr"
+    assert settings.env == "prod"
+    assert settings.limits["competitors"].limit == 2
+    assert settings.limits["listing_writes"].window == 3600
+    assert settings.probe.settle == 2.0
+    assert settings.config_path is None
+
+
+def test_precedence_file_then_environment_then_options(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", 'market = "de-de"\nenv = "preprod"\ntimeout = 5\n')
+    environ = {"BMCTL_MARKET": "en-gb", "BMCTL_TOKEN": "tok"}
+    settings = load_settings(str(config), environ=environ)
+    assert (settings.market, settings.env, settings.timeout, settings.token) == ("en-gb", "preprod", 5.0, "tok")
+    settings = load_settings(str(config), {"market": "ja-jp", "env": None}, environ=environ)
+    assert settings.market == "ja-jp"
+    assert settings.env == "preprod"
+
+
+def test_config_file_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    xdg = tmp_path / "xdg"
+    environ = {"XDG_CONFIG_HOME": str(xdg)}
+    assert find_config_file(None, environ) is None
+    default_config_path(environ).parent.mkdir(parents=True)
+    write(default_config_path(environ), "")
+    assert find_config_file(None, environ) == default_config_path(environ)
+    write(tmp_path / "bmctl.toml", "")
+    assert find_config_file(None, environ) == Path("bmctl.toml")
+    environ["BMCTL_CONFIG"] = str(tmp_path / "env.toml")
+    assert find_config_file(None, environ) == tmp_path / "env.toml"
+    assert find_config_file("explicit.toml", environ) == Path("explicit.toml")
+
+
+def test_limits_override_any_bucket_and_add_new_ones(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        "[limits.competitors]\nlimit = 1\n[limits.orders]\nlimit = 5\nwindow = 60\n",
+    )
+    settings = load_settings(str(config), environ={})
+    assert settings.limits["competitors"].limit == 1
+    assert settings.limits["competitors"].window == 1.0
+    assert settings.limits["orders"].limit == 5
+    assert settings.limits["global"].limit == 200
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("colour = 1\n", "unknown key 'colour'"),
+        ("timeout = 'soon'\n", "'timeout' must be a number"),
+        ("max_attempts = 2.5\n", "'max_attempts' must be a whole number"),
+        ("[probe]\nsettle = -1\n", "must be greater than zero"),
+        ("[probe]\nwobble = 1\n", "[probe]: unknown key 'wobble'"),
+        ("[limits.global]\nrate = 3\n", "[limits.global]: unknown key 'rate'"),
+        ("[limits.orders]\nlimit = 3\n", "new bucket"),
+        ("[limits.global]\nburst = 500\n", "burst must not exceed limit"),
+        ('market = "xx-yy"\n', "unknown market 'xx-yy'"),
+        ('env = "staging"\n', "unknown environment"),
+        ("market = \n", "not valid TOML"),
+    ],
+)
+def test_bad_files_name_the_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    config = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(str(config), environ={})
+    assert expected in str(caught.value)
+    if "market" not in text and "env" not in text:
+        assert str(config) in str(caught.value)
+    assert caught.value.exit_code == ExitCode.BAD_INPUT
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(str(tmp_path / "nope.toml"), environ={})
+
+
+def test_world_readable_file_with_token_warns(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", 'token = "secret-token"\n')
+    os.chmod(config, 0o644)
+    warnings: list[str] = []
+    load_settings(str(config), environ={}, warn=warnings.append)
+    assert warnings and "readable by group or others" in warnings[0]
+    assert "secret-token" not in warnings[0]
+    os.chmod(config, 0o600)
+    warnings.clear()
+    load_settings(str(config), environ={}, warn=warnings.append)
+    assert warnings == []
+
+
+def test_masked_never_shows_the_token() -> None:
+    data = Settings(token="very-secret").masked()
+    assert data["token"] == "***"
+    assert "very-secret" not in repr(data)
+
+
+def test_write_private_is_0600_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "bmctl.toml"
+    write_private(target, "a = 1\n")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    with pytest.raises(ConfigError, match="already exists"):
+        write_private(target, "b = 2\n")
+    write_private(target, "b = 2\n", force=True)
+    assert target.read_text() == "b = 2\n"
+
+
+def test_example_file_is_the_starter_and_documents_every_key() -> None:
+    example = (REPO / "bmctl.toml.example").read_text(encoding="utf-8")
+    assert example == STARTER
+    documented = {line.lstrip("# ").split(" =")[0] for line in example.splitlines() if " = " in line}
+    top_level = {f.name for f in fields(Settings)} - {"probe", "limits", "config_path"}
+    assert top_level <= documented
+    assert {f.name for f in fields(ProbeSettings)} <= documented
+    assert {"limit", "window", "burst", "penalty"} <= documented
+    for name in ("global", "catalog", "competitors", "listing_writes"):
+        assert f"[limits.{name}]" in example
+
+
+def test_example_with_every_key_uncommented_loads_to_the_defaults(tmp_path: Path) -> None:
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") and " = " in line else line for line in STARTER.splitlines()
+    )
+    tomllib.loads(uncommented)
+    config = write(tmp_path / "full.toml", uncommented)
+    loaded = load_settings(str(config), environ={})
+    defaults = Settings()
+    assert loaded.probe == defaults.probe
+    assert dict(loaded.limits) == dict(defaults.limits)
+    assert (loaded.market, loaded.timeout, loaded.jitter) == (defaults.market, defaults.timeout, defaults.jitter)
+
+
+def test_starter_with_token_parses() -> None:
+    assert tomllib.loads(starter_config('to"k'))["token"] == 'to"k'
