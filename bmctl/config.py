@@ -163,9 +163,12 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str) -> Se
                 changes = _read_section(spec, _LIMIT_KEYS, f"{source}: [limits.{name}]")
                 if name not in limits and not {"limit", "window"} <= changes.keys():
                     raise ConfigError(f"{source}: [limits.{name}] is a new bucket: give limit and window")
-                updated = replace(current, **changes)
-                if updated.burst > updated.limit:
+                if changes.get("burst", current.burst) > changes.get("limit", current.limit):
                     raise ConfigError(f"{source}: [limits.{name}] burst must not exceed limit")
+                try:
+                    updated = replace(current, **changes)
+                except ValueError as error:
+                    raise ConfigError(f"{source}: [limits.{name}] {error}") from None
                 limits[name] = updated
         elif key in _TOP_KEYS:
             where = f"{source}: {key!r}"
