@@ -1,0 +1,243 @@
+"""Opening the bmctl database: folder, WAL, pragmas and numbered migrations; UTC time helpers.
+
+Only commands that use the store import this module, so importing sqlite_utils at the top is fine."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlite_utils
+
+MIGRATION_SET = "bmctl"
+#: Used only when this sqlite-utils has no ``sqlite_utils.migrations`` (versions before 4).
+FALLBACK_MIGRATIONS_TABLE = "_bmctl_migrations"
+BUSY_TIMEOUT_MS = 5000
+
+# --- time --------------------------------------------------------------------------------------
+
+# One-entry cache of the formatted second: the log writer formats thousands of timestamps that
+# share their second, and time.strftime is most of the cost of a row.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def utc_iso(wall: float) -> str:
+    """UTC epoch seconds -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (fixed width, so text order is time order)."""
+    global _last_second
+    # Integer microseconds first, so rounding can never produce ".1000000".
+    seconds, micros = divmod(round(wall * 1_000_000), 1_000_000)
+    cached_second, prefix = _last_second
+    if seconds != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, prefix)
+    return f"{prefix}.{micros:06d}Z"
+
+
+def parse_utc(text: str) -> float:
+    """ISO-8601 date or date-time -> UTC epoch seconds; ``Z`` or an offset is honoured, naive means UTC."""
+    value = datetime.fromisoformat(text.strip())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+# --- migrations --------------------------------------------------------------------------------
+
+# Numbered migrations, applied in order, each in its own transaction together with its record.
+# Never edit a migration that has shipped: add the next number instead.
+
+_MIGRATION_1 = [
+    """create table if not exists rate_limit_logs (
+        id integer primary key,
+        run_id text,
+        ts text not null,
+        method text,
+        route text,
+        path text,
+        listing_id text,
+        market text,
+        buckets text,
+        priority text,
+        attempt integer,
+        status integer,
+        outcome text,
+        queue_wait_ms real,
+        latency_ms real,
+        retry_after real,
+        error text
+    )""",
+    "create index if not exists idx_rate_limit_logs_ts on rate_limit_logs (ts)",
+    "create index if not exists idx_rate_limit_logs_run_id on rate_limit_logs (run_id)",
+    "create index if not exists idx_rate_limit_logs_listing_id on rate_limit_logs (listing_id)",
+    """create table if not exists runs (
+        id text primary key,
+        command text,
+        argv text,
+        started_at text,
+        finished_at text,
+        duration_s real,
+        exit_code integer,
+        requests integer,
+        pid integer,
+        version text
+    )""",
+    """create table if not exists probes (
+        id integer primary key,
+        run_id text,
+        listing_id text,
+        market text,
+        currency text,
+        state text not null default 'open',
+        original_price text,
+        floor text,
+        ceiling text,
+        start_price text,
+        dip_price text,
+        current_price text,
+        final_price text,
+        outcome text,
+        reason text,
+        writes integer default 0,
+        dip_seconds real,
+        started_at text,
+        updated_at text,
+        finished_at text
+    )""",
+    "create index if not exists idx_probes_state on probes (state)",
+    """create table if not exists price_changes (
+        id integer primary key,
+        run_id text,
+        probe_id integer,
+        ts text,
+        listing_id text,
+        market text,
+        currency text,
+        old_price text,
+        new_price text,
+        reason text,
+        snapshot text,
+        request_id text,
+        status text
+    )""",
+    "create index if not exists idx_price_changes_listing_id_ts on price_changes (listing_id, ts)",
+]
+
+
+def _m0001_initial(db: sqlite_utils.Database) -> None:
+    # Statement by statement on the connection: executescript() would commit the transaction
+    # the migration runner opened.
+    for statement in _MIGRATION_1:
+        db.conn.execute(statement)
+
+
+#: (name, function) in order; the number prefix is what makes the order visible in the record.
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("0001_initial", _m0001_initial),
+]
+
+
+class _FallbackMigrations:
+    """The subset of ``sqlite_utils.migrations.Migrations`` bmctl uses, for sqlite-utils < 4."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._migrations: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = []
+
+    def __call__(self, *, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+        def inner(fn: Callable[..., None]) -> Callable[..., None]:
+            self._migrations.append((name, fn))
+            return fn
+
+        return inner
+
+    def _applied(self, db: sqlite_utils.Database) -> set[str]:
+        if not db[FALLBACK_MIGRATIONS_TABLE].exists():
+            return set()
+        rows = db.conn.execute(
+            f"select name from {FALLBACK_MIGRATIONS_TABLE} where migration_set = ?", (self.name,)
+        )
+        return {row[0] for row in rows}
+
+    def pending(self, db: sqlite_utils.Database) -> list[str]:
+        applied = self._applied(db)
+        return [name for name, _ in self._migrations if name not in applied]
+
+    def apply(self, db: sqlite_utils.Database) -> None:
+        with db.conn:
+            db.conn.execute(
+                f"create table if not exists {FALLBACK_MIGRATIONS_TABLE} (id integer primary key,"
+                " migration_set text, name text, applied_at text, unique (migration_set, name))"
+            )
+        for name, fn in self._migrations:
+            if name not in self._applied(db):
+                with db.atomic():
+                    fn(db)
+                    db.conn.execute(
+                        f"insert into {FALLBACK_MIGRATIONS_TABLE} (migration_set, name, applied_at)"
+                        " values (?, ?, ?)",
+                        (self.name, name, utc_iso(time.time())),
+                    )
+
+
+def build_migrations() -> Any:
+    """The bmctl migration set: ``sqlite_utils.migrations.Migrations`` when available, else the fallback."""
+    try:
+        from sqlite_utils.migrations import Migrations
+    except ImportError:  # sqlite-utils < 4
+        migrations: Any = _FallbackMigrations(MIGRATION_SET)
+    else:
+        migrations = Migrations(MIGRATION_SET)
+    for name, fn in MIGRATIONS:
+        migrations(name=name)(fn)
+    return migrations
+
+
+def _migrate(db: sqlite_utils.Database) -> None:
+    migrations = build_migrations()
+    if not migrations.pending(db):
+        return  # the common case: a read-only check, no write lock taken
+    try:
+        migrations.apply(db)
+    except sqlite3.DatabaseError:
+        # Two processes opening a fresh database at once: the loser's CREATE or its migration
+        # record collides with the winner's. That is fine if the winner applied everything.
+        if db.conn.in_transaction:
+            db.conn.rollback()
+        if migrations.pending(db):
+            raise
+
+
+def open_database(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating folder and file if needed) the bmctl database, in WAL mode, fully migrated."""
+    memory = str(path) == ":memory:"
+    if not memory:
+        path = Path(path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(str(path))
+    # Wait for another process's write instead of failing at once (runs overlap with `logs`).
+    db.conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not memory:
+        # WAL: readers (`bmctl logs`) never block the writing run, and commits are cheap.
+        db.enable_wal()
+    # NORMAL is durable across process crashes in WAL mode; only a power cut can lose the last
+    # commits, which is the right trade for a request log written in batches.
+    db.conn.execute("pragma synchronous = NORMAL")
+    _migrate(db)
+    return db
+
+
+def applied_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Names of the bmctl migrations recorded in the database, in the order they were applied."""
+    migrations = build_migrations()
+    if hasattr(migrations, "applied"):
+        return [m.name for m in migrations.applied(db)]
+    if not db[FALLBACK_MIGRATIONS_TABLE].exists():
+        return []
+    rows = db.conn.execute(
+        f"select name from {FALLBACK_MIGRATIONS_TABLE} where migration_set = ? order by id",
+        (MIGRATION_SET,),
+    )
+    return [row[0] for row in rows]
