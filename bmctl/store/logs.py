@@ -1,0 +1,368 @@
+"""The request log (``rate_limit_logs``): a batched writer, carry-over of recent sends, and the
+queries behind ``bmctl logs`` (list, stats, runs, prune), plus ``--since`` parsing."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from types import TracebackType
+from typing import Any, Callable, Mapping
+
+from bmctl.errors import UsageError
+from bmctl.store.db import parse_utc, utc_iso
+
+LOG_FIELDS = (
+    "run_id", "ts", "method", "route", "path", "listing_id", "market", "buckets", "priority",
+    "attempt", "status", "outcome", "queue_wait_ms", "latency_ms", "retry_after", "error",
+)
+_INSERT = (
+    f"insert into rate_limit_logs ({', '.join(LOG_FIELDS)})"
+    f" values ({', '.join('?' for _ in LOG_FIELDS)})"
+)
+#: Outcomes of attempts that left the process without an HTTP answer but may have reached the
+#: server: they spent tokens there, so carry-over counts them.
+SENT_WITHOUT_STATUS = ("timeout", "connection_error")
+
+
+class LogWriter:
+    """Buffers one row per attempt and writes them in batches: one transaction per flush.
+
+    Flushes when ``flush_rows`` rows are waiting, when the oldest waiting row is ``flush_seconds``
+    old (checked on ``record``: there is no background thread), on ``flush()`` and on ``close()``.
+    A crash loses at most the rows still in the buffer."""
+
+    def __init__(
+        self,
+        db: Any,
+        run_id: str,
+        flush_rows: int = 500,
+        flush_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.flush_rows = max(1, int(flush_rows))
+        self.flush_seconds = flush_seconds
+        self.clock = clock
+        self.rows_written = 0
+        self.flushes = 0
+        self.last_error: BaseException | None = None
+        self._rows: list[tuple[Any, ...]] = []
+        self._due = 0.0  # monotonic time by which the buffered rows must be written
+        self._closed = False
+
+    def record(self, attempt: Any) -> None:
+        """Buffer one ``AttemptRecord`` (duck-typed) and flush if the batch is full or due."""
+        if self._closed:
+            raise RuntimeError("LogWriter is closed")
+        request = attempt.request
+        priority = attempt.priority
+        rows = self._rows
+        rows.append((
+            self.run_id,
+            utc_iso(attempt.sent_wall),
+            request.method,
+            attempt.route,
+            request.path,
+            request.listing_id,
+            request.market,
+            ",".join(attempt.buckets),
+            getattr(priority, "name", priority),
+            attempt.attempt,
+            attempt.status,
+            attempt.outcome,
+            attempt.queue_wait_ms,
+            attempt.latency_ms,
+            attempt.retry_after,
+            attempt.error,
+        ))
+        now = self.clock()
+        if len(rows) == 1:
+            self._due = now + self.flush_seconds
+        if len(rows) >= self.flush_rows or now >= self._due:
+            try:
+                self.flush()
+            except sqlite3.OperationalError as error:
+                # A locked or busy database must not crash the traffic it describes: keep the
+                # rows and try again on the next record that is due (or on close, which raises).
+                self.last_error = error
+                self._due = now + self.flush_seconds
+
+    def flush(self) -> int:
+        """Write the buffered rows in one transaction; returns how many were written."""
+        rows = self._rows
+        if not rows:
+            return 0
+        with self.db.atomic():
+            self.db.conn.executemany(_INSERT, rows)
+        self._rows = []
+        self.rows_written += len(rows)
+        self.flushes += 1
+        return len(rows)
+
+    @property
+    def pending(self) -> int:
+        """Rows recorded but not yet written."""
+        return len(self._rows)
+
+    def close(self) -> None:
+        """Write what is left; further ``record`` calls are an error. Safe to call twice."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+
+    def __enter__(self) -> "LogWriter":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# --- carry-over --------------------------------------------------------------------------------
+
+
+def recent_sends(db: Any, since_wall: float) -> dict[str, list[float]]:
+    """Per bucket, the wall times (ascending) of attempts sent at or after ``since_wall``.
+
+    An attempt counts as sent when it got an HTTP status or failed in transit (timeout,
+    connection error): either way it may have reached the server and spent its limits."""
+    placeholders = ", ".join("?" for _ in SENT_WITHOUT_STATUS)
+    rows = db.conn.execute(
+        "select ts, buckets from rate_limit_logs where ts >= ?"
+        f" and (status is not null or outcome in ({placeholders})) order by ts, id",
+        (utc_iso(since_wall), *SENT_WITHOUT_STATUS),
+    )
+    sends: dict[str, list[float]] = {}
+    for ts, buckets in rows:
+        if not buckets:
+            continue
+        wall = parse_utc(ts)
+        for bucket in buckets.split(","):
+            sends.setdefault(bucket, []).append(wall)
+    return sends
+
+
+# --- queries for the CLI -----------------------------------------------------------------------
+
+_LIST_COLUMNS = ("id",) + LOG_FIELDS
+
+
+def _bucket_clause(bucket: str) -> tuple[str, str]:
+    # Buckets are stored comma-joined; match a whole name, not a substring ("catalog" must not
+    # match a hypothetical "catalog_writes").
+    return "(',' || buckets || ',') like ? escape '\\'", "%," + _escape_like(bucket) + ",%"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_logs(
+    db: Any,
+    limit: int | None = 50,
+    since_wall: float | None = None,
+    bucket: str | None = None,
+    status: int | None = None,
+    listing: str | None = None,
+    run: str | None = None,
+) -> list[dict[str, Any]]:
+    """Request log rows, newest first, filtered by time, bucket, HTTP status, listing id and run id."""
+    where: list[str] = []
+    params: list[Any] = []
+    if since_wall is not None:
+        where.append("ts >= ?")
+        params.append(utc_iso(since_wall))
+    if bucket:
+        clause, value = _bucket_clause(bucket)
+        where.append(clause)
+        params.append(value)
+    if status is not None:
+        where.append("status = ?")
+        params.append(int(status))
+    if listing:
+        where.append("listing_id = ?")
+        params.append(listing)
+    if run:
+        where.append("run_id = ?")
+        params.append(run)
+    sql = f"select {', '.join(_LIST_COLUMNS)} from rate_limit_logs"
+    if where:
+        sql += " where " + " and ".join(where)
+    sql += " order by ts desc, id desc"
+    if limit is not None:
+        sql += " limit ?"
+        params.append(int(limit))
+    cursor = db.conn.execute(sql, params)
+    return [dict(zip(_LIST_COLUMNS, row)) for row in cursor]
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """Linear-interpolation percentile (like numpy's default) of already sorted values; None if empty."""
+    if not sorted_values:
+        return None
+    rank = fraction * (len(sorted_values) - 1)
+    low = int(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+class _BucketAcc:
+    __slots__ = ("requests", "ok", "rate_limited", "errors", "latencies", "waits", "first", "last")
+
+    def __init__(self) -> None:
+        self.requests = self.ok = self.rate_limited = self.errors = 0
+        self.latencies: list[float] = []
+        self.waits: list[float] = []
+        self.first: str | None = None
+        self.last: str | None = None
+
+
+def bucket_stats(
+    db: Any,
+    since_wall: float,
+    limits: Mapping[str, tuple[float, float]],
+    run: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per bucket, over the attempts logged since ``since_wall`` (optionally of one run).
+
+    A row counts once for each bucket it spent. ``ok`` = HTTP 2xx/3xx (the controller's ``ok``),
+    ``rate_limited`` = 429, ``errors`` = everything else (other 4xx/5xx, timeouts, connection
+    errors), so ``requests = ok + rate_limited + errors``. Percentiles interpolate linearly.
+    ``rate_per_s`` = (sends − 1) / (last send − first send): the rate at which the bucket was
+    actually spent over the span of its rows (steady sends every ``window/limit`` seconds give
+    exactly ``limit/window``); None with fewer than two sends. ``limit_per_s`` = limit / window.
+    One object per bucket that has rows or a configured limit: configured ones first, in order."""
+    sql = (
+        "select buckets, status, latency_ms, queue_wait_ms, ts from rate_limit_logs where ts >= ?"
+    )
+    params: list[Any] = [utc_iso(since_wall)]
+    if run:
+        sql += " and run_id = ?"
+        params.append(run)
+    acc: dict[str, _BucketAcc] = {name: _BucketAcc() for name in limits}
+    for buckets, status, latency, wait, ts in db.conn.execute(sql, params):
+        if not buckets:
+            continue
+        for name in buckets.split(","):
+            a = acc.get(name)
+            if a is None:
+                a = acc[name] = _BucketAcc()
+            a.requests += 1
+            if status is None or status >= 400:
+                if status == 429:
+                    a.rate_limited += 1
+                else:
+                    a.errors += 1
+            else:
+                a.ok += 1
+            if latency is not None:
+                a.latencies.append(latency)
+            if wait is not None:
+                a.waits.append(wait)
+            # Fixed-width UTC text sorts like time: compare strings, parse only the two ends.
+            if a.first is None or ts < a.first:
+                a.first = ts
+            if a.last is None or ts > a.last:
+                a.last = ts
+    configured = [name for name in limits]
+    others = sorted(name for name in acc if name not in limits)
+    result: list[dict[str, Any]] = []
+    for name in configured + others:
+        a = acc[name]
+        a.latencies.sort()
+        a.waits.sort()
+        rate = None
+        if a.requests >= 2 and a.first is not None and a.last is not None:
+            span = parse_utc(a.last) - parse_utc(a.first)
+            if span > 0:
+                rate = (a.requests - 1) / span
+        limit = limits.get(name)
+        limit_per_s = (float(limit[0]) / float(limit[1])) if limit and limit[1] else None
+        result.append({
+            "bucket": name,
+            "requests": a.requests,
+            "ok": a.ok,
+            "rate_limited": a.rate_limited,
+            "errors": a.errors,
+            "p50_ms": _round(percentile(a.latencies, 0.50), 2),
+            "p95_ms": _round(percentile(a.latencies, 0.95), 2),
+            "p50_wait_ms": _round(percentile(a.waits, 0.50), 2),
+            "p95_wait_ms": _round(percentile(a.waits, 0.95), 2),
+            "rate_per_s": _round(rate, 4),
+            "limit_per_s": _round(limit_per_s, 4),
+        })
+    return result
+
+
+_RUN_COLUMNS = (
+    "id", "command", "argv", "started_at", "finished_at", "duration_s", "exit_code", "requests",
+    "pid", "version",
+)
+
+
+def list_runs(db: Any, limit: int | None = 20) -> list[dict[str, Any]]:
+    """Runs, newest first. ``requests`` of a run still going (or killed) is counted from the log."""
+    sql = (
+        "select id, command, argv, started_at, finished_at, duration_s, exit_code,"
+        " coalesce(requests, (select count(*) from rate_limit_logs l where l.run_id = runs.id)),"
+        " pid, version from runs order by started_at desc, id desc"
+    )
+    params: list[Any] = []
+    if limit is not None:
+        sql += " limit ?"
+        params.append(int(limit))
+    return [dict(zip(_RUN_COLUMNS, row)) for row in db.conn.execute(sql, params)]
+
+
+def prune(db: Any, older_than_wall: float) -> dict[str, int]:
+    """Delete log rows, finished runs and closed probes older than the cutoff; returns counts.
+
+    Kept whatever their age: open probes (recovery needs them), runs that never finished (still
+    going, or evidence of a crash) and ``price_changes`` (the audit trail behind ``bmctl history``)."""
+    cutoff = utc_iso(older_than_wall)
+    with db.atomic():
+        conn = db.conn
+        logs = conn.execute("delete from rate_limit_logs where ts < ?", (cutoff,)).rowcount
+        runs = conn.execute(
+            "delete from runs where finished_at is not null and finished_at < ?", (cutoff,)
+        ).rowcount
+        probes = conn.execute(
+            "delete from probes where state = 'closed' and coalesce(finished_at, updated_at) < ?",
+            (cutoff,),
+        ).rowcount
+    return {"rate_limit_logs": logs, "runs": runs, "probes": probes}
+
+
+# --- time arguments ----------------------------------------------------------------------------
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$", re.IGNORECASE)
+
+
+def parse_since(text: str, now_wall: float) -> float:
+    """``30s``/``15m``/``2h``/``7d``/``1w`` ago, or an ISO date/date-time (naive = UTC) -> epoch seconds.
+
+    Bad input raises ``UsageError`` naming the value."""
+    value = (text or "").strip()
+    match = _AGO.match(value)
+    if match:
+        return now_wall - float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if value and value[0].isdigit() and len(value) >= 10:  # at least YYYY-MM-DD
+        try:
+            return parse_utc(value)
+        except ValueError:
+            pass
+    raise UsageError(
+        f"invalid time {text!r}: use a duration ago (30s, 15m, 2h, 7d, 1w)"
+        " or an ISO date/time in UTC (2026-11-28 or 2026-11-28T01:53:00Z)"
+    )

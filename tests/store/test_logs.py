@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+import pytest
+
+from bmctl.errors import ExitCode, UsageError
+from bmctl.store.db import open_database, utc_iso
+from bmctl.store.logs import (
+    LogWriter, bucket_stats, list_logs, parse_since, percentile, prune, recent_sends,
+)
+from bmctl.store.runs import finish_run, start_run
+
+from .conftest import WALL0, Priority, attempt
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def count(db, table: str = "rate_limit_logs") -> int:  # type: ignore[no-untyped-def]
+    return db.conn.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def commits(db) -> list[str]:  # type: ignore[no-untyped-def]
+    """Trace the connection: the COMMIT statements it runs from now on."""
+    seen: list[str] = []
+    db.conn.set_trace_callback(lambda sql: seen.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    return seen
+
+
+# --- LogWriter ---------------------------------------------------------------------------------
+
+
+def test_row_round_trip(db) -> None:  # type: ignore[no-untyped-def]
+    with LogWriter(db, "run-1") as log:
+        log.record(attempt(
+            method="POST", path="/ws/listings/xyz", listing_id="xyz", market="en-gb",
+            priority=Priority.CRITICAL, attempt=2, buckets=("global", "listing_writes"),
+            route="listing_write", sent_wall=WALL0 + 0.123456, queue_wait_ms=12.5,
+            latency_ms=80.25, status=429, outcome="rate_limited", retry_after=3.0,
+            error="Too Many Requests"))
+        assert count(db) == 0  # buffered
+    [row] = list_logs(db)
+    assert row == {
+        "id": row["id"], "run_id": "run-1", "ts": "2027-01-15T08:00:00.123456Z",
+        "method": "POST", "route": "listing_write", "path": "/ws/listings/xyz",
+        "listing_id": "xyz", "market": "en-gb", "buckets": "global,listing_writes",
+        "priority": "CRITICAL", "attempt": 2, "status": 429, "outcome": "rate_limited",
+        "queue_wait_ms": 12.5, "latency_ms": 80.25, "retry_after": 3.0,
+        "error": "Too Many Requests",
+    }
+
+
+def test_flush_on_size_one_transaction_each(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    log = LogWriter(db, "r", flush_rows=10, flush_seconds=60, clock=clock)
+    seen = commits(db)
+    for i in range(25):
+        log.record(attempt(call_id=i))
+    assert count(db) == 20 and log.pending == 5
+    assert len(seen) == 2 and log.flushes == 2
+    log.close()
+    assert count(db) == 25 and len(seen) == 3
+
+
+def test_flush_on_time_checked_at_record(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    log = LogWriter(db, "r", flush_rows=1000, flush_seconds=1.0, clock=clock)
+    log.record(attempt())
+    clock.now += 0.5
+    log.record(attempt())
+    assert count(db) == 0
+    clock.now += 0.5  # the oldest buffered row is now 1 s old
+    log.record(attempt())
+    assert count(db) == 3 and log.pending == 0
+    # the timer starts again with the next buffered row, not at the last flush
+    clock.now += 10
+    log.record(attempt())
+    assert log.pending == 1
+
+
+def test_close_flushes_and_is_idempotent(db) -> None:  # type: ignore[no-untyped-def]
+    log = LogWriter(db, "r")
+    log.record(attempt())
+    log.close()
+    log.close()
+    assert count(db) == 1
+    with pytest.raises(RuntimeError):
+        log.record(attempt())
+
+
+def test_busy_database_keeps_rows_instead_of_crashing(db_path, db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    db.conn.execute("pragma busy_timeout = 0")
+    log = LogWriter(db, "r", flush_rows=2, clock=clock)
+    other = open_database(db_path)
+    other.conn.execute("begin immediate")  # another writer holds the write lock
+    log.record(attempt())
+    log.record(attempt())  # flush fails: rows stay buffered, traffic goes on
+    assert log.pending == 2 and log.last_error is not None
+    other.conn.rollback()
+    clock.now += 5
+    log.record(attempt())
+    assert count(db) == 3
+
+
+def test_plain_int_priority_and_missing_listing(db) -> None:  # type: ignore[no-untyped-def]
+    with LogWriter(db, "r") as log:
+        log.record(attempt(priority="LOW", listing_id=None, market=None, status=None,
+                           outcome="timeout", latency_ms=30000.0, error="timed out"))
+    [row] = list_logs(db)
+    assert row["priority"] == "LOW" and row["listing_id"] is None and row["status"] is None
+
+
+# --- recent_sends ------------------------------------------------------------------------------
+
+
+def test_recent_sends_counts_what_reached_the_network(db) -> None:  # type: ignore[no-untyped-def]
+    with LogWriter(db, "r") as log:
+        log.record(attempt(sent_wall=WALL0 - 100, buckets=("global",)))  # too old
+        log.record(attempt(sent_wall=WALL0 + 1, buckets=("global", "competitors")))
+        log.record(attempt(sent_wall=WALL0 + 2, buckets=("global", "competitors"), status=429,
+                           outcome="rate_limited"))
+        log.record(attempt(sent_wall=WALL0 + 3, buckets=("global",), status=None, outcome="timeout"))
+        log.record(attempt(sent_wall=WALL0 + 4, buckets=("global",), status=None,
+                           outcome="connection_error"))
+        log.record(attempt(sent_wall=WALL0 + 5, buckets=("global",), status=None, outcome="cancelled"))
+    sends = recent_sends(db, WALL0)
+    assert sends["competitors"] == [pytest.approx(WALL0 + 1), pytest.approx(WALL0 + 2)]
+    assert sends["global"] == [pytest.approx(WALL0 + t) for t in (1, 2, 3, 4)]
+    assert recent_sends(db, WALL0 + 10) == {}
+
+
+# --- list_logs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed(db):  # type: ignore[no-untyped-def]
+    with LogWriter(db, "run-a") as log:
+        log.record(attempt(sent_wall=WALL0 + 1, listing_id="L1", buckets=("global", "competitors")))
+        log.record(attempt(sent_wall=WALL0 + 2, listing_id="L2", status=429, outcome="rate_limited"))
+    with LogWriter(db, "run-b") as log:
+        log.record(attempt(sent_wall=WALL0 + 3, listing_id="L1", buckets=("global", "listing_writes")))
+        log.record(attempt(sent_wall=WALL0 + 4, listing_id="L3", buckets=("global", "catalog")))
+    return db
+
+
+def test_list_logs_newest_first_and_limit(mixed) -> None:  # type: ignore[no-untyped-def]
+    rows = list_logs(mixed)
+    assert [r["ts"] for r in rows] == sorted((r["ts"] for r in rows), reverse=True)
+    assert [r["listing_id"] for r in list_logs(mixed, limit=2)] == ["L3", "L1"]
+
+
+@pytest.mark.parametrize("filters, listings", [
+    ({"since_wall": WALL0 + 2.5}, ["L3", "L1"]),
+    ({"bucket": "competitors"}, ["L1"]),
+    ({"bucket": "global"}, ["L3", "L1", "L2", "L1"]),
+    ({"bucket": "glob"}, []),  # whole bucket names only
+    ({"status": 429}, ["L2"]),
+    ({"listing": "L1"}, ["L1", "L1"]),
+    ({"run": "run-a"}, ["L2", "L1"]),
+    ({"run": "run-b", "listing": "L1"}, ["L1"]),
+])
+def test_list_logs_filters(mixed, filters, listings) -> None:  # type: ignore[no-untyped-def]
+    assert [r["listing_id"] for r in list_logs(mixed, **filters)] == listings
+
+
+# --- bucket_stats ------------------------------------------------------------------------------
+
+
+def test_percentile_interpolates() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([7.0], 0.95) == 7.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert percentile([float(v) for v in range(1, 11)], 0.95) == pytest.approx(9.55)
+
+
+def test_bucket_stats_known_dataset(db) -> None:  # type: ignore[no-untyped-def]
+    with LogWriter(db, "r") as log:
+        # competitors: 10 sends, 0.5 s apart, latencies 10..100 ms, waits 0..9 ms
+        for i in range(10):
+            status, outcome = (429, "rate_limited") if i == 3 else (200, "ok")
+            if i == 7:
+                status, outcome = None, "timeout"
+            if i == 8:
+                status, outcome = 503, "retry"
+            log.record(attempt(sent_wall=WALL0 + i * 0.5, buckets=("global", "competitors"),
+                               latency_ms=10.0 * (i + 1), queue_wait_ms=float(i),
+                               status=status, outcome=outcome))
+        # one more global-only send
+        log.record(attempt(sent_wall=WALL0 + 9.0, buckets=("global",), latency_ms=500.0,
+                           queue_wait_ms=100.0))
+        log.record(attempt(sent_wall=WALL0 - 3600, buckets=("global", "mystery")))  # outside
+        log.record(attempt(sent_wall=WALL0 + 1, buckets=("global", "mystery")))
+    limits = {"global": (200, 10.0), "competitors": (2, 1.0), "catalog": (20, 10.0)}
+    stats = {s["bucket"]: s for s in bucket_stats(db, WALL0, limits)}
+    assert list(stats) == ["global", "competitors", "catalog", "mystery"]
+    assert set(stats["global"]) == {"bucket", "requests", "ok", "rate_limited", "errors",
+                                    "p50_ms", "p95_ms", "p50_wait_ms", "p95_wait_ms",
+                                    "rate_per_s", "limit_per_s"}
+    comp = stats["competitors"]
+    assert (comp["requests"], comp["ok"], comp["rate_limited"], comp["errors"]) == (10, 7, 1, 2)
+    assert comp["p50_ms"] == 55.0 and comp["p95_ms"] == 95.5
+    assert comp["p50_wait_ms"] == 4.5 and comp["p95_wait_ms"] == 8.55
+    assert comp["rate_per_s"] == 2.0  # 9 intervals over 4.5 s
+    assert comp["limit_per_s"] == 2.0
+    glob = stats["global"]
+    assert glob["requests"] == 12 and glob["ok"] == 9
+    assert glob["rate_per_s"] == pytest.approx(11 / 9.0, abs=1e-4)
+    assert glob["limit_per_s"] == 20.0
+    assert stats["catalog"] == {"bucket": "catalog", "requests": 0, "ok": 0, "rate_limited": 0,
+                                "errors": 0, "p50_ms": None, "p95_ms": None, "p50_wait_ms": None,
+                                "p95_wait_ms": None, "rate_per_s": None, "limit_per_s": 2.0}
+    assert stats["mystery"]["requests"] == 1 and stats["mystery"]["limit_per_s"] is None
+    assert stats["mystery"]["rate_per_s"] is None  # one send has no rate
+
+
+def test_bucket_stats_by_run(mixed) -> None:  # type: ignore[no-untyped-def]
+    stats = {s["bucket"]: s["requests"] for s in bucket_stats(mixed, 0, {}, run="run-b")}
+    assert stats == {"catalog": 1, "global": 2, "listing_writes": 1}
+
+
+# --- prune -------------------------------------------------------------------------------------
+
+
+def test_prune_keeps_open_probes_unfinished_runs_and_history(db) -> None:  # type: ignore[no-untyped-def]
+    old, new = WALL0 - 40 * 86400, WALL0
+    old_run = start_run(db, "probe", [], wall=old)
+    finish_run(db, old_run, 0, wall=old + 5)
+    crashed = start_run(db, "probe", [], wall=old)
+    recent = start_run(db, "probe", [], wall=new)
+    with LogWriter(db, old_run) as log:
+        log.record(attempt(sent_wall=old + 1))
+        log.record(attempt(sent_wall=new))
+    conn = db.conn
+    with conn:
+        for state, finished in (("closed", utc_iso(old)), ("open", None), ("closed", utc_iso(new))):
+            conn.execute("insert into probes (run_id, listing_id, state, original_price, started_at,"
+                         " updated_at, finished_at) values (?, 'L', ?, '10.00', ?, ?, ?)",
+                         (old_run, state, utc_iso(old), utc_iso(old), finished))
+        conn.execute("insert into price_changes (run_id, ts, listing_id, old_price, new_price, reason)"
+                     " values (?, ?, 'L', '10.00', '9.00', 'dip')", (old_run, utc_iso(old)))
+    deleted = prune(db, WALL0 - 30 * 86400)
+    assert deleted == {"rate_limit_logs": 1, "runs": 1, "probes": 1}
+    assert {r[0] for r in conn.execute("select id from runs")} == {crashed, recent}
+    assert [r[0] for r in conn.execute("select state from probes order by id")] == ["open", "closed"]
+    assert count(db, "price_changes") == 1
+    assert count(db) == 1
+
+
+# --- parse_since -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("30s", WALL0 - 30), ("15m", WALL0 - 900), ("2h", WALL0 - 7200), ("7d", WALL0 - 7 * 86400),
+    ("1w", WALL0 - 604800), (" 2H ", WALL0 - 7200), ("1.5h", WALL0 - 5400),
+    ("2027-01-15", 1_799_971_200.0), ("2027-01-15T08:00", WALL0),
+    ("2027-01-15T08:00:00Z", WALL0), ("2027-01-15 09:00:00+01:00", WALL0),
+])
+def test_parse_since_good(text: str, expected: float) -> None:
+    assert parse_since(text, WALL0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["", "15", "15x", "-5m", "m", "yesterday", "2027-13-01", "2027-01"])
+def test_parse_since_bad(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_since(text, WALL0)
+    message = str(info.value)
+    assert repr(text) in message and "\n" not in message
+    assert info.value.exit_code == ExitCode.BAD_INPUT
