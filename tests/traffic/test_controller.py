@@ -1,0 +1,367 @@
+"""TrafficController: dispatch order, buckets, reservations, 429s, retries, timers, callbacks."""
+
+from __future__ import annotations
+
+import random
+from email.utils import formatdate
+
+import pytest
+
+from bmctl.errors import ConfigError
+from bmctl.traffic.buckets import LimitSpec, make_buckets
+from bmctl.traffic.controller import (
+    AttemptRecord, Call, TrafficController, TrafficStalled, parse_retry_after,
+)
+from bmctl.traffic.queue import Priority
+from bmctl.traffic.routes import RouteMap
+from bmctl.traffic.transport import HttpResponse, TransportError
+
+from .fakes import FakeTransport, RecordingClock, get, post
+
+COMP = "/ws/backbox/v1/competitors/"
+LIST = "/ws/listings/"
+CAT = "/ws/catalog/"
+OK = HttpResponse(200)
+
+
+def make(answers=(), limits=None, *, latency: float = 0.0, jitter: float = 0.0, **kw):
+    """A controller on a recording SimClock; jitter 0 keeps the expected times round."""
+    clock = RecordingClock()
+    transport = FakeTransport(clock, answers, latency=latency)
+    specs = {"global": LimitSpec(200, 10.0), "catalog": LimitSpec(20, 10.0),
+             "competitors": LimitSpec(2, 1.0), "listing_writes": LimitSpec(2000, 3600.0)}
+    specs.update(limits or {})
+    records: list[AttemptRecord] = []
+    kw.setdefault("rng", random.Random(7))
+    ctl = TrafficController(make_buckets(specs, clock=clock, jitter=jitter), None, transport, clock=clock,
+                            on_attempt=records.append, **kw)
+    return ctl, transport, clock, records
+
+
+# -- order ------------------------------------------------------------------------------------
+def test_priority_order_and_fifo_within_a_level() -> None:
+    ctl, transport, _, _ = make(limits={"global": LimitSpec(1, 1.0)})
+    for name, prio in [("l1", Priority.LOW), ("n1", Priority.NORMAL), ("c1", Priority.CRITICAL),
+                       ("n2", Priority.NORMAL), ("h1", Priority.HIGH), ("c2", Priority.CRITICAL),
+                       ("l2", Priority.LOW)]:
+        ctl.submit(get(LIST + name), prio)
+    ctl.run()
+    assert [p.rsplit("/", 1)[1] for p in transport.paths()] == ["c1", "c2", "h1", "n1", "n2", "l1", "l2"]
+
+
+def test_multi_bucket_all_or_nothing() -> None:
+    ctl, transport, _, _ = make(limits={"global": LimitSpec(5, 100.0, burst=5),
+                                        "competitors": LimitSpec(1, 1.0)})
+    glob = ctl.buckets["global"]
+    seen: list[float] = []
+    ctl.submit(get(COMP + "a"))
+    ctl.submit(get(COMP + "b"))
+    # While b waits for competitors, global must still hold its 4 remaining tokens.
+    ctl.call_at(0.5, lambda: seen.append(glob.tokens))
+    ctl.run()
+    assert seen[0] == pytest.approx(4.0, abs=0.01)
+    assert transport.times() == pytest.approx([0.0, 1.0], abs=1e-3)
+    assert glob.tokens < 3.1  # both took a global token, at send time
+
+
+def test_disjoint_buckets_pass_a_blocked_request() -> None:
+    ctl, transport, _, _ = make()
+    ctl.buckets["catalog"].pause(5.0)
+    ctl.submit(get(CAT + "high"), Priority.HIGH)  # blocked on catalog only
+    ctl.submit(get(LIST + "low"), Priority.LOW)  # global has tokens: may pass
+    ctl.run()
+    assert transport.paths() == [LIST + "low", CAT + "high"]
+    assert transport.times() == pytest.approx([0.0, 5.0])
+
+
+def test_blocked_request_holds_back_lower_priority_on_its_short_bucket() -> None:
+    ctl, transport, _, _ = make(limits={"global": LimitSpec(1, 1.0)})
+    ctl.buckets["global"].pause(2.0)
+    ctl.submit(get(COMP + "high"), Priority.HIGH)
+    ctl.submit(get(LIST + "low"), Priority.LOW)
+    ctl.submit(get(COMP + "normal"), Priority.NORMAL)
+    ctl.run()
+    assert transport.paths() == [COMP + "high", COMP + "normal", LIST + "low"]
+
+
+def test_held_back_request_keeps_its_rank_on_its_own_buckets() -> None:
+    # HIGH needs global (paused); NORMAL needs global+catalog (catalog paused too);
+    # LOW needs catalog only: it must not overtake NORMAL on catalog.
+    ctl, transport, _, _ = make()
+    ctl.buckets["global"].pause(1.0)
+    ctl.buckets["catalog"].pause(1.0)
+    ctl.submit(get(LIST + "high"), Priority.HIGH)
+    ctl.submit(get(CAT + "normal"), Priority.NORMAL)
+    ctl.run()
+    assert transport.paths() == [LIST + "high", CAT + "normal"]
+
+
+# -- sleeping ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("jitter", [0.0, 0.05])
+def test_sleeps_exactly_until_the_next_token(jitter: float) -> None:
+    ctl, transport, clock, _ = make(jitter=jitter)
+    interval = ctl.buckets["competitors"].interval
+    for i in range(5):
+        ctl.submit(get(COMP + str(i)))
+    ctl.run()
+    assert clock.sleeps == pytest.approx([interval] * 4, rel=1e-12)
+    assert transport.times() == pytest.approx([i * interval for i in range(5)])
+
+
+def test_timers_interleave_with_requests() -> None:
+    ctl, transport, clock, _ = make()
+    interval = ctl.buckets["competitors"].interval  # ~0.525 s
+    events: list[tuple[str, float]] = []
+    for i in range(3):
+        ctl.submit(get(COMP + str(i)), on_done=lambda c: events.append(("req", ctl.now())))
+    ctl.call_at(0.3, lambda: events.append(("t1", ctl.now())))
+    ctl.call_later(0.8, lambda: events.append(("t2", ctl.now())))
+    cancelled = ctl.call_at(0.9, lambda: events.append(("never", ctl.now())))
+    cancelled.cancel()
+    ctl.run()
+    assert [e[0] for e in events] == ["req", "t1", "req", "t2", "req"]
+    assert clock.sleeps == pytest.approx([0.3, interval - 0.3, 0.8 - interval, 2 * interval - 0.8])
+
+
+def test_callbacks_chain_new_work_and_run_until() -> None:
+    ctl, transport, _, _ = make()
+    steps: list[str] = []
+
+    def step(call: Call) -> None:  # a tiny probe-like state machine
+        steps.append(call.request.path)
+        if len(steps) < 3:
+            ctl.call_later(2.0, lambda: ctl.submit(get(COMP + str(len(steps))), Priority.HIGH,
+                                                   on_done=step))
+
+    ctl.submit(get(COMP + "0"), on_done=step)
+    ctl.run(until=lambda: len(steps) >= 2)
+    assert len(steps) == 2
+    ctl.run()
+    assert steps == [COMP + "0", COMP + "1", COMP + "2"]
+    assert transport.times() == pytest.approx([0.0, 2.0, 4.0])
+
+
+def test_exceptions_from_callbacks_propagate_and_the_loop_survives() -> None:
+    ctl, transport, _, _ = make()
+
+    def boom(call: Call) -> None:
+        raise ValueError("boom")
+
+    ctl.submit(get(LIST + "a"), on_done=boom)
+    ctl.submit(get(LIST + "b"))
+    with pytest.raises(ValueError, match="boom"):
+        ctl.run()
+    ctl.call_later(1.0, lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        ctl.run()
+    ctl.run()
+    assert transport.paths() == [LIST + "a", LIST + "b"]
+
+
+# -- reservations -----------------------------------------------------------------------------
+# listing_writes: capacity 2, one token per 10 s, horizon 5 s (0.5 token of look-ahead).
+RES_LIMITS = {"listing_writes": LimitSpec(2, 10.0, burst=2)}
+
+
+def test_reserve_exit_then_exit_spends_the_reserved_token_before_others() -> None:
+    ctl, transport, _, _ = make(limits=RES_LIMITS, reservation_horizon=5.0)
+    writes = ctl.buckets["listing_writes"]
+    dip = ctl.submit(post(LIST + "dip"), Priority.HIGH, reserve_exit=True)
+    ctl.submit(post(LIST + "other"), Priority.NORMAL)
+    ctl.run(until=lambda: dip.done)
+    assert dip.reservation is not None and writes.reserved == 1
+    # The token left may not go to "other": spending it would leave the exit uncovered.
+    ctl.call_at(1.0, lambda: ctl.submit(post(LIST + "exit"), Priority.CRITICAL,
+                                        reservation=dip.reservation))
+    ctl.run()
+    assert transport.paths() == [LIST + "dip", LIST + "exit", LIST + "other"]
+    assert transport.times() == pytest.approx([0.0, 1.0, 10.0], abs=1e-3)
+    assert writes.reserved == 0 and not dip.reservation.active
+
+
+def test_release_returns_the_reserved_token() -> None:
+    ctl, transport, _, _ = make(limits=RES_LIMITS, reservation_horizon=5.0)
+    dip = ctl.submit(post(LIST + "dip"), Priority.HIGH, reserve_exit=True)
+    ctl.submit(post(LIST + "other"), Priority.NORMAL)
+    ctl.call_at(1.0, lambda: ctl.release(dip.reservation))
+    ctl.run()
+    assert transport.paths() == [LIST + "dip", LIST + "other"]
+    assert transport.times() == pytest.approx([0.0, 1.0], abs=1e-3)
+    assert ctl.buckets["listing_writes"].reserved == 0
+    ctl.release(dip.reservation)  # idempotent
+    assert ctl.buckets["listing_writes"].reserved == 0
+
+
+def test_reserve_exit_is_atomic() -> None:
+    ctl, transport, _, _ = make(limits=RES_LIMITS, reservation_horizon=5.0)
+    glob = ctl.buckets["global"]
+    d1 = ctl.submit(post(LIST + "d1"), Priority.HIGH, reserve_exit=True)
+    d2 = ctl.submit(post(LIST + "d2"), Priority.HIGH, reserve_exit=True)
+    seen: list[tuple[float, int, bool]] = []
+    # d2 has a token but no coverage for a second exit: nothing of it may be taken.
+    ctl.call_at(2.0, lambda: seen.append((glob.tokens, ctl.buckets["listing_writes"].reserved,
+                                          d2.reservation is None)))
+    ctl.call_at(3.0, lambda: ctl.submit(post(LIST + "x1"), Priority.CRITICAL,
+                                        reservation=d1.reservation))
+    ctl.run()
+    assert seen[0][1:] == (1, True)
+    assert seen[0][0] == pytest.approx(1.0)  # only d1's global token was spent, and refilled
+    assert transport.paths() == [LIST + "d1", LIST + "x1", LIST + "d2"]
+    assert transport.times() == pytest.approx([0.0, 3.0, 15.0], abs=1e-3)
+    assert d2.reservation is not None and ctl.buckets["listing_writes"].reserved == 1
+
+
+def test_retry_of_a_reserved_request_spends_normally() -> None:
+    ctl, transport, _, records = make([HttpResponse(200), HttpResponse(503), HttpResponse(200)],
+                                      limits=RES_LIMITS, reservation_horizon=30.0)
+    writes = ctl.buckets["listing_writes"]
+    dip = ctl.submit(post(LIST + "dip"), reserve_exit=True)
+    ctl.run()
+    exit_call = ctl.submit(post(LIST + "exit"), Priority.CRITICAL, reservation=dip.reservation)
+    ctl.run()
+    assert exit_call.attempts == 2 and exit_call.response.status == 200
+    assert writes.reserved == 0
+    assert [r.outcome for r in records] == ["ok", "retry", "ok"]
+
+
+def test_stalled_reservations_raise() -> None:
+    ctl, _, _, _ = make(limits={"listing_writes": LimitSpec(1, 10.0)}, reservation_horizon=5.0)
+    ctl.submit(post(LIST + "dip"), reserve_exit=True)  # exit can never be covered
+    with pytest.raises(TrafficStalled):
+        ctl.run()
+
+
+# -- 429 and retries --------------------------------------------------------------------------
+def r429(retry_after: str | None = None) -> HttpResponse:
+    return HttpResponse(429, {"retry-after": retry_after} if retry_after else {})
+
+
+def test_429_with_retry_after_seconds() -> None:
+    ctl, transport, clock, records = make([r429("3")])
+    call = ctl.submit(get(COMP + "a"), Priority.HIGH)
+    ctl.submit(get(LIST + "b"), Priority.LOW)  # global is paused too
+    ctl.run()
+    assert call.response.status == 200 and call.attempts == 2
+    assert transport.paths() == [COMP + "a", COMP + "a", LIST + "b"]
+    assert clock.sleeps == pytest.approx([3.0, ctl.buckets["global"].interval])
+    assert [(r.attempt, r.outcome, r.retry_after, r.status) for r in records[:2]] == [
+        (1, "rate_limited", 3.0, 429), (2, "ok", None, 200)]
+    assert records[1].queue_wait_ms == pytest.approx(3000.0)  # from the requeue
+
+
+def test_429_with_retry_after_http_date() -> None:
+    ctl, transport, clock, records = make([r429(formatdate(1_800_000_007, usegmt=True))])
+    ctl.execute(get(COMP + "a"))
+    assert clock.sleeps == [pytest.approx(7.0)]
+    assert records[0].retry_after == pytest.approx(7.0)
+
+
+def test_429_without_retry_after_uses_each_bucket_penalty() -> None:
+    ctl, transport, clock, records = make(
+        [r429()], limits={"competitors": LimitSpec(2, 1.0, penalty=4.0)})
+    ctl.execute(get(COMP + "a"))
+    assert ctl.buckets["global"].paused_until == pytest.approx(10.0)
+    assert ctl.buckets["competitors"].paused_until == pytest.approx(4.0)
+    assert clock.sleeps == [pytest.approx(10.0)]
+    assert records[0].retry_after is None
+
+
+def test_429_gives_up_after_max_attempts_returning_the_last_429() -> None:
+    ctl, transport, _, records = make([r429("1")] * 10, max_attempts=3)
+    response = ctl.execute(get(LIST + "a"))
+    assert response.status == 429 and len(transport.sent) == 3
+    assert [r.outcome for r in records] == ["rate_limited"] * 3
+
+
+def test_5xx_retried_with_exponential_backoff_and_jitter() -> None:
+    ctl, transport, clock, records = make([HttpResponse(503), HttpResponse(502)],
+                                          backoff_base=0.5, rng=random.Random(3))
+    response = ctl.execute(get(LIST + "a"))
+    rng = random.Random(3)
+    expected = [0.5 * (0.5 + 0.5 * rng.random()), 1.0 * (0.5 + 0.5 * rng.random())]
+    assert response.status == 200
+    assert clock.sleeps == pytest.approx(expected)
+    assert [r.outcome for r in records] == ["retry", "retry", "ok"]
+    assert ctl.queued() == 0
+
+
+def test_backoff_is_capped() -> None:
+    ctl, _, clock, _ = make([HttpResponse(500)] * 4, backoff_base=1.0, backoff_cap=2.0)
+    ctl.execute(get(LIST + "a"))
+    assert all(s <= 2.0 for s in clock.sleeps) and len(clock.sleeps) == 4
+
+
+def test_timeouts_and_connection_errors_are_retried() -> None:
+    ctl, _, _, records = make([TransportError("timeout", "read timed out"),
+                               TransportError("connection", "reset")])
+    assert ctl.execute(get(LIST + "a")).status == 200
+    assert [(r.outcome, r.status, r.error) for r in records] == [
+        ("timeout", None, "read timed out"), ("connection_error", None, "reset"), ("ok", 200, None)]
+
+
+def test_give_up_after_5xx_returns_the_last_answer() -> None:
+    ctl, transport, _, records = make([HttpResponse(503)] * 5)
+    assert ctl.execute(get(LIST + "a")).status == 503
+    assert [r.outcome for r in records] == ["retry"] * 4 + ["http_error"]
+
+
+def test_all_attempts_without_answer_raise_the_last_transport_error() -> None:
+    ctl, _, _, _ = make([TransportError("connection", "refused")] * 2
+                        + [TransportError("timeout", "last")], max_attempts=3)
+    with pytest.raises(TransportError, match="last") as info:
+        ctl.execute(get(LIST + "a"))
+    assert info.value.kind == "timeout"
+
+
+def test_an_earlier_http_answer_is_returned_when_later_attempts_time_out() -> None:
+    ctl, _, _, _ = make([HttpResponse(502), TransportError("timeout", "t")], max_attempts=2)
+    assert ctl.execute(get(LIST + "a")).status == 502
+
+
+def test_no_retry_for_404() -> None:
+    ctl, transport, _, records = make([HttpResponse(404)])
+    call = ctl.submit(post(LIST + "a"))
+    ctl.run()
+    assert call.done and call.attempts == 1 and call.response.status == 404
+    assert [r.outcome for r in records] == ["http_error"]
+
+
+# -- records and plumbing ---------------------------------------------------------------------
+def test_attempt_record_fields() -> None:
+    ctl, _, clock, records = make(latency=0.04)
+    ctl.submit(get(COMP + "a"), Priority.HIGH)
+    ctl.submit(get(COMP + "b"), Priority.HIGH)
+    ctl.run()
+    interval = ctl.buckets["competitors"].interval
+    first, second = records
+    assert first.buckets == ("global", "competitors") and first.route == "competitors"
+    assert first.priority is Priority.HIGH and first.attempt == 1 and first.call_id == 1
+    assert first.sent_wall == pytest.approx(1_800_000_000.0)
+    assert first.latency_ms == pytest.approx(40.0) and first.queue_wait_ms == 0.0
+    assert second.queue_wait_ms == pytest.approx(interval * 1000)
+    assert (second.status, second.outcome, second.error) == (200, "ok", None)
+
+
+def test_queued_counts_waiting_requests() -> None:
+    ctl, _, _, _ = make([HttpResponse(500)])
+    ctl.submit(get(LIST + "a"))
+    ctl.submit(get(LIST + "b"), 3)  # plain ints are accepted as priorities
+    assert ctl.queued() == 2
+    ctl.run(until=lambda: ctl.queued() < 2)
+    ctl.run()
+    assert ctl.queued() == 0
+
+
+def test_unknown_bucket_in_routes_is_a_config_error() -> None:
+    clock = RecordingClock()
+    routes = RouteMap.from_config([("GET", "/x", ["nope"])])
+    with pytest.raises(ConfigError, match="nope"):
+        TrafficController(make_buckets(clock=clock), routes, FakeTransport(clock), clock=clock)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("5", 5.0), ("0.25", 0.25), (" 12 ", 12.0), ("-3", None), ("nan", None), ("soon", None),
+    (None, None), ("", None), ("Thu, 01 Jan 1970 00:00:10 GMT", 5.0),
+    ("Thu, 01 Jan 1970 00:00:01 GMT", 0.0)])
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, now_wall=5.0) == expected
