@@ -195,6 +195,7 @@ class TrafficController:
         self._backing_off = 0  # calls waiting for a retry timer
         self._monotonic = clock.monotonic
         self._resolved: dict[tuple[str, str], tuple[Lane[Call], str]] = {}
+        self._reservations: set[Reservation] = set()  # made by reserve_exit, not yet used
 
     # -- public API -------------------------------------------------------------------------
     def now(self) -> float:
@@ -228,9 +229,8 @@ class TrafficController:
         call.buckets = lane.signature
         queue = self._queue
         call._reserve_exit = reserve_exit
-        if reservation is not None:
+        if reservation is not None:  # spent at dispatch; call.reservation stays for reserve_exit
             call._use_reservation = reservation
-            call.reservation = reservation
         call._enqueued = self._monotonic()
         call._seq = queue.push(call, priority, lane)
         return call
@@ -260,6 +260,19 @@ class TrafficController:
         """Give an unused reservation back (idempotent; ``None`` is ignored)."""
         if reservation is not None:
             reservation.release()
+            self._reservations.discard(reservation)
+
+    def cancel_all(self) -> int:
+        """Abandon all queued work (after an interrupt): drop queued requests, pending retries
+        and timers without calling their callbacks, and release every open reservation so that
+        recovery writes are not held back by claims nobody will use. Returns the requests dropped."""
+        dropped = len(self._queue.clear()) + self._backing_off
+        self._timers.clear()
+        self._backing_off = 0
+        for reservation in self._reservations:
+            reservation.release()
+        self._reservations.clear()
+        return dropped
 
     def execute(self, request: HttpRequest, priority: Priority | int = Priority.NORMAL) -> HttpResponse:
         """Submit and run until this request is done; raises the last ``TransportError`` when no
@@ -384,6 +397,7 @@ class TrafficController:
             call._use_reservation = None  # retries spend normally
             if res.active:
                 res.active = False
+                self._reservations.discard(res)
                 for b in res.buckets:
                     b.reserved -= 1  # the claim is consumed now (or dropped if unused)
         for b in buckets:
@@ -391,6 +405,7 @@ class TrafficController:
         if call._reserve_exit:  # spend + reserve in one step: the exit of a dip is secured
             call._reserve_exit = False
             call.reservation = Reservation(buckets)
+            self._reservations.add(call.reservation)
         call.attempts += 1
 
         monotonic = self._monotonic

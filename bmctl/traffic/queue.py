@@ -120,6 +120,15 @@ class RequestQueue(Generic[T]):
             active.sort(key=Lane.head_key)
         return active
 
+    def clear(self) -> list[T]:
+        """Empty every lane; returns the items that were queued."""
+        items = [item for lane in self._active for _, item in lane.heap]
+        for lane in self._active:
+            lane.heap.clear()
+        self._active.clear()
+        self._len = 0
+        return items
+
     def pop_next(self) -> T:
         """The overall next item, ignoring buckets (for callers without lanes, and tests)."""
         if not self._len:

@@ -52,6 +52,11 @@ class RouteMap:
         ``{method, path, buckets, name}`` items, in order."""
         return cls(entries)
 
+    @classmethod
+    def default(cls) -> RouteMap:
+        """A fresh map of :data:`DEFAULT_ROUTE_SPECS` (its own lookup cache)."""
+        return cls(DEFAULT_ROUTE_SPECS)
+
     def resolve(self, method: str, path: str) -> tuple[tuple[str, ...], str]:
         """``(buckets, route name)`` for a request, cached per (method, path)."""
         key = (method, path)

@@ -365,3 +365,31 @@ def test_unknown_bucket_in_routes_is_a_config_error() -> None:
     ("Thu, 01 Jan 1970 00:00:01 GMT", 0.0)])
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now_wall=5.0) == expected
+
+
+def test_call_reservation_is_only_the_one_made_for_it() -> None:
+    ctl, _, _, _ = make(limits=RES_LIMITS, reservation_horizon=30.0)
+    dip = ctl.submit(post(LIST + "dip"), reserve_exit=True)
+    ctl.run()
+    exit_call = ctl.submit(post(LIST + "exit"), Priority.CRITICAL, reservation=dip.reservation)
+    ctl.run()
+    assert dip.reservation is not None and exit_call.reservation is None
+
+
+def test_cancel_all_drops_work_and_releases_reservations() -> None:
+    ctl, transport, _, _ = make([HttpResponse(200), HttpResponse(503)], limits=RES_LIMITS,
+                                reservation_horizon=30.0)
+    done: list[Call] = []
+    dip = ctl.submit(post(LIST + "dip"), reserve_exit=True)
+    ctl.run(until=lambda: dip.done)
+    ctl.submit(get(LIST + "retried"))  # 503: waits for a backoff retry
+    ctl.run(until=lambda: ctl.queued() == 1 and len(transport.sent) == 2)
+    ctl.submit(get(COMP + "a"), on_done=done.append)
+    ctl.call_later(1.0, lambda: done.append("timer"))  # type: ignore[arg-type]
+    assert ctl.buckets["listing_writes"].reserved == 1
+    assert ctl.cancel_all() == 2
+    assert ctl.queued() == 0 and ctl.buckets["listing_writes"].reserved == 0
+    assert not dip.reservation.active
+    ctl.run()
+    assert done == [] and len(transport.sent) == 2
+    assert ctl.execute(get(LIST + "after")).status == 200  # the controller is still usable

@@ -47,3 +47,13 @@ def test_many_items_stay_ordered() -> None:
         q.push_item(i, Priority((i * 7) % 4), ("global",) if i % 2 else ("global", "x"))
     out = [q.pop_next() for _ in range(1000)]
     assert out == sorted(range(1000), key=lambda i: ((i * 7) % 4, i))
+
+
+def test_clear_returns_the_queued_items() -> None:
+    q: RequestQueue[str] = RequestQueue()
+    q.push_item("a", Priority.LOW, ("global",))
+    q.push_item("b", Priority.HIGH, ("global", "x"))
+    assert sorted(q.clear()) == ["a", "b"]
+    assert len(q) == 0 and q.active() == []
+    q.push_item("c", Priority.LOW, ("global",))
+    assert q.pop_next() == "c"

@@ -61,3 +61,9 @@ def test_lookups_are_cached() -> None:
     for _ in range(3):
         assert routes.lookup("GET", "/a/1") == ("global",)
     assert calls == ["/a/1"]
+
+
+def test_default_classmethod_gives_a_fresh_default_map() -> None:
+    routes = RouteMap.default()
+    assert routes is not DEFAULT_ROUTES and routes.routes == DEFAULT_ROUTES.routes
+    assert routes.lookup("POST", "/ws/listings/1") == ("global", "listing_writes")
