@@ -128,7 +128,7 @@ class Reader:
         try:
             # from_api rounds extra precision half-up, as the money module documents.
             return Money.from_api({"amount": str(value), "currency": currency})
-        except MoneyError as error:
+        except (MoneyError, ArithmeticError) as error:
             self.fail(f"not an amount: {error}", name)
         raise AssertionError("unreachable")
 

@@ -61,7 +61,10 @@ class Money:
                 f"{self.amount} has more decimals than {self.currency} allows ({places})"
             )
         object.__setattr__(self, "currency", self.currency.upper())
-        object.__setattr__(self, "amount", self.amount.quantize(tick(self.currency)))
+        try:
+            object.__setattr__(self, "amount", self.amount.quantize(tick(self.currency)))
+        except InvalidOperation:  # too many digits for the context (``1e999999``)
+            raise MoneyError(f"amount out of range: {self.amount!r}") from None
 
     @classmethod
     def parse(cls, value: Any, currency: str, *, positive: bool = True) -> "Money":
@@ -88,7 +91,11 @@ class Money:
         except (KeyError, TypeError):
             raise MoneyError(f"not a MonetaryAmount: {data!r}") from None
         amount = _to_decimal(raw)
-        return cls(amount.quantize(tick(currency), rounding=ROUND_HALF_UP), currency)
+        try:
+            amount = amount.quantize(tick(currency), rounding=ROUND_HALF_UP)
+        except InvalidOperation:  # too many digits for the context (``1e999999``)
+            raise MoneyError(f"amount out of range: {raw!r}") from None
+        return cls(amount, currency)
 
     def to_api(self) -> str:
         """The decimal string the API expects (``"160.99"``, ``"1500"`` for JPY)."""
