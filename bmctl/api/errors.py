@@ -179,9 +179,10 @@ def error_code_and_message(data: Any) -> tuple[str | None, str | None]:
     if entries:
         first = entries[0]
         code = first.get("code") if isinstance(first.get("code"), str) else None
+        # V1/V2 entries carry "message"; ProblemValidation members "detail"/"title".
         message = first.get("message") or first.get("detail") or first.get("title")
-        if isinstance(data, dict) and not isinstance(data.get("error"), dict) and data.get("title"):
-            message = message or data.get("title")
+        if message is None and isinstance(data, dict):
+            message = data.get("detail") or data.get("title")
         return code, str(message) if message is not None else None
     if isinstance(data, dict):
         detail = data.get("detail")

@@ -21,7 +21,10 @@ class RequestsTransport:
         import requests
         from requests.adapters import HTTPAdapter
 
+        from urllib3.exceptions import ReadTimeoutError
+
         self._requests = requests
+        self._read_timeout = ReadTimeoutError
         if session is None:
             session = requests.Session()
             # max_retries=0: a failed attempt is reported at once; the controller decides.
@@ -63,11 +66,17 @@ class RequestsTransport:
             ConnectionError,
             OSError,
         ) as error:
+            if self._is_read_timeout(error):
+                raise TransportError("timeout", self._message("timed out", request, error)) from None
             raise TransportError("connection", self._message("connection failed", request, error)) from None
         except exc.RequestException as error:
             raise TransportError("connection", self._message("request failed", request, error)) from None
         headers = {name.lower(): value for name, value in answer.headers.items()}
         return HttpResponse(status=answer.status_code, headers=headers, body=body)
+
+    def _is_read_timeout(self, error: BaseException) -> bool:
+        # A read timeout while streaming the body surfaces as ConnectionError(ReadTimeoutError).
+        return any(isinstance(arg, self._read_timeout) for arg in getattr(error, "args", ()))
 
     @staticmethod
     def _message(what: str, request: HttpRequest, error: BaseException) -> str:

@@ -10,6 +10,7 @@ import pytest
 import requests
 import responses
 from responses import matchers
+from urllib3.exceptions import ReadTimeoutError
 
 from bmctl.api.errors import AuthFailed, NetworkError, WafBlocked
 from bmctl.api.http import RequestsTransport
@@ -90,6 +91,7 @@ def test_redirects_are_not_followed() -> None:
         (requests.exceptions.ConnectionError("connection refused"), "connection"),
         (requests.exceptions.ChunkedEncodingError("broken chunk"), "connection"),
         (requests.exceptions.SSLError("bad certificate"), "connection"),
+        (requests.exceptions.ConnectionError(ReadTimeoutError(None, "/x", "read timed out")), "timeout"),
     ],
 )
 @responses.activate
