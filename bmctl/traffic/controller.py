@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping
 from bmctl.errors import ConfigError
 from bmctl.traffic.buckets import DEFAULT_HORIZON, EPSILON, TokenBucket
 from bmctl.traffic.clock import Clock
-from bmctl.traffic.queue import Lane, Priority, RequestQueue
+from bmctl.traffic.queue import _SEQ_BITS, Lane, Priority, RequestQueue
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
 from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError
 
@@ -232,7 +232,14 @@ class TrafficController:
         if reservation is not None:  # spent at dispatch; call.reservation stays for reserve_exit
             call._use_reservation = reservation
         call._enqueued = self._monotonic()
-        call._seq = queue.push(call, priority, lane)
+        # RequestQueue.push, inlined: submit is half of the per-request cost.
+        queue._seq = seq = queue._seq + 1
+        call._seq = seq
+        heap = lane.heap
+        if not heap:
+            queue._active.append(lane)
+        heappush(heap, ((priority << _SEQ_BITS) | seq, call))
+        queue._len += 1
         return call
 
     def _resolve(self, key: tuple[str, str]) -> tuple[Lane[Call], str]:
@@ -340,8 +347,17 @@ class TrafficController:
                     if ready_one(call, b) > limit:
                         held.add(b.name)
                 continue
-            ready = self._ready(call, buckets)
-            if ready <= limit:
+            ready = -_INF
+            short: list[str] | None = None
+            for b in buckets:  # one pass: readiness and the buckets this head lacks
+                r = ready_one(call, b)
+                if r > limit:
+                    if short is None:
+                        short = []
+                    short.append(b.name)
+                if r > ready:
+                    ready = r
+            if short is None:
                 self._send(call, lane, now)
                 return None
             if ready < wake:
@@ -350,10 +366,9 @@ class TrafficController:
             # let a dip waiting on listing_writes coverage stop all global reads, including
             # the peeks that finish probes and free that coverage (a deadlock).
             if held is None:
-                held = set()
-            for b in buckets:
-                if ready_one(call, b) > limit:
-                    held.add(b.name)
+                held = set(short)
+            else:
+                held.update(short)
         return wake
 
     @staticmethod
@@ -390,7 +405,13 @@ class TrafficController:
         return b.ready_at(b.reserved + extra)
 
     def _send(self, call: Call, lane: Lane[Call], now: float) -> None:
-        self._queue.pop(lane)
+        """Take the tokens, send, and settle the attempt (done, requeued or backing off)."""
+        queue = self._queue
+        heap = lane.heap
+        heappop(heap)  # RequestQueue.pop, inlined
+        if not heap:
+            queue._active.remove(lane)
+        queue._len -= 1
         buckets: tuple[TokenBucket, ...] = lane.payload
         res = call._use_reservation
         if res is not None:
@@ -400,8 +421,9 @@ class TrafficController:
                 self._reservations.discard(res)
                 for b in res.buckets:
                     b.reserved -= 1  # the claim is consumed now (or dropped if unused)
-        for b in buckets:
-            b.spend_at(now)
+        for b in buckets:  # TokenBucket.spend_at, inlined (hot path)
+            tat = b._tat
+            b._tat = (tat if tat > now else now) + b.interval
         if call._reserve_exit:  # spend + reserve in one step: the exit of a dip is secured
             call._reserve_exit = False
             call.reservation = Reservation(buckets)
@@ -426,9 +448,16 @@ class TrafficController:
         t1 = monotonic()
         call.response = response
         status = response.status
-        if status < 400:
-            self._report(call, t0, t1, sent_wall, status, "ok", None, None)
-            self._finish(call)
+        if status < 400:  # the common case, with _report and _finish inlined
+            on_attempt = self.on_attempt
+            if on_attempt is not None:
+                on_attempt(AttemptRecord(
+                    call.request, call.call_id, call.priority, call.attempts, lane.signature,
+                    call.route, sent_wall, (t0 - call._enqueued) * 1000.0, (t1 - t0) * 1000.0,
+                    status, "ok", None, None))
+            call.done = True
+            if call.on_done is not None:
+                call.on_done(call)  # exceptions propagate out of run(), by design
         elif status == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())
             for b in buckets:
