@@ -26,7 +26,6 @@ _INF = math.inf
 
 def _head_key(lane: Lane) -> int:
     return lane.heap[0][0]
-_PRIORITIES = tuple(Priority)
 
 
 class TrafficStalled(RuntimeError):
@@ -217,7 +216,7 @@ class TrafficController:
     ) -> Call:
         """Queue a request; it is sent by :meth:`run` when its buckets allow."""
         if type(priority) is not Priority:
-            priority = _PRIORITIES[priority]
+            priority = Priority(priority)
         self._call_ids += 1
         call = Call(request, priority, self._call_ids, on_done)
         key = (request.method, request.path)
