@@ -235,8 +235,12 @@ def load_settings(
 
 def _validate(settings: Settings) -> None:
     from bmctl.api.markets import ENVIRONMENTS, get_market
+    from bmctl.errors import UsageError
 
-    get_market(settings.market)
+    try:
+        get_market(settings.market)
+    except UsageError as error:
+        raise ConfigError(error.message) from None
     if settings.env not in ENVIRONMENTS:
         raise ConfigError(f"unknown environment {settings.env!r} (use prod or preprod)")
     if settings.base_url and not settings.base_url.startswith(("http://", "https://")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-import click
+from bmctl.cli.clicklib import ABORTS, EXITS, ClickException, NoArgsIsHelpError, UsageError
 import typer
 from typer.core import TyperGroup
 
@@ -53,7 +53,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return head + hoisted + rest
 
 
-def _env_of(ctx: click.Context | None) -> CliEnv:
+def _env_of(ctx: Any) -> CliEnv:
     obj = ctx.find_object(CliEnv) if ctx is not None else None
     return obj if obj is not None else CliEnv()
 
@@ -65,7 +65,7 @@ def report_error(env: CliEnv, error: BaseException) -> ExitCode:
         if error.detail and env.verbose:
             env.stderr.write(env.redact(error.detail) + "\n")
         return error.exit_code
-    if isinstance(error, click.ClickException):
+    if isinstance(error, ClickException):
         env.stderr.write(env.redact(f"bmctl: error: {error.format_message()}") + "\n")
         return ExitCode.BAD_INPUT if error.exit_code == 2 else ExitCode(error.exit_code or 1)
     env.stderr.write(
@@ -82,26 +82,29 @@ def report_error(env: CliEnv, error: BaseException) -> ExitCode:
 class BmctlGroup(TyperGroup):
     """Hoists global options and maps every error to one line and the contract's exit code."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(list(args)))
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
-        env_holder: list[click.Context] = []
+        env_holder: list[Any] = []
         try:
             with self.make_context(prog_name or "bmctl", list(sys.argv[1:] if args is None else args),
                                    **extra) as ctx:
                 env_holder.append(ctx)
                 self.invoke(ctx)
             code = 0
-        except click.exceptions.Exit as done:
+        except EXITS as done:
             code = done.exit_code
-        except click.exceptions.Abort:
+        except ABORTS:
             code = ExitCode.INTERRUPTED
+        except NoArgsIsHelpError as shown:
+            shown.show()  # bare `bmctl`: the help, on stderr
+            code = ExitCode.BAD_INPUT
         except KeyboardInterrupt:
             _env_of(env_holder[0] if env_holder else None).stderr.write("bmctl: interrupted\n")
             code = ExitCode.INTERRUPTED
-        except (BmctlError, click.ClickException) as error:
+        except (BmctlError, ClickException) as error:
             code = report_error(_env_of(env_holder[0] if env_holder else None), error)
         except BrokenPipeError:
             code = 0  # a reader like `head` went away: not our failure
@@ -128,7 +131,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        click.echo(f"bmctl {__version__}")
+        typer.echo(f"bmctl {__version__}")
         raise typer.Exit(0)
 
 
@@ -148,7 +151,7 @@ def global_options(
 ) -> None:
     """Global options shared by every command."""
     if format is not None and format not in FORMATS:
-        raise click.UsageError(f"unknown format {format!r} (use one of: {', '.join(FORMATS)})")
+        raise UsageError(f"unknown format {format!r} (use one of: {', '.join(FORMATS)})")
     ctx.obj = CliEnv(
         config=config,
         overrides={"market": market, "env": env, "base_url": base_url, "db": db,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
-import click
+from typer.core import TyperGroup
 import pytest
 import typer
 
@@ -20,9 +21,9 @@ def all_commands() -> list[list[str]]:
     root = typer.main.get_command(app)
     paths: list[list[str]] = []
 
-    def walk(command: click.Command, path: list[str]) -> None:
+    def walk(command: Any, path: list[str]) -> None:
         paths.append(path)
-        if isinstance(command, click.Group):
+        if isinstance(command, TyperGroup):
             for name, sub in command.commands.items():
                 walk(sub, [*path, name])
 
