@@ -84,10 +84,15 @@ def _resolve(node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def _check(pointer: str, instance: Any) -> None:
+@lru_cache(maxsize=None)
+def _validator(pointer: str) -> jsonschema.Draft4Validator:
     schema = {"$ref": f"{_URI}#{pointer}"}
-    validator = jsonschema.Draft4Validator(schema, registry=_registry(),
-                                           format_checker=jsonschema.FormatChecker())
+    return jsonschema.Draft4Validator(schema, registry=_registry(),
+                                      format_checker=jsonschema.FormatChecker())
+
+
+def _check(pointer: str, instance: Any) -> None:
+    validator = _validator(pointer)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         raise error

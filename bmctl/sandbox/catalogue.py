@@ -284,6 +284,8 @@ def _offer_from_json(code: str, item: Any, where: str) -> OfferSpec:
         raise CatalogueError(f"{where}.currency: {currency!r} is not {market.currency}, the currency of {code}")
 
     def amount(name: str, value: Any) -> Money:
+        if value is ...:
+            raise CatalogueError(f"{where}: missing {name!r}")
         if not isinstance(value, str):
             raise CatalogueError(f"{where}.{name}: amounts are decimal strings, got {value!r}")
         try:
@@ -292,10 +294,10 @@ def _offer_from_json(code: str, item: Any, where: str) -> OfferSpec:
             raise CatalogueError(f"{where}.{name}: {error}") from None
 
     rivals = _field(item, "competitors", list, where, [])
-    min_price = _field(item, "min_price", str, where, None, nullable=True)
+    min_price = item.get("min_price")
     return OfferSpec(
-        market=code, price=amount("price", _field(item, "price", str, where)),
-        max_price=amount("max_price", _field(item, "max_price", str, where)),
+        market=code, price=amount("price", item.get("price", ...)),
+        max_price=amount("max_price", item.get("max_price", ...)),
         min_price=amount("min_price", min_price) if min_price is not None else None,
         rivals=tuple(amount(f"competitors[{j}]", r) for j, r in enumerate(rivals)),
         incumbent=_field(item, "incumbent", bool, where, False),
