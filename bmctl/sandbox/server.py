@@ -12,12 +12,15 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from bmctl.sandbox.app import SandboxApp
 from bmctl.sandbox.faults import Faults
 from bmctl.traffic.transport import HttpRequest
+
+if TYPE_CHECKING:
+    from bmctl.sandbox.model import Drift
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -31,7 +34,12 @@ class SandboxServer(ThreadingHTTPServer):
         self.app = app
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self._serving = False
         super().__init__(address, _Handler)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._serving = True
+        super().serve_forever(poll_interval)
 
     @property
     def base_url(self) -> str:
@@ -41,7 +49,8 @@ class SandboxServer(ThreadingHTTPServer):
     def stop(self) -> None:
         """Stop serving, wake hanging requests and close the socket."""
         self.stopping.set()
-        self.shutdown()
+        if self._serving:  # shutdown() waits for serve_forever and would hang without one
+            self.shutdown()
         self.server_close()
 
 
@@ -90,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         pass  # quiet: the client's own request log is the record
@@ -117,7 +126,7 @@ def _stderr(message: str) -> None:
 def serve(port: int = 8765, seed_path: str | None = None, settle: float = 2.0, reveal: bool = True,
           token: str = "sandbox", faults: Faults | None = None, host: str = "127.0.0.1",
           announce: Callable[[str], None] = _stderr, *, seed: int = 7,
-          limits: bool = True) -> None:
+          limits: bool = True, drift: "Drift | None" = None) -> None:
     """Run the sandbox in the foreground until Ctrl-C (then return normally).
 
     Raises UsageError for a bad catalogue file or a port that cannot be bound."""
@@ -130,7 +139,8 @@ def serve(port: int = 8765, seed_path: str | None = None, settle: float = 2.0, r
         specs = load_catalogue(seed_path) if seed_path else demo_catalogue(seed)
     except CatalogueError as error:
         raise UsageError(str(error)) from None
-    marketplace = Marketplace(time.monotonic, settle=settle, reveal=reveal, rng=random.Random(seed))
+    marketplace = Marketplace(time.monotonic, settle=settle, reveal=reveal, drift=drift,
+                              rng=random.Random(seed))
     try:
         marketplace.load(specs)
     except ValueError as error:

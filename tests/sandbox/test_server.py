@@ -131,3 +131,17 @@ def test_serve_bad_seed_is_usage_error(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UsageError, match="listings"):
         serve(port=0, seed_path=str(tmp_path / "bad.json"), settle=1, reveal=True, token="x", faults=None)
+
+
+def test_stop_without_serving_does_not_hang() -> None:
+    from bmctl.sandbox.server import make_server
+    mp, _ = market(spec())
+    srv = make_server(SandboxApp(mp))
+    srv.stop()
+
+
+def test_page_past_the_end_is_empty(server) -> None:
+    url = server()
+    r = requests.get(f"{url}/ws/listings", params={"page": 9}, headers=AUTH, timeout=5)
+    assert r.status_code == 200 and r.json()["results"] == [] and r.json()["next"] is None
+    validate_response("/ws/listings", "get", 200, r.json())
