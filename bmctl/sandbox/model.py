@@ -13,9 +13,9 @@ injected ``random.Random``. The rules it implements (tests hold it to them):
 - **Settle**: after a price write the Backbox keeps seeing the old price for ``settle`` seconds;
   the listing itself shows the new price at once. ``Competitor.price`` is the Backbox's view.
 - **price_to_win** (on the currency's tick grid), with ``best`` the lowest rival price:
-  not winning -> ``best - tick`` (a challenger must undercut); winning -> with ``reveal`` the
-  highest price that still wins, i.e. ``best`` itself (the tie stays with us as incumbent), or
-  ``max_price`` when there is no rival; without ``reveal`` our own price. It is not capped at
+  ``best - tick`` (the highest price that wins outright, without relying on a tie) while not
+  winning, and while winning with ``reveal`` (below our own price when we hold a tie), or
+  ``max_price`` when there is no rival; while winning without ``reveal``, our own price. It is not capped at
   ``max_price`` when rivals exist: it describes the market, the ceiling is the seller's business.
 - **winner_price**: our (Backbox-seen) price when we win, else ``best``.
 - **Drift** (optional): every ``interval`` seconds each rival price takes a seeded random step
@@ -384,7 +384,10 @@ class Marketplace:
             if not self.reveal:
                 to_win = offer.seen
             else:
-                to_win = best if best is not None else offer.max_price
+                # The price that wins outright, as for a challenger: a probe that dipped to
+                # price_to_win then sees no headroom, so one write suffices (ties are the
+                # incumbent's luck, not a price anyone should aim for).
+                to_win = max(grid, best - grid) if best is not None else offer.max_price
             winner = offer.seen
         else:
             # Competing and not holding implies a rival at or below our price.

@@ -31,7 +31,7 @@ def test_tie_stays_with_us_when_we_are_incumbent() -> None:
     mp, _ = market(spec("95.00", ("95.00",), incumbent=True), settle=0)
     v = view(mp)
     assert v.is_winning
-    assert v.price_to_win == eur("95.00")  # the highest price that still wins: the tie
+    assert v.price_to_win == eur("94.99")  # the price that wins outright, below our tie
     mp.set_price(LID, "fr-fr", eur("94.00"))
     mp.set_price(LID, "fr-fr", eur("95.00"))  # back to the tie: still ours
     assert view(mp).is_winning
@@ -53,7 +53,7 @@ def test_rival_tie_does_not_take_our_backbox() -> None:
 
 def test_reveal_shows_headroom_and_no_reveal_hides_it() -> None:
     mp, _ = market(spec("90.00", ("95.00", "99.00")), reveal=True)
-    assert view(mp).price_to_win == eur("95.00")
+    assert view(mp).price_to_win == eur("94.99")
     mp, _ = market(spec("90.00", ("95.00", "99.00")), reveal=False)
     v = view(mp)
     assert v.is_winning and v.price_to_win == eur("90.00")
