@@ -35,6 +35,7 @@ class ProbeSettings:
     max_dip: float = 120.0
     breaker_floor_hits: int = 5
     peek_retries: int = 5
+    headroom: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -180,12 +181,17 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str) -> Se
     return replace(settings, probe=probe, limits=limits, **top)
 
 
+_CHOICES = {"headroom": ("auto", "revealed", "hidden")}
+
+
 def _read_section(data: Mapping[str, Any], keys: Mapping[str, str], where: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in keys:
             raise ConfigError(f"{where}: unknown key {key!r}")
         values[key] = _coerce(value, keys[key], f"{where} {key!r}")
+        if key in _CHOICES and values[key] not in _CHOICES[key]:
+            raise ConfigError(f"{where} {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
         if not isinstance(values[key], str):
             _check_range(key, values[key], f"{where} {key!r}")
     return values

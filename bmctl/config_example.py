@@ -60,6 +60,9 @@ STARTER = """\
 # breaker_floor_hits = 5
 # Peeks after a write before giving up on the Backbox reflecting it.
 # peek_retries = 5
+# Does the market's price_to_win reveal the headroom above a winning price? auto learns it
+# from the answers; revealed never searches upwards; hidden always does (at most max_raises).
+# headroom = "auto"
 
 # Rate-limit buckets (Back Market's published limits). Each takes limit, window (seconds),
 # burst (requests that may go at once, default 1) and penalty (seconds paused after a 429

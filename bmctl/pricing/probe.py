@@ -40,6 +40,7 @@ class ProbeParams:
     peek_retries: int = 5
     step: str = ""
     dry_run: bool = False
+    headroom: str = "auto"  # auto | revealed | hidden: does price_to_win reveal headroom?
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,12 @@ class ProbeHooks(Protocol):
     def floor_hit(self, target: ProbeTarget) -> bool:
         """Count a dip to the floor; False means the circuit breaker forbids it."""
         ...
+
+    def headroom_revealed(self) -> bool:
+        """Whether this run has seen the market reveal headroom above a winning price."""
+        ...
+
+    def saw_revealed_headroom(self) -> None: ...
 
 
 class DipExpired(BmctlError):
@@ -268,21 +275,32 @@ class Probe:
         assert self.bounds is not None and self.price is not None
         result = self.result
         ceiling = self.bounds.ceiling
-        revealed = competitor.price_to_win
-        if revealed is not None and revealed > self.price:
-            target = self._on_grid(min(ceiling, revealed))
+        to_win = competitor.price_to_win
+        if to_win is not None and to_win > self.price:
+            target = self._on_grid(min(ceiling, to_win))
             if target > self.price:
                 yield from self._raise_to(target, search=False)
-        elif self.price < ceiling and self.params.max_raises > 0:
+        elif to_win is not None and to_win < self.price:
+            pass  # revealed: we hold on a tie, above the outright price; a raise would lose it
+        elif self._may_search() and self.price < ceiling and self.params.max_raises > 0:
             yield from self._search_up(ceiling)
-        if result.outcome == "error":
-            return
-        won_something = result.writes > 0 or bool(result.planned)
-        result.outcome = "won" if won_something else "kept"
+        final = self.price if not self.params.dry_run else (result.final_price or self.price)
+        changed = final != result.start_price
+        result.outcome = "won" if changed else "kept"
         if not result.reason:
-            result.reason = (
-                f"winning at {self.price}" if won_something else f"already winning at {self.price}"
-            )
+            result.reason = f"winning at {final}" if changed else f"already winning at {final}"
+
+    def _may_search(self) -> bool:
+        """Search upwards only when price_to_win may be hiding headroom: after a dip to the
+        exact price to win there is none, and a market seen revealing it hides none."""
+        if self.known_losing is not None and self.known_losing <= self.price.with_amount(
+            self.price.amount + self._step()
+        ):
+            return False
+        mode = self.params.headroom
+        if mode == "revealed":
+            return False
+        return mode == "hidden" or not self.hooks.headroom_revealed()
 
     def _search_up(self, ceiling: Money) -> Generator[Action, Any, None]:
         """Headroom not revealed: bisect upwards on the step grid, at most ``max_raises``
@@ -349,6 +367,9 @@ class Probe:
         call = yield Send(request, priority)
         records = self.client.parse_competitors(request, self._answer(request, call))
         mine = next((c for c in records if c.market == self.target.market), None)
+        for record in records:
+            if record.is_winning and record.price_to_win is not None and record.price_to_win != record.price:
+                self.hooks.saw_revealed_headroom()
         self.snapshot = [c.to_json() for c in records] if records else None
         return mine
 

@@ -43,6 +43,7 @@ class JournalHooks:
         self.journal = journal
         self.controller = controller
         self.breaker = breaker
+        self.revealed = False
 
     def now(self) -> float:
         return float(self.controller.now())
@@ -63,6 +64,12 @@ class JournalHooks:
 
     def floor_hit(self, target: ProbeTarget) -> bool:
         return self.breaker.hit()
+
+    def headroom_revealed(self) -> bool:
+        return self.revealed
+
+    def saw_revealed_headroom(self) -> None:
+        self.revealed = True
 
 
 @dataclass

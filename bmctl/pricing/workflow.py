@@ -54,6 +54,7 @@ def probe_params(settings: Any, *, settle: float | None = None, max_raises: int 
         peek_retries=probe.peek_retries,
         step=probe.step if step is None else step,
         dry_run=dry_run,
+        headroom=probe.headroom,
     )
 
 

@@ -1,0 +1,173 @@
+"""The probe over the simulated sandbox: every outcome, reveal on and off, JPY, bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.sandbox.world import SimWorld
+from tests.pricing.harness import by_listing, listing, money, run_probes
+
+
+def probe_one(tmp_path: Path, spec, *, reveal: bool = True, market: str = "fr-fr",
+              params: ProbeParams | None = None, settle: float = 2.0, **target_kw):  # type: ignore[no-untyped-def]
+    world = SimWorld([spec], reveal=reveal, settle=settle)
+    target = ProbeTarget(spec.id, market, **target_kw)
+    summary, recorder = run_probes(world, tmp_path / "bmctl.db", [target], params=params)
+    (result,) = summary.results
+    return result, recorder, world
+
+
+def test_winnable_dips_to_the_price_to_win_in_one_write(tmp_path: Path) -> None:
+    spec = listing("100.00", ["95.00", "99.00"])
+    result, recorder, world = probe_one(tmp_path, spec)
+    assert (result.outcome, result.final_price, result.dip_price) == ("won", money("94.99"), money("94.99"))
+    assert result.writes == 1
+    assert [body["price"] for _, body in recorder.writes()] == ["94.99"]
+    assert world.price(spec.id, "fr-fr") == money("94.99")
+    assert result.dip_seconds == 0.0
+
+
+def test_winning_with_revealed_headroom_rises_once(tmp_path: Path) -> None:
+    spec = listing("90.00", ["95.00"])
+    result, recorder, world = probe_one(tmp_path, spec)
+    assert (result.outcome, result.final_price, result.writes) == ("won", money("94.99"), 1)
+    assert world.price(spec.id, "fr-fr") == money("94.99")
+
+
+def test_headroom_is_capped_by_max_price(tmp_path: Path) -> None:
+    spec = listing("85.00", ["95.00"], max_price="90.00")
+    result, _, world = probe_one(tmp_path, spec)
+    assert (result.outcome, result.final_price, result.ceiling) == ("won", money("90.00"), money("90.00"))
+
+
+def test_ceiling_option_caps_but_never_above_max_price(tmp_path: Path) -> None:
+    spec = listing("85.00", ["95.00"], max_price="90.00")
+    result, _, _ = probe_one(tmp_path, spec, ceiling=money("120.00"))
+    assert result.ceiling == money("90.00")
+    assert result.final_price == money("90.00")
+    spec = listing("85.00", ["95.00"])
+    result, _, _ = probe_one(tmp_path, spec, ceiling=money("88.00"))
+    assert result.final_price == money("88.00")
+
+
+def test_unwinnable_leaves_the_price(tmp_path: Path) -> None:
+    spec = listing("100.00", ["95.00"], min_price="96.00")
+    result, recorder, world = probe_one(tmp_path, spec)
+    assert (result.outcome, result.writes, result.final_price) == ("unwinnable", 0, money("100.00"))
+    assert recorder.writes() == []
+    assert "below the floor" in result.reason
+
+
+def test_no_floor_is_skipped(tmp_path: Path) -> None:
+    spec = listing("100.00", ["95.00"], min_price=None)
+    result, recorder, _ = probe_one(tmp_path, spec)
+    assert result.outcome == "skipped" and "no floor" in result.reason
+    assert recorder.writes() == []
+    floor_given, _, _ = probe_one(tmp_path, listing("100.00", ["95.00"], min_price=None), floor=money("60.00"))
+    assert floor_given.outcome == "won"
+
+
+def test_already_optimal_is_kept_without_writes_when_headroom_is_revealed(tmp_path: Path) -> None:
+    spec = listing("94.99", ["95.00"])
+    result, recorder, _ = probe_one(tmp_path, spec, params=ProbeParams(headroom="revealed"))
+    assert (result.outcome, result.writes) == ("kept", 0)
+    assert recorder.writes() == []
+
+
+def test_hidden_headroom_is_found_by_the_search(tmp_path: Path) -> None:
+    spec = listing("90.00", ["95.00"], max_price="150.00")
+    result, recorder, world = probe_one(tmp_path, spec, reveal=False)
+    assert result.outcome == "won"
+    assert result.final_price == money("94.99")  # the highest price that still wins
+    assert world.price(spec.id, "fr-fr") == money("94.99")
+    assert 1 <= result.writes <= 3
+    prices = [money(body["price"]) for _, body in recorder.writes()]
+    assert all(money("50.00") <= p <= money("150.00") for p in prices)
+
+
+def test_hidden_headroom_up_to_the_ceiling(tmp_path: Path) -> None:
+    spec = listing("90.00", ["195.00"], max_price="150.00")
+    result, _, _ = probe_one(tmp_path, spec, reveal=False)
+    assert (result.outcome, result.final_price, result.writes) == ("won", money("150.00"), 1)
+
+
+def test_no_search_after_a_dip_to_the_exact_price_to_win(tmp_path: Path) -> None:
+    spec = listing("100.00", ["95.00"])
+    result, recorder, _ = probe_one(tmp_path, spec, reveal=False)
+    assert (result.outcome, result.final_price, result.writes) == ("won", money("94.99"), 1)
+
+
+def test_backbox_that_never_follows_restores_and_reports_lost(tmp_path: Path) -> None:
+    spec = listing("100.00", ["95.00"])
+    world = SimWorld([spec], settle=60.0)
+    summary, recorder = run_probes(world, tmp_path / "b.db", [ProbeTarget(spec.id, "fr-fr")],
+                                   params=ProbeParams(settle=2.0, peek_retries=3))
+    (result,) = summary.results
+    assert result.outcome == "lost"
+    assert world.price(spec.id, "fr-fr") == money("100.00")
+    assert [body["price"] for _, body in recorder.writes()] == ["94.99", "100.00"]
+    assert result.dip_seconds > 0
+
+
+def test_jpy_has_no_decimals(tmp_path: Path) -> None:
+    spec = listing("15000", ["14000", "14500"], market="ja-jp", currency="JPY", min_price="12000",
+                   max_price="20000")
+    result, recorder, world = probe_one(tmp_path, spec, market="ja-jp")
+    assert (result.outcome, result.final_price) == ("won", money("13999", "JPY"))
+    assert [body for _, body in recorder.writes()] == [{"price": "13999", "currency": "JPY"}]
+
+
+def test_listing_not_in_the_market_is_skipped(tmp_path: Path) -> None:
+    spec = listing("100.00", ["95.00"])
+    result, _, _ = probe_one(tmp_path, spec, market="de-de")
+    assert result.outcome in ("skipped", "error")
+
+
+def test_dry_run_sends_no_write(tmp_path: Path) -> None:
+    spec = listing("100.00", ["95.00"])
+    result, recorder, world = probe_one(tmp_path, spec, params=ProbeParams(dry_run=True))
+    assert recorder.writes() == []
+    assert world.price(spec.id, "fr-fr") == money("100.00")
+    assert result.to_json()["dry_run"] is True
+    assert result.to_json()["planned_writes"] == ["dip 100.00 EUR -> 94.99 EUR"]
+
+
+def test_every_change_is_in_history_with_snapshot(tmp_path: Path) -> None:
+    from bmctl.pricing.journal import history
+    from bmctl.store.db import open_database
+
+    spec = listing("100.00", ["95.00"])
+    probe_one(tmp_path, spec)
+    db = open_database(tmp_path / "bmctl.db")
+    (change,) = history(db, spec.id)
+    assert (change["old_price"], change["new_price"], change["reason"]) == ("100.00", "94.99", "dip")
+    snapshot = db.conn.execute("select snapshot from price_changes").fetchone()[0]
+    assert "price_to_win" in snapshot
+    probes = list(db.query("select state, outcome from probes"))
+    assert probes == [{"state": "closed", "outcome": "won"}]
+
+
+@pytest.mark.parametrize("reveal", [True, False])
+def test_batch_of_mixed_listings_ends_right(tmp_path: Path, reveal: bool) -> None:
+    specs = [
+        listing("100.00", ["95.00", "99.00"]),            # winnable
+        listing("90.00", ["95.00"]),                       # winning with headroom
+        listing("100.00", ["95.00"], min_price="96.00"),   # unwinnable
+        listing("100.00", ["95.00"], min_price=None),      # no floor
+        listing("85.00", ["95.00"], max_price="90.00"),    # max_price below the competition
+    ]
+    world = SimWorld(specs, reveal=reveal)
+    summary, recorder = run_probes(world, tmp_path / "m.db", [ProbeTarget(s.id, "fr-fr") for s in specs])
+    results = by_listing(summary)
+    expected = [("won", "94.99"), ("won", "94.99"), ("unwinnable", "100.00"), ("skipped", None),
+                ("won", "90.00")]
+    for spec, (outcome, final) in zip(specs, expected):
+        result = results[spec.id]
+        assert result.outcome == outcome, result
+        if final is not None:
+            assert result.final_price == money(final)
+    winnable = results[specs[0].id]
+    assert winnable.writes == 1
