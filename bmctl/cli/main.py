@@ -164,7 +164,7 @@ def global_options(
 
 
 def _register() -> None:
-    from bmctl.cli import config_cmd, logs, market, prices, probe, sandbox
+    from bmctl.cli import config_cmd, demo, logs, market, prices, probe, sandbox
 
     app.command("competitors")(market.competitors)
     app.command("listings")(market.listings)
@@ -172,6 +172,7 @@ def _register() -> None:
     app.command("history")(prices.history)
     app.command("probe")(probe.probe)
     app.command("recover")(probe.recover)
+    app.command("demo")(demo.demo)
     app.add_typer(logs.app, name="logs")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(sandbox.app, name="sandbox")

@@ -35,7 +35,7 @@ def probe(
     Example: bmctl probe --all --deadline 10m --format ndjson
     """
     from bmctl.pricing.runner import ProbeRunOptions
-    from bmctl.pricing.workflow import ProbeRequest, probe_params, run_probe_command
+    from bmctl.pricing.workflow import ProbeRequest, probe_params
 
     env = cli_env(ctx)
     settings = env.settings
@@ -48,7 +48,7 @@ def probe(
     options = ProbeRunOptions(params=params, deadline=_deadline(deadline),
                               breaker_floor_hits=settings.probe.breaker_floor_hits)
     with open_runtime(env, "probe", writing=not dry_run) as runtime:
-        code = _run(env, runtime, request, targets, options)
+        code = run_batch(env, runtime, request, targets, options)
         runtime.exit_code = code
     finish(code)
 
@@ -59,7 +59,8 @@ def _deadline(text: Optional[str]) -> Optional[float]:
     return parse_duration(text, "--deadline") if text is not None else None
 
 
-def _run(env, runtime, request, targets, options) -> int:  # type: ignore[no-untyped-def]
+def run_batch(env, runtime, request, targets, options) -> int:  # type: ignore[no-untyped-def]
+    """Run a probe batch with streamed output and live progress; returns the exit code."""
     from bmctl.pricing.workflow import run_probe_command
 
     with Output(env, PROBE_FIELDS if env.format == "table" else None, title="Probes") as out:

@@ -1,0 +1,55 @@
+"""``bmctl demo``: the main job end to end on the embedded sandbox, no token and no network."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Iterator
+
+from bmctl.config import Settings
+
+
+@contextmanager
+def sandbox_on_loopback(*, settle: float, reveal: bool, seed: int = 7) -> Iterator[str]:
+    """The demo catalogue served on a free 127.0.0.1 port for the duration of the block."""
+    from bmctl.sandbox.app import SandboxApp
+    from bmctl.sandbox.catalogue import demo_catalogue
+    from bmctl.sandbox.model import Marketplace
+    from bmctl.sandbox.server import start_in_thread
+    from bmctl.traffic.clock import SystemClock
+
+    marketplace = Marketplace(SystemClock().monotonic, settle=settle, reveal=reveal)
+    marketplace.load(demo_catalogue(seed))
+    server, base_url = start_in_thread(SandboxApp(marketplace, token="sandbox"))
+    try:
+        yield base_url
+    finally:
+        server.stop()
+
+
+def demo_settings(settings: Settings, base_url: str, db_given: bool) -> Settings:
+    """The operator's settings pointed at the sandbox: its token, its URL, and a database of
+    its own (unless --db was given) so that rehearsal traffic never charges real budgets."""
+    db = settings.db if db_given else str(settings.db_path.with_name("demo.db"))
+    return replace(settings, token="sandbox", base_url=base_url, db=db,
+                   user_agent="BM-demo-bmctl;demo@example.invalid")
+
+
+def demo_targets(client: Any, markets: tuple[str, ...], limit: int | None) -> list[Any]:
+    """Every listing with stock in every demo market (listing pages are LOW priority)."""
+    from bmctl.pricing.probe import ProbeTarget
+
+    targets: list[ProbeTarget] = []
+    for market in markets:
+        for listing in client.iter_listings(min_quantity=1, market=market):
+            targets.append(ProbeTarget(listing.id, market))
+    return targets[:limit] if limit else targets
+
+
+NEXT_STEPS = """\
+Run the same against Back Market:
+  bmctl config init            # then set token (or BMCTL_TOKEN), market, user_agent
+  bmctl probe --all --dry-run  # see what it would write
+  bmctl probe --all --deadline 10m
+Rehearse on the sandbox over HTTP: bmctl sandbox serve (token: sandbox)."""
+
