@@ -81,13 +81,25 @@ class LogWriter:
         if len(rows) == 1:
             self._due = now + self.flush_seconds
         if len(rows) >= self.flush_rows or now >= self._due:
-            try:
-                self.flush()
-            except sqlite3.OperationalError as error:
-                # A locked or busy database must not crash the traffic it describes: keep the
-                # rows and try again on the next record that is due (or on close, which raises).
-                self.last_error = error
-                self._due = now + self.flush_seconds
+            self._try_flush(now)
+
+    def flush_if_due(self) -> bool:
+        """Flush if the oldest buffered row is ``flush_seconds`` old; for callers about to idle."""
+        now = self.clock()
+        if self._rows and now >= self._due:
+            return self._try_flush(now)
+        return False
+
+    def _try_flush(self, now: float) -> bool:
+        try:
+            self.flush()
+            return True
+        except sqlite3.OperationalError as error:
+            # A locked or busy database must not crash the traffic it describes: keep the rows
+            # and try again when next due (close() flushes and raises if it still fails).
+            self.last_error = error
+            self._due = now + self.flush_seconds
+            return False
 
     def flush(self) -> int:
         """Write the buffered rows in one transaction; returns how many were written."""

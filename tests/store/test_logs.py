@@ -82,6 +82,16 @@ def test_flush_on_time_checked_at_record(db) -> None:  # type: ignore[no-untyped
     assert log.pending == 1
 
 
+def test_flush_if_due_for_callers_about_to_idle(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    log = LogWriter(db, "r", flush_seconds=1.0, clock=clock)
+    assert log.flush_if_due() is False  # nothing buffered
+    log.record(attempt())
+    assert log.flush_if_due() is False and count(db) == 0
+    clock.now += 1.0
+    assert log.flush_if_due() is True and count(db) == 1
+
+
 def test_close_flushes_and_is_idempotent(db) -> None:  # type: ignore[no-untyped-def]
     log = LogWriter(db, "r")
     log.record(attempt())
