@@ -40,6 +40,27 @@ def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None 
     return default_user_agent(settings.company or "unknown", settings.email or "unknown")
 
 
+class FlushingClock:
+    """The run's clock, flushing buffered log rows before the controller idles: a run killed
+    while it waits (for a token, the Backbox to settle) then loses no log rows, so the next
+    run's buckets are charged with everything this one sent."""
+
+    def __init__(self, clock: "Clock", log: Any) -> None:
+        self.clock = clock
+        self.log = log
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic()
+
+    def wall(self) -> float:
+        return self.clock.wall()
+
+    def sleep(self, seconds: float) -> None:
+        # Short waits come at high rates: there, batches of about a second.
+        self.log.flush_if_due(force=seconds >= 0.2)
+        self.clock.sleep(seconds)
+
+
 @dataclass
 class Runtime:
     """Everything one bmctl command needs to talk to Back Market and record what it did.
@@ -130,7 +151,7 @@ class Runtime:
         for name, bucket in buckets.items():
             if sent.get(name):
                 bucket.charge(sent[name], now_wall)
-        self._log = LogWriter(self.db, self.run_id)
+        self._log = LogWriter(self.db, self.run_id, clock=self.clock.monotonic)
         transport = self.transport
         if transport is None:
             from bmctl.api.http import RequestsTransport
@@ -140,7 +161,7 @@ class Runtime:
             buckets,
             RouteMap.default(),
             transport,
-            clock=self.clock,
+            clock=FlushingClock(self.clock, self._log),
             on_attempt=self._log.record,
             max_attempts=self.settings.max_attempts,
             timeout=self.settings.timeout,

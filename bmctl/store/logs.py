@@ -83,10 +83,11 @@ class LogWriter:
         if len(rows) >= self.flush_rows or now >= self._due:
             self._try_flush(now)
 
-    def flush_if_due(self) -> bool:
-        """Flush if the oldest buffered row is ``flush_seconds`` old; for callers about to idle."""
+    def flush_if_due(self, *, force: bool = False) -> bool:
+        """Flush if the oldest buffered row is ``flush_seconds`` old (or at once with ``force``);
+        for callers about to idle. A busy database keeps the rows for later."""
         now = self.clock()
-        if self._rows and now >= self._due:
+        if self._rows and (force or now >= self._due):
             return self._try_flush(now)
         return False
 
