@@ -41,3 +41,37 @@ def test_rows_are_on_disk_before_a_long_wait_even_if_the_run_never_closes(tmp_pa
 
     rows = open_database(tmp_path / "r.db").execute("select count(*) from rate_limit_logs").fetchone()[0]
     assert rows == 1
+
+
+def test_budget_carries_over_between_two_runs_sharing_one_database(tmp_path: Path) -> None:
+    """Back-to-back runs against the sandbox never put more than the limit in any window:
+    the second run's buckets start from what the first run's log says it spent."""
+    from bmctl.traffic.routes import RouteMap
+
+    spec = listing("100.00", ["95.00"])
+    world = SimWorld([spec], latency=0.0)
+    sends: list[tuple[float, str]] = []
+    inner = world.transport
+
+    class Spy:
+        def send(self, request, timeout):  # type: ignore[no-untyped-def]
+            sends.append((world.clock.monotonic(), request.path))
+            return inner.send(request, timeout)
+
+    for _ in range(2):
+        runtime = world.runtime(tmp_path / "c.db", command="competitors", writing=False)
+        runtime.transport = Spy()
+        with runtime:
+            for _ in range(5):
+                runtime.client.competitors(spec.id, market="fr-fr")
+    routes = RouteMap.default()
+    times = [t for t, path in sends if "competitors" in routes.lookup("GET", path)]
+    assert len(times) == 10
+    span = 1.0 + 0.05  # competitors: 2 per (window + jitter)
+    for i, start in enumerate(times):
+        assert sum(1 for t in times[i:] if t < start + span) <= 2
+    from bmctl.store.db import open_database
+
+    db = open_database(tmp_path / "c.db")
+    assert db.execute("select count(*) from rate_limit_logs where status = 429").fetchone()[0] == 0
+    assert db.execute("select count(distinct run_id) from rate_limit_logs").fetchone()[0] == 2
