@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any, Optional
 
@@ -17,6 +18,7 @@ from bmctl.errors import BmctlError, ExitCode
 # they are hoisted in front of it before click parses.
 _GLOBAL_WITH_VALUE = {"--config", "--market", "--env", "--base-url", "--db", "--format", "--lock-timeout"}
 _GLOBAL_FLAGS = {"--verbose", "-v", "--quiet", "-q"}
+_NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -34,11 +36,16 @@ def hoist_global_options(args: list[str]) -> list[str]:
         index += 1
     hoisted: list[str] = []
     rest: list[str] = []
+    negatives: list[str] = []  # `update-price ID -5`: a (bad) price, not an option
     while index < len(args):
         arg = args[index]
         if arg == "--":
             rest.extend(args[index:])
             break
+        if _NEGATIVE_NUMBER.match(arg) and rest and not rest[-1].startswith("-"):
+            negatives.append(arg)
+            index += 1
+            continue
         name = arg.split("=", 1)[0]
         if name in _GLOBAL_FLAGS:
             hoisted.append(arg)
@@ -50,6 +57,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
         else:
             rest.append(arg)
         index += 1
+    if negatives:
+        rest += negatives if "--" in rest else ["--", *negatives]
     return head + hoisted + rest
 
 

@@ -117,3 +117,13 @@ def test_bad_since_is_exit_2() -> None:
     result = invoke(["logs", "list", "--since", "yesterday-ish"])
     assert result.exit_code == 2
     assert "yesterday-ish" in result.stderr
+
+
+def test_negative_prices_reach_the_price_check_not_the_option_parser() -> None:
+    assert hoist_global_options(["update-price", "ID", "-5", "--dry-run"]) == [
+        "update-price", "ID", "--dry-run", "--", "-5",
+    ]
+    assert hoist_global_options(["logs", "--limit", "-1"]) == ["logs", "--limit", "-1"]
+    result = invoke(["update-price", "3fa85f64-5717-4562-b3fc-2c963f66afa6", "-5"])
+    assert result.exit_code == 2
+    assert "greater than zero" in result.stderr
