@@ -12,6 +12,8 @@ from bmctl.cli.output import Output
 COMPETITOR_FIELDS = [
     "listing_id", "market", "currency", "price", "min_price", "price_to_win", "winner_price", "is_winning",
 ]
+# csv and table carry the failure reason too (empty when the listing was read).
+COMPETITOR_COLUMNS = [*COMPETITOR_FIELDS, "error"]
 LISTING_COLUMNS = ["id", "sku", "price", "min_price", "max_price", "quantity", "currency", "publication_state"]
 
 
@@ -30,7 +32,9 @@ def competitors(
     env = cli_env(ctx)
     listing_ids = [validate_listing_id(value) for value in ids]
     failures = 0
-    with open_runtime(env, "competitors") as runtime, Output(env, COMPETITOR_FIELDS, title="Backbox") as out:
+    with open_runtime(env, "competitors") as runtime, Output(
+        env, COMPETITOR_COLUMNS, title="Backbox", optional=("error",)
+    ) as out:
         client = runtime.client
         for listing_id in listing_ids:
             try:
@@ -44,7 +48,8 @@ def competitors(
                           "market": runtime.settings.market, "error": error.message})
                 continue
             for record in records:
-                out.emit(record.to_json())
+                data = record.to_json()
+                out.emit({key: data.get(key) for key in COMPETITOR_FIELDS})
         runtime.exit_code = 1 if failures else 0
     finish(1 if failures else 0)
 

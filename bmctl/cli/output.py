@@ -44,11 +44,14 @@ class Output:
         *,
         title: str | None = None,
         format: str | None = None,
+        optional: Sequence[str] = (),
     ) -> None:
         self.env = env
         self.format = format or env.format
         self.columns = list(columns) if columns else None
         self.title = title
+        # Columns a table leaves out when no row has a value for them (csv keeps them all).
+        self.optional = set(optional)
         self.rows: list[Mapping[str, Any]] = []
         self._csv_writer: Any = None
         self._closed = False
@@ -56,8 +59,11 @@ class Output:
     def __enter__(self) -> "Output":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # A command that fails before producing a row (no token, 401, bad input) prints no
+        # empty array or table: stdout stays empty and the error line on stderr says why.
+        # Rows already produced are data and are still printed.
+        self.close(failed=exc_type is not None)
 
     def emit(self, row: Mapping[str, Any]) -> None:
         """Add one row; streamed at once for ndjson and csv."""
@@ -73,10 +79,13 @@ class Output:
         for row in rows:
             self.emit(row)
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         if self._closed:
             return
         self._closed = True
+        if failed and not self.rows:
+            self.env.stdout.flush()
+            return
         if self.format == "json":
             text = json.dumps(list(self.rows), default=_json_default, ensure_ascii=False, indent=2)
             self.env.stdout.write(text + "\n")
@@ -100,7 +109,8 @@ class Output:
         self.env.stdout.flush()
 
     def _write_table(self) -> None:
-        keys = self._keys()
+        keys = [k for k in self._keys()
+                if k not in self.optional or any(row.get(k) not in (None, "") for row in self.rows)]
         if not self.rows:
             if self.env.stdout_is_tty:
                 self.env.info("(nothing to show)")

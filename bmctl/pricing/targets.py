@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,19 @@ def _market(text: str | None, default: str, where: str) -> str:
         raise UsageError(f"{where}: {error.message}") from None
 
 
+# What a person types as a price: ASCII digits, an optional fraction, an optional sign (so
+# that "-5" is refused for being negative). Decimal() alone would also take "1e3", "1_000",
+# "NaN" or non-ASCII digits.
+_PLAIN_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+
+
 def _money(text: str | None, market: str, what: str, where: str) -> Money | None:
     value = (text or "").strip()
     if not value:
         return None
+    if not _PLAIN_DECIMAL.match(value):
+        shown = value if len(value) <= 30 else value[:27] + "..."
+        raise UsageError(f"{where}: bad {what}: {shown!r} is not a decimal number such as 149.90")
     try:
         return Money.parse(value, get_market(market).currency)
     except MoneyError as error:

@@ -1,0 +1,549 @@
+"""The everyday commands (competitors, listings, update-price, history) through the real CLI
+against the sandbox marketplace served over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from bmctl.sandbox.catalogue import generate_catalogue
+from tests.cli.sandbox_helpers import JP, LID, TWO, UNKNOWN, Sandbox, start_sandbox
+
+COMPETITOR_FIELDS = ["listing_id", "market", "currency", "price", "min_price", "price_to_win",
+                     "winner_price", "is_winning"]
+UPDATE_FIELDS = ["listing_id", "market", "currency", "old_price", "new_price", "status", "reason"]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    box = start_sandbox(tmp_path)
+    try:
+        yield box
+    finally:
+        box.server.stop()
+
+
+@pytest.fixture
+def make_sandbox(tmp_path: Path) -> Iterator:
+    started: list[Sandbox] = []
+
+    def make(**kwargs) -> Sandbox:  # type: ignore[no-untyped-def]
+        box = start_sandbox(tmp_path / f"s{len(started)}", **kwargs)
+        started.append(box)
+        return box
+
+    yield make
+    for box in started:
+        box.server.stop()
+
+
+def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("bmctl: error: "), lines[0]
+    return lines[0]
+
+
+# --- competitors --------------------------------------------------------------------------------
+
+
+def test_competitors_json_one_object_per_listing_and_market(sandbox: Sandbox) -> None:
+    result = sandbox.run("competitors", LID, TWO, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    rows = json.loads(result.stdout)
+    assert [list(row) for row in rows] == [COMPETITOR_FIELDS] * 3
+    by_key = {(r["listing_id"], r["market"]): r for r in rows}
+    assert set(by_key) == {(LID, "fr-fr"), (TWO, "fr-fr"), (TWO, "de-de")}
+    assert by_key[(LID, "fr-fr")] == {
+        "listing_id": LID, "market": "fr-fr", "currency": "EUR", "price": "100.00",
+        "min_price": "80.00", "price_to_win": "94.99", "winner_price": "95.00", "is_winning": False,
+    }
+    assert by_key[(TWO, "fr-fr")]["is_winning"] is True
+    assert by_key[(TWO, "fr-fr")]["winner_price"] == "200.00"
+    assert by_key[(TWO, "de-de")]["min_price"] is None
+    assert by_key[(TWO, "de-de")]["price_to_win"] == "204.99"
+    assert [s for s in sandbox.seen] == [("GET", f"/ws/backbox/v1/competitors/{LID}"),
+                                         ("GET", f"/ws/backbox/v1/competitors/{TWO}")]
+
+
+def test_competitors_jpy_amounts_have_no_decimals(sandbox: Sandbox) -> None:
+    result = sandbox.run("--market", "ja-jp", "competitors", JP, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["market"] == "ja-jp" and row["currency"] == "JPY"
+    assert row["price"] == "15000" and row["price_to_win"] == "13999"
+
+
+def test_competitors_formats(sandbox: Sandbox) -> None:
+    ndjson = sandbox.run("competitors", TWO, "--format", "ndjson")
+    assert ndjson.exit_code == 0
+    lines = ndjson.stdout.splitlines()
+    assert len(lines) == 2 and all(list(json.loads(line)) == COMPETITOR_FIELDS for line in lines)
+
+    as_csv = sandbox.run("competitors", TWO, "--format", "csv")
+    assert as_csv.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert len(rows) == 2
+    assert [r["market"] for r in rows] == ["fr-fr", "de-de"]
+    assert rows[0]["price"] == "200.00" and rows[1]["min_price"] == ""
+
+    table = sandbox.run("competitors", TWO, "--format", "table", env={"NO_COLOR": "1"})
+    assert table.exit_code == 0
+    head, *body = table.stdout.splitlines()
+    assert head.split()[:len(COMPETITOR_FIELDS)] == COMPETITOR_FIELDS
+    assert len(body) == 2 and "fr-fr" in body[0] and "200.00" in body[0]
+    assert "\x1b[" not in table.stdout + table.stderr
+
+
+def test_default_format_outside_a_terminal_is_json(sandbox: Sandbox) -> None:
+    result = sandbox.run("competitors", LID)
+    assert result.exit_code == 0
+    assert isinstance(json.loads(result.stdout), list)
+
+
+def test_competitors_unknown_listing_is_exit_1_with_the_reason(sandbox: Sandbox) -> None:
+    result = sandbox.run("competitors", UNKNOWN, LID, "--format", "json")
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    failed = [r for r in rows if r.get("error")]
+    assert len(failed) == 1 and failed[0]["listing_id"] == UNKNOWN
+    assert "404" in failed[0]["error"] and "not found" in failed[0]["error"]
+    assert [r["listing_id"] for r in rows if not r.get("error")] == [LID]  # the others still done
+    assert UNKNOWN in result.stderr and "not found" in result.stderr
+
+
+def test_competitors_failure_reason_is_kept_in_csv(sandbox: Sandbox) -> None:
+    result = sandbox.run("competitors", UNKNOWN, "--format", "csv")
+    assert result.exit_code == 1
+    (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["listing_id"] == UNKNOWN
+    assert "not found" in row["error"]
+
+
+# --- listings -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Iterator[Sandbox]:
+    box = start_sandbox(tmp_path, generate_catalogue(120, markets=("fr-fr",), seed=4))
+    with box.server.lock:
+        for index, listing in enumerate(box.app.marketplace.listings()):
+            if index % 10 == 0:
+                box.app.marketplace.set_publication_state(listing.id, 3)
+    try:
+        yield box
+    finally:
+        box.server.stop()
+
+
+def _expected(box: Sandbox, *, min_quantity: int | None = None, state: int | None = None) -> list[str]:
+    with box.server.lock:
+        return [l.id for l in box.app.marketplace.listings()
+                if (min_quantity is None or l.quantity >= min_quantity)
+                and (state is None or l.publication_state == state)]
+
+
+def test_listings_reads_every_page(big: Sandbox) -> None:
+    result = big.run("listings", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["id"] for r in rows] == _expected(big)
+    assert len(rows) == 120
+    pages = [s for s in big.seen if s == ("GET", "/ws/listings")]
+    assert len(pages) == 3  # 50 + 50 + 20
+    for key in ("id", "sku", "price", "min_price", "max_price", "quantity", "currency",
+                "publication_state"):
+        assert key in rows[0]
+    assert isinstance(rows[0]["price"], str) and rows[0]["currency"] == "EUR"
+    assert rows[0]["market"] == "fr-fr"
+
+
+def test_listings_filters_and_limit(big: Sandbox) -> None:
+    result = big.run("listings", "--min-quantity", "6", "--format", "ndjson")
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["id"] for r in rows] == _expected(big, min_quantity=6)
+    assert rows and all(r["quantity"] >= 6 for r in rows)
+
+    result = big.run("listings", "--publication-state", "3", "--format", "json")
+    assert [r["id"] for r in json.loads(result.stdout)] == _expected(big, state=3) != []
+
+    before = len(big.seen)
+    result = big.run("listings", "--limit", "7", "--format", "csv")
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["id"] for r in rows] == _expected(big)[:7]
+    assert len(big.seen) - before == 1  # one page of 7, not 50
+
+
+@pytest.mark.parametrize("args", [["--limit", "0"], ["--publication-state", "9"],
+                                  ["--min-quantity", "-1"], ["--limit", "many"]])
+def test_listings_bad_options_send_nothing(sandbox: Sandbox, args: list[str]) -> None:
+    result = sandbox.run("listings", *args)
+    assert result.exit_code == 2
+    assert sandbox.seen == []
+
+
+def test_listings_table(sandbox: Sandbox) -> None:
+    result = sandbox.run("listings", "--format", "table")
+    assert result.exit_code == 0
+    head, *body = result.stdout.splitlines()
+    assert head.split() == ["id", "sku", "price", "min_price", "max_price", "quantity", "currency",
+                            "publication_state"]
+    assert len(body) == 2  # the fr-fr listings
+
+
+# --- update-price -------------------------------------------------------------------------------
+
+
+def test_update_price_reads_first_then_writes_and_records(sandbox: Sandbox) -> None:
+    result = sandbox.run("update-price", LID, "97.50", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert list(row) == UPDATE_FIELDS
+    assert row | {"reason": None} == {
+        "listing_id": LID, "market": "fr-fr", "currency": "EUR", "old_price": "100.00",
+        "new_price": "97.50", "status": "updated", "reason": None,
+    }
+    assert sandbox.seen == [("GET", f"/ws/listings/{LID}"), ("POST", f"/ws/listings/{LID}")]
+    assert sandbox.price(LID) == "97.50"
+
+    again = sandbox.run("update-price", LID, "97.5", "--format", "json")
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)[0]["status"] == "unchanged"
+    assert len(sandbox.writes()) == 1  # nothing sent for an unchanged price
+
+
+def test_update_price_guard_refuses_big_changes_without_force(sandbox: Sandbox) -> None:
+    refused = sandbox.run("update-price", LID, "140.00", "--format", "json")
+    assert refused.exit_code == 1
+    (row,) = json.loads(refused.stdout)
+    assert row["status"] == "refused" and "30" in row["reason"] and "--force" in row["reason"]
+    assert sandbox.writes() == [] and sandbox.price(LID) == "100.00"
+    assert LID in refused.stderr
+
+    down = sandbox.run("update-price", LID, "60", "--format", "json")
+    assert down.exit_code == 1 and json.loads(down.stdout)[0]["status"] == "refused"
+
+    forced = sandbox.run("update-price", LID, "140.00", "--force", "--format", "json")
+    assert forced.exit_code == 0, forced.stderr
+    assert json.loads(forced.stdout)[0]["status"] == "updated"
+    assert sandbox.price(LID) == "140.00"
+
+
+def test_update_price_just_inside_the_guard_is_allowed(sandbox: Sandbox) -> None:
+    result = sandbox.run("update-price", LID, "130.00", "--format", "json")  # exactly 30 %
+    assert result.exit_code == 0, result.stdout
+    assert sandbox.price(LID) == "130.00"
+
+
+def test_update_price_refuses_above_max_price_without_force(sandbox: Sandbox) -> None:
+    result = sandbox.run("update-price", LID, "120.00", "--format", "json")
+    assert result.exit_code == 0  # below max_price 150
+    result = sandbox.run("update-price", LID, "151.00", "--format", "json")
+    assert result.exit_code == 1
+    assert "max_price" in json.loads(result.stdout)[0]["reason"]
+    assert sandbox.price(LID) == "120.00"
+
+
+def test_update_price_min_price_sets_the_floor(sandbox: Sandbox) -> None:
+    result = sandbox.run("update-price", LID, "98.00", "--min-price", "85", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert sandbox.price(LID) == "98.00"
+    assert sandbox.min_price(LID) == "85.00"
+    bad = sandbox.run("update-price", LID, "98.00", "--min-price", "85.001")
+    assert bad.exit_code == 2 and "--min-price" in one_line_error(bad)
+
+
+def test_update_price_dry_run_sends_nothing(sandbox: Sandbox) -> None:
+    result = sandbox.run("update-price", LID, "96.00", "--dry-run", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "dry-run" and row["old_price"] == "100.00" and row["new_price"] == "96.00"
+    assert sandbox.seen == [("GET", f"/ws/listings/{LID}")]
+    assert sandbox.price(LID) == "100.00"
+    history = sandbox.run("history", LID, "--format", "json")
+    assert json.loads(history.stdout) == []
+    # A dry run still shows what the guard would refuse.
+    refused = sandbox.run("update-price", LID, "10.00", "--dry-run", "--format", "json")
+    assert json.loads(refused.stdout)[0]["status"] == "refused"
+    assert sandbox.writes() == []
+
+
+def test_update_price_file_updates_every_row_and_history_shows_them(sandbox: Sandbox,
+                                                                     tmp_path: Path) -> None:
+    prices = tmp_path / "prices.csv"
+    prices.write_text(f"listing_id,price,market\n{LID},99.50\n{TWO},210.00,de-de\n{JP},14500,ja-jp\n")
+    result = sandbox.run("update-price", "--file", str(prices), "--format", "ndjson")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["listing_id"], r["market"], r["status"]) for r in rows] == [
+        (LID, "fr-fr", "updated"), (TWO, "de-de", "updated"), (JP, "ja-jp", "updated")]
+    assert rows[2]["currency"] == "JPY" and rows[2]["new_price"] == "14500"
+    assert (sandbox.price(LID), sandbox.price(TWO, "de-de"), sandbox.price(JP, "ja-jp")) == (
+        "99.50", "210.00", "14500")
+    assert sandbox.price(TWO, "fr-fr") == "200.00"
+
+    second = sandbox.run("update-price", LID, "98.00", "--format", "json")
+    assert second.exit_code == 0
+    history = sandbox.run("history", LID, "--format", "json")
+    assert history.exit_code == 0
+    changes = json.loads(history.stdout)
+    assert [(c["old_price"], c["new_price"], c["reason"]) for c in changes] == [
+        ("99.50", "98.00", "update"), ("100.00", "99.50", "update")]
+    assert changes[0]["ts"] >= changes[1]["ts"]
+    assert changes[0]["request_id"]
+
+    conn = sqlite3.connect(sandbox.db)
+    count = conn.execute("select count(*) from price_changes").fetchone()[0]
+    conn.close()
+    assert count == 4
+
+    table = sandbox.run("history", LID, "--format", "table")
+    assert table.exit_code == 0 and "update" in table.stdout and "98.00" in table.stdout
+
+
+def test_update_price_file_from_stdin(sandbox: Sandbox) -> None:
+    result = sandbox.run("update-price", "--file", "-", "--format", "json", input=f"{LID},101\n")
+    assert result.exit_code == 0, result.stderr
+    assert sandbox.price(LID) == "101.00"
+
+
+@pytest.mark.parametrize("content, where", [
+    (f"{LID},99.50\n{TWO},12.345\n{JP},14000,ja-jp\n", "line 2"),
+    (f"{LID},99.50\nnot-a-uuid,12\n", "line 2"),
+    (f"{LID},99.50\n{JP},14000.5,ja-jp\n", "line 2"),
+    (f"{LID},99.50\n{TWO},12,xx-yy\n", "line 2"),
+    (f"{LID},99.50\n{TWO}\n", "line 2"),
+    (f"{LID},99.50\n{TWO},-3\n", "line 2"),
+    (f"listing_id,price\n{LID},99.50\n{TWO},1,fr-fr,extra\n", "line 3"),
+    ("", "no prices"),
+])
+def test_update_price_bad_file_sends_nothing(sandbox: Sandbox, tmp_path: Path, content: str,
+                                             where: str) -> None:
+    prices = tmp_path / "prices.csv"
+    prices.write_text(content)
+    result = sandbox.run("update-price", "--file", str(prices))
+    assert result.exit_code == 2
+    assert where in one_line_error(result)
+    assert result.stdout == ""
+    assert sandbox.seen == []
+    assert sandbox.price(LID) == "100.00"
+
+
+def test_update_price_unknown_listing_is_exit_1_with_reason(sandbox: Sandbox) -> None:
+    result = sandbox.run("update-price", UNKNOWN, "10.00", "--format", "json")
+    assert result.exit_code == 1
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "error" and "not found" in row["reason"]
+    assert sandbox.writes() == []
+
+
+def test_update_price_id_and_file_together_is_bad_usage(sandbox: Sandbox, tmp_path: Path) -> None:
+    prices = tmp_path / "p.csv"
+    prices.write_text(f"{LID},99\n")
+    for args in (["update-price", LID, "99", "--file", str(prices)], ["update-price", LID],
+                 ["update-price", "--file", str(tmp_path / "missing.csv")]):
+        result = sandbox.run(*args)
+        assert result.exit_code == 2, args
+        one_line_error(result)
+    assert sandbox.seen == []
+
+
+# --- bad input: exit 2, one line, nothing sent ---------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["update-price", LID, "--", "-5"],
+    ["update-price", LID, "-5"],
+    ["update-price", LID, "abc"],
+    ["update-price", LID, "12.345"],
+    ["update-price", LID, "nan"],
+    ["update-price", LID, "NaN"],
+    ["update-price", LID, "inf"],
+    ["update-price", LID, "-inf"],
+    ["update-price", LID, "0"],
+    ["update-price", LID, "0.00"],
+    ["update-price", LID, "1e3"],
+    ["update-price", LID, "1_000"],
+    ["update-price", LID, "\u0661\u0662"],
+    ["update-price", LID, "12,50"],
+    ["update-price", LID, "99", "--min-price", "1e2"],
+    ["update-price", LID, ""],
+    ["--market", "ja-jp", "update-price", JP, "1500.5"],
+    ["update-price", "not-a-uuid", "12.00"],
+    ["competitors", "not-a-uuid"],
+    ["competitors", LID, "12345"],
+    ["history", "not-a-uuid"],
+    ["--market", "xx-yy", "competitors", LID],
+    ["--market", "xx-yy", "update-price", LID, "99"],
+    ["--market", "xx-yy", "listings"],
+    ["competitors", LID, "--format", "xml"],
+    ["--format", "yaml", "listings"],
+    ["--env", "staging", "competitors", LID],
+])
+def test_bad_input_is_exit_2_one_line_nothing_sent(sandbox: Sandbox, args: list[str]) -> None:
+    result = sandbox.run(*args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert sandbox.seen == []
+
+
+def test_unknown_market_from_the_environment(sandbox: Sandbox) -> None:
+    result = sandbox.run("competitors", LID, env={"BMCTL_MARKET": "xx-yy"})
+    assert result.exit_code == 2 and "xx-yy" in one_line_error(result)
+    assert sandbox.seen == []
+
+
+def test_malformed_config_file_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("market = [\n")
+    for args in (["--config", str(bad), "competitors", LID],
+                 ["--config", str(bad), "update-price", LID, "99"]):
+        result = sandbox.run(*args)
+        assert result.exit_code == 2
+        assert str(bad) in one_line_error(result)
+    result = sandbox.run("listings", env={"BMCTL_CONFIG": str(bad)})
+    assert result.exit_code == 2
+    assert sandbox.seen == []
+
+
+@pytest.mark.parametrize("args", [
+    ["competitors", LID], ["listings"], ["update-price", LID, "99.00"],
+    ["update-price", LID, "99.00", "--dry-run"],
+])
+def test_missing_token_is_exit_2_before_any_request(sandbox: Sandbox, args: list[str]) -> None:
+    result = sandbox.run(*args, env={"BMCTL_TOKEN": ""})
+    assert result.exit_code == 2
+    assert "token" in one_line_error(result)
+    assert result.stdout == ""
+    assert sandbox.seen == []
+
+
+# --- errors from the marketplace --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["competitors", LID], ["listings"], ["update-price", LID, "99.00"]])
+def test_wrong_token_is_exit_3(sandbox: Sandbox, args: list[str]) -> None:
+    result = sandbox.run(*args, env={"BMCTL_TOKEN": "not-the-token"})
+    assert result.exit_code == 3
+    assert "401" in one_line_error(result)
+    assert "not-the-token" not in result.stdout + result.stderr
+    assert result.stdout == ""
+    assert len(sandbox.seen) == 1  # no retry of a 401
+    assert sandbox.price(LID) == "100.00"
+
+
+def test_waf_html_403_is_exit_3_with_cf_ray(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=["waf"])
+    result = box.run("competitors", LID, "--format", "json")
+    assert result.exit_code == 3
+    ray = box.app.answers[0].headers["cf-ray"]
+    line = one_line_error(result)
+    assert "Cloudflare" in line and ray in line
+
+
+def test_waf_challenge_403_is_exit_3(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=[None, "challenge"])
+    result = box.run("update-price", LID, "99.00")
+    assert result.exit_code == 3
+    assert "Cloudflare" in result.stderr
+    assert box.price(LID) == "100.00"
+
+
+def test_one_500_is_retried(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=["error"])
+    result = box.run("competitors", LID, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 1
+    assert len(box.seen) == 2
+    assert box.app.answers[0].status in (500, 502, 503)
+
+
+def test_one_500_on_the_write_is_retried(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=[None, "error"])
+    result = box.run("update-price", LID, "99.00", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["status"] == "updated"
+    assert box.writes() == [("POST", f"/ws/listings/{LID}")] * 2
+    assert box.price(LID) == "99.00"
+
+
+def test_one_dropped_connection_is_retried(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=["drop"])
+    result = box.run("listings", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 2
+    assert box.seen == [("GET", "/ws/listings")] * 2
+
+
+def test_malformed_json_is_exit_1(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=["malformed"])
+    result = box.run("competitors", LID, TWO, "--format", "json")
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert "malformed" in rows[0]["error"] and rows[0]["listing_id"] == LID
+    assert [r["market"] for r in rows[1:]] == ["fr-fr", "de-de"]
+
+    box = make_sandbox(script=["malformed"])
+    result = box.run("listings", "--format", "json")
+    assert result.exit_code == 1
+    assert "malformed" in result.stderr
+
+
+def test_requests_are_logged(sandbox: Sandbox) -> None:
+    sandbox.run("update-price", LID, "99.00")
+    result = sandbox.run("logs", "--format", "json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert [(r["method"], r["status"]) for r in rows] == [("POST", 200), ("GET", 200)]
+    runs = json.loads(sandbox.run("logs", "runs", "--format", "json").stdout)
+    assert runs[0]["command"] == "update-price" and runs[0]["exit_code"] == 0
+
+
+# --- the token never shows ------------------------------------------------------------------------
+
+
+def test_the_token_never_appears_in_output_or_database(make_sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    secret = "tok-SECRET-123"
+    # competitors x2 ok; listings 500 then ok; update GET+POST ok; file: GET+POST ok, GET
+    # malformed; the next update meets the WAF.
+    box = make_sandbox(token=secret, script=[None, None, "error", None, None, None, None, None,
+                                             "malformed", "waf"])
+    prices = tmp_path / "p.csv"
+    prices.write_text(f"{LID},99.00\n{TWO},201.00\n")
+    runs = [
+        ["--verbose", "competitors", LID, TWO],
+        ["--verbose", "listings", "--format", "csv"],
+        ["--verbose", "update-price", LID, "98.00", "--format", "table"],
+        ["--verbose", "update-price", "--file", str(prices)],
+        ["-v", "update-price", UNKNOWN, "9.00"],
+        ["-v", "competitors", UNKNOWN],
+        ["-v", "update-price", LID, "12.345"],
+        ["-v", "history", LID],
+        ["-v", "logs", "--format", "json"],
+        ["-v", "logs", "runs", "--format", "json"],
+        ["-v", "logs", "stats"],
+        ["-v", "config", "show", "--format", "json"],
+    ]
+    for args in runs:
+        box.run(*args)
+    box.run("-v", "competitors", LID, env={"BMCTL_TOKEN": secret + "x"})  # refused
+    box.run("-v", "--base-url", box.url + "/", "listings", "--limit", "1")
+    output = "\n".join(box.outputs)
+    assert output.count("bmctl: error") >= 2  # failures were among them
+    assert secret not in output
+    dump = box.dump_db()
+    assert "price_changes" in dump and "rate_limit_logs" in dump and "runs" in dump
+    assert secret not in dump
+    assert "SECRET" not in dump
