@@ -59,6 +59,10 @@ class Batch:
         self.controller.run(until=lambda: self.in_flight == 0 and self._exhausted)
         if not self._exhausted:
             self.summary.not_started.extend(self._targets)
+        if self.summary.stopped_by is None and self.breaker_open():
+            # Tripped by probes already in flight: nothing was left to stop, but the run must
+            # still say why it skipped them (exit 1).
+            self.summary.stopped_by = "breaker"
         return self.summary
 
     def _fill(self) -> None:

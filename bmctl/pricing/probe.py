@@ -172,6 +172,8 @@ class Probe:
         self.reservation: Any = None
         self.price_log: list[tuple[float, Money]] = []  # (time, price) after each write
         self.dip_started: float | None = None
+        self.dip_open = False  # a dip is written and its exit (peak or restore) is not yet
+        self.lost_backbox = False  # the peak lost the Backbox and could not win it back
         self.snapshot: Any = None
         self.price_uncertain = False  # a write failed: it may or may not have been applied
         self.known_losing: Money | None = None  # lowest price known to lose the Backbox
@@ -254,10 +256,12 @@ class Probe:
             result.reason = f"dry-run: would dip to {dip} to win the Backbox"
             return False
         self.probe_id = self.hooks.open_probe(self.target, self.price, self.bounds)
-        call = yield from self._write(dip, "dip", Priority.HIGH, reserve_exit=True)
-        self.reservation = call.reservation
-        result.dip_price = dip
+        self.dip_open = True  # from the moment the dip may have landed
+        yield from self._write(dip, "dip", Priority.HIGH, reserve_exit=True)
+        # max_dip counts from the answer: the write may wait long in the queue for its token
+        # (and its exit's), and until it is sent the listing is not dipped.
         self.dip_started = self.hooks.now()
+        result.dip_price = dip
         competitor = yield from self._peek_until_reflected(dip)
         if competitor is None or not competitor.is_winning:
             yield from self._restore("restore", "the Backbox did not follow the dip")
@@ -282,8 +286,19 @@ class Probe:
                 yield from self._raise_to(target, search=False)
         elif to_win is not None and to_win < self.price:
             pass  # revealed: we hold on a tie, above the outright price; a raise would lose it
+        elif self.price < self.bounds.floor:
+            # Winning below a floor raised since: a losing raise could never be undone (no write
+            # goes below the floor), so the search is not worth the Backbox.
+            result.reason = f"winning at {self.price}, below the floor {self.bounds.floor}; no search"
         elif self._may_search() and self.price < ceiling and self.params.max_raises > 0:
             yield from self._search_up(ceiling)
+        self.dip_open = False  # confirmed winning at the dip price, or a raise ended it
+        if self.lost_backbox:
+            yield from self._restore("restore", "the Backbox was lost during the peak")
+            result.outcome = "lost"
+            result.reason = (f"the Backbox was lost during the upward search and could not be won "
+                             f"back; price restored to {self.price}")
+            return
         final = self.price if not self.params.dry_run else (result.final_price or self.price)
         changed = final != result.start_price
         result.outcome = "won" if changed else "kept"
@@ -332,27 +347,43 @@ class Probe:
             return False
         if self.probe_id is None:
             self.probe_id = self.hooks.open_probe(self.target, previous, self.bounds)
-        priority = Priority.CRITICAL if self.dip_started is not None else Priority.HIGH
-        reservation, self.reservation = self.reservation, None
-        call = yield from self._write(target, "peak", priority, reservation=reservation,
-                                      reserve_exit=reservation is None)
-        self.reservation = call.reservation or None
+        # The first raise after a dip ends it: CRITICAL, on the token reserved for it. Every
+        # raise reserves the token of its own undo.
+        priority = Priority.CRITICAL if self.dip_open else Priority.HIGH
+        yield from self._write(target, "peak", priority, use_reservation=True, reserve_exit=True)
+        self.dip_open = False
         competitor = yield from self._peek_until_reflected(target)
         if competitor is not None and competitor.is_winning:
             return True
         # Lost at the raised price: go back to the best price known to win. While we are not
         # winning, price_to_win is exact; it never goes below the last winning price.
-        fallback = previous
+        fallback = self.bounds.clamp(previous)
         if competitor is not None and competitor.price_to_win is not None:
             known = self._on_grid(min(competitor.price_to_win, target))
             if previous < known < target:
                 fallback = self.bounds.clamp(known)
-        reservation, self.reservation = self.reservation, None
-        yield from self._write(fallback, "undo", Priority.CRITICAL, reservation=reservation)
+        yield from self._write(fallback, "undo", Priority.CRITICAL, use_reservation=True)
+        # Confirm: the previous price may have held the Backbox only on a tie that the raise gave
+        # away, or the market may have moved.
+        confirm = yield from self._peek_until_reflected(fallback)
+        if confirm is not None and confirm.is_winning:
+            return False
         if fallback != previous:
-            confirm = yield from self._peek_until_reflected(fallback)
-            if confirm is None or not confirm.is_winning:
-                yield from self._write(previous, "undo", Priority.CRITICAL)
+            yield from self._write(previous, "undo", Priority.CRITICAL)
+            confirm = yield from self._peek_until_reflected(previous)
+            if confirm is not None and confirm.is_winning:
+                return False
+        # Not winning where we were: one write to the exact price to win, if the floor allows.
+        to_win = confirm.price_to_win if confirm is not None else None
+        if to_win is not None and self.price is not None:
+            regain = self._on_grid(min(to_win, self.bounds.ceiling))
+            if self.bounds.floor <= regain < self.price and (
+                    regain != self.bounds.floor or self.hooks.floor_hit(self.target)):
+                yield from self._write(regain, "undo", Priority.CRITICAL)
+                confirm = yield from self._peek_until_reflected(regain)
+                if confirm is not None and confirm.is_winning:
+                    return False
+        self.lost_backbox = True
         return False
 
     # --- building blocks -------------------------------------------------------------------
@@ -376,7 +407,12 @@ class Probe:
     def _peek_until_reflected(self, price: Money) -> Generator[Action, Any, Any]:
         """After ``settle``, read competitors until the Backbox shows our price (bounded)."""
         for attempt in range(max(1, self.params.peek_retries)):
-            yield Wait(self.params.settle if attempt == 0 else max(self.params.settle / 2, 0.5))
+            wait = self.params.settle if attempt == 0 else max(self.params.settle / 2, 0.5)
+            if self.dip_open and self.dip_started is not None:
+                # Never sleep past max_dip: wake up at it and restore.
+                left = self.dip_started + self.params.max_dip - self.hooks.now()
+                wait = min(wait, max(0.0, left) + 1e-6)
+            yield Wait(wait)
             self._check_dip_age()
             competitor = yield from self._read_competitor(Priority.HIGH)
             self._check_dip_age()
@@ -391,17 +427,30 @@ class Probe:
         return call.response
 
     def _write(self, price: Money, reason: str, priority: Priority, *, reserve_exit: bool = False,
-               reservation: Any = None) -> Generator[Action, Any, Any]:
-        """One guarded price write, journalled before it is sent and recorded after."""
+               use_reservation: bool = False) -> Generator[Action, Any, Any]:
+        """One guarded price write, journalled before it is sent and recorded after.
+
+        ``use_reservation`` spends the token reserved by the previous write (if any);
+        ``reserve_exit`` reserves one for the next, kept in ``self.reservation`` even when this
+        write fails (the batch releases what the probe does not use)."""
         if self.bounds is None:
             raise RuntimeError("a probe writes only after its bounds are known")
         self.bounds.check(price)
+        if self.price is not None and price == self.price and not self.price_uncertain:
+            return None  # a write that would not change the price is not sent
+        reservation = None
+        if use_reservation:
+            reservation, self.reservation = self.reservation, None
+        if reserve_exit and self.reservation is not None:
+            reserve_exit = False  # one claim at a time is enough for one probe
         request = self.client.build_update_listing(self.target.listing_id, market=self.target.market,
                                                    price=price)
         old = self.price
         if self.probe_id is not None:
             self.hooks.step(self.probe_id, state=f"writing-{reason}")
         call = yield Send(request, priority, reserve_exit=reserve_exit, reservation=reservation)
+        if call.reservation is not None:
+            self.reservation = call.reservation
         try:
             update = self.client.parse_update(request, self._answer(request, call))
         except BmctlError:
@@ -426,10 +475,10 @@ class Probe:
         back = self.bounds.clamp(self.original)
         if self.price == back and not self.price_uncertain:
             return
-        reservation, self.reservation = self.reservation, None
         if self.price == back:
             self.price = None  # unknown after a failed write: force the idempotent rewrite
-        yield from self._write(back, reason, Priority.CRITICAL, reservation=reservation)
+        self.dip_open = False
+        yield from self._write(back, reason, Priority.CRITICAL, use_reservation=True)
 
     def _restore_after_failure(self) -> Generator[Action, Any, None]:
         """After an error mid-probe: restore the original price if it may have changed."""
@@ -441,9 +490,9 @@ class Probe:
             self.keep_open = True
 
     def _check_dip_age(self) -> None:
-        if self.dip_started is None or self.price is None or self.original is None:
+        if not self.dip_open or self.dip_started is None:
             return
-        if self.price < self.original and self.hooks.now() - self.dip_started > self.params.max_dip:
+        if self.hooks.now() - self.dip_started > self.params.max_dip:
             raise DipExpired(f"the dip outlived max_dip ({self.params.max_dip:g} s); original price restored")
 
     def _on_grid(self, price: Money) -> Money:

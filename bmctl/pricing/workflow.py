@@ -117,9 +117,10 @@ def run_probe_command(
 def exit_code_of(summary: BatchSummary, warn: Callable[[str], None]) -> int:
     """4 when a deadline left probes unstarted, 1 for the breaker or failed items, else 0."""
     if summary.stopped_by == "breaker":
+        held = sum(1 for r in summary.results if r.outcome == "skipped" and "circuit breaker" in r.reason)
         warn(f"bmctl: circuit breaker: more than the allowed number of listings would go to their "
-             f"floor; {len(summary.not_started)} probe(s) not started. Check the floors "
-             "(breaker_floor_hits in the config).")
+             f"floor; {len(summary.not_started)} probe(s) not started, {held} held back from their "
+             "floor. Check the floors (breaker_floor_hits in the config).")
         return ExitCode.ITEMS_FAILED
     if summary.stopped_by == "deadline":
         warn(f"bmctl: deadline: {len(summary.not_started)} probe(s) not started; rerun to resume")

@@ -54,15 +54,27 @@ class Recorder:
 
 def run_probes(world: SimWorld, db: Path, targets: Sequence[ProbeTarget], *,
                params: ProbeParams | None = None, deadline: float | None = None,
-               breaker: int = 5, max_in_flight: int = 16,
-               **settings: Any) -> tuple[BatchSummary, Recorder]:
-    """One probe run, as `bmctl probe` does it, over the world; returns summary and recorder."""
-    recorder = Recorder(world.transport)
+               breaker: int = 5, max_in_flight: int = 16, on_attempt: Any = None,
+               transport: Any = None, **settings: Any) -> tuple[BatchSummary, Recorder]:
+    """One probe run, as `bmctl probe` does it, over the world; returns summary and recorder.
+
+    ``on_attempt`` also sees every AttemptRecord; ``transport`` wraps the world's transport."""
+    recorder = Recorder(transport if transport is not None else world.transport)
     runtime = world.runtime(db, **settings)
     runtime.transport = recorder
     options = ProbeRunOptions(params=params or ProbeParams(settle=world.settle), deadline=deadline,
                               max_in_flight=max_in_flight, breaker_floor_hits=breaker)
     with runtime:
+        if on_attempt is not None:
+            controller = runtime.controller
+            log = controller.on_attempt
+
+            def both(record: Any) -> None:
+                on_attempt(record)
+                if log is not None:
+                    log(record)
+
+            controller.on_attempt = both
         run = ProbeRun(runtime, options)
         if not options.params.dry_run:
             run.recover_first()

@@ -1,0 +1,300 @@
+"""Probe batches in simulated time: priorities, reservations, the breaker, the deadline, max_dip,
+drifting competitors."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bmctl.api.money import Money
+from bmctl.errors import ExitCode
+from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.runner import ProbeRunOptions
+from bmctl.pricing.workflow import ProbeRequest, run_probe_command
+from bmctl.sandbox.catalogue import generate_catalogue
+from bmctl.sandbox.model import Drift
+from bmctl.sandbox.world import SimWorld
+from bmctl.store.db import open_database
+from bmctl.traffic.buckets import DEFAULT_LIMITS, LimitSpec
+from bmctl.traffic.queue import Priority
+from tests.pricing.harness import by_listing, listing, money, run_probes
+
+
+def limits(**changes: LimitSpec) -> dict[str, LimitSpec]:
+    out = dict(DEFAULT_LIMITS)
+    out.update(changes)
+    return out
+
+
+def price_of(request: Any) -> Money:
+    body = json.loads(request.body)
+    return Money.parse(body["price"], body.get("currency", "EUR"))
+
+
+def open_probes(db_path: Path) -> list[dict[str, Any]]:
+    db = open_database(db_path)
+    return list(db.query("select * from probes where state != 'closed'"))
+
+
+class Undercut:
+    """A transport wrapper: after the first write below the start price of a listing in
+    ``victims``, a rival undercuts it at once (the Backbox never follows our dip)."""
+
+    def __init__(self, world: SimWorld, victims: set[str]) -> None:
+        self.world = world
+        self.victims = victims
+        self.inner = world.transport
+        self.done: set[str] = set()
+
+    def send(self, request: Any, timeout: float) -> Any:
+        response = self.inner.send(request, timeout)
+        lid = request.listing_id
+        if request.method == "POST" and lid in self.victims and lid not in self.done and response.status < 300:
+            self.done.add(lid)
+            price = price_of(request)
+            self.world.marketplace.set_rivals(lid, "fr-fr", [price.with_amount(price.amount - Decimal("1.00"))])
+        return response
+
+
+# --- priorities -----------------------------------------------------------------------------
+
+
+def test_dip_exits_are_never_queued_behind_new_work(tmp_path: Path) -> None:
+    """Global is the bottleneck, so every request competes for it: no NORMAL request (new work)
+    is sent while a CRITICAL one (the write ending a dip) waits."""
+    specs = [listing("100.00", ["95.00"]) for _ in range(40)]
+    world = SimWorld(specs, settle=2.0)
+    undercut = Undercut(world, {s.id for s in specs[::2]})  # half must restore (CRITICAL)
+    records: list[Any] = []
+    summary, recorder = run_probes(
+        world, tmp_path / "p.db", [ProbeTarget(s.id, "fr-fr") for s in specs],
+        transport=undercut, on_attempt=records.append, max_in_flight=40,
+        limits=limits(**{"global": LimitSpec(4, 1.0)}),
+    )
+    assert len(summary.results) == 40
+    outcomes = {r.outcome for r in summary.results}
+    assert outcomes == {"won", "lost"}, outcomes
+    critical = [r for r in records if r.priority == Priority.CRITICAL]
+    assert len(critical) == 20
+    eps = 1e-6
+    waits = [(r.sent_wall - r.queue_wait_ms / 1000.0, r.sent_wall) for r in critical]
+    assert any(end - start > 0.1 for start, end in waits), "no CRITICAL write ever waited: no contention"
+    for record in records:
+        if record.priority != Priority.NORMAL:
+            continue
+        for start, end in waits:
+            assert not (start + eps < record.sent_wall < end - eps), (
+                f"NORMAL {record.route} sent at {record.sent_wall} while a CRITICAL write waited "
+                f"from {start} to {end}")
+    # Each request at its level: first read NORMAL, the rest of a probe HIGH, exits CRITICAL.
+    by_call: dict[int, Any] = {}
+    for r in records:
+        by_call.setdefault(r.call_id, r)
+    for r in by_call.values():
+        if r.route == "listing_read":
+            assert r.priority == Priority.NORMAL
+        elif r.route == "competitors":
+            assert r.priority == Priority.HIGH
+    for spec in specs:
+        writes = [r for r in by_call.values() if r.route == "listing_write" and r.request.listing_id == spec.id]
+        assert writes[0].priority == Priority.HIGH  # the dip
+        if spec.id in undercut.done and len(writes) > 1:
+            assert writes[1].priority == Priority.CRITICAL  # the restore ends the dip
+    assert {r.outcome for r in records} == {"ok"}  # never over the sandbox's limits
+
+
+# --- reservations ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deadline", [None, 1800.0])
+def test_a_batch_that_runs_out_of_write_budget_strands_nothing(tmp_path: Path, deadline: float | None) -> None:
+    """listing_writes 6/hour with a burst of 3: the hourly budget runs out after a few dips. No
+    dip is sent unless its exit is reserved, so every dipped listing is restored or confirmed
+    winning soon after, and with a deadline the rest is left unstarted (exit 4)."""
+    specs = [listing("100.00", ["95.00"]) for _ in range(12)]
+    world = SimWorld(specs, settle=2.0)
+    undercut = Undercut(world, {s.id for s in specs[::2]})
+    records: list[Any] = []
+    db = tmp_path / "p.db"
+    summary, recorder = run_probes(
+        world, db, [ProbeTarget(s.id, "fr-fr") for s in specs], transport=undercut,
+        on_attempt=records.append, deadline=deadline,
+        limits=limits(listing_writes=LimitSpec(6, 3600.0, burst=3)),
+    )
+    results = by_listing(summary)
+    assert {r.outcome for r in records} == {"ok"}
+    assert open_probes(db) == []
+    writes: dict[str, list[tuple[float, Money]]] = {}
+    for r in records:
+        if r.route == "listing_write":
+            writes.setdefault(r.request.listing_id, []).append((r.sent_wall, price_of(r.request)))
+    for spec in specs:
+        start = money("100.00")
+        final = world.price(spec.id, "fr-fr")
+        if spec.id not in results:
+            assert final == start and spec.id not in writes
+            continue
+        result = results[spec.id]
+        sent = writes.get(spec.id, [])
+        if sent and sent[0][1] < start:  # dipped
+            if result.outcome == "won":
+                backbox = world.marketplace.backbox(spec.id, "fr-fr")
+                assert backbox is not None and backbox.is_winning and final == result.final_price
+            else:
+                assert result.outcome == "lost" and final == start
+                # The exit went out on its reserved claim: within the controller's reservation
+                # horizon (60 s) of the dip, not when the hourly budget came back.
+                assert len(sent) == 2 and sent[1][0] - sent[0][0] <= 60.0 + 1.0, sent
+        assert final >= money("94.99")
+    if deadline is None:
+        assert summary.stopped_by is None and len(summary.results) == 12
+    else:
+        assert summary.stopped_by == "deadline"
+        assert summary.not_started, "the budget for 12 probes is not there in 30 min"
+        assert len(summary.results) + len(summary.not_started) == 12
+        start_wall = min(r.sent_wall for r in records)
+        assert max(r.sent_wall for r in records) - start_wall <= deadline
+
+
+# --- the circuit breaker --------------------------------------------------------------------
+
+
+def test_breaker_stops_new_probes_and_exits_1(tmp_path: Path) -> None:
+    # price_to_win 94.99 == min_price: each dip goes to the floor.
+    specs = [listing("100.00", ["95.00"], min_price="94.99") for _ in range(10)]
+    world = SimWorld(specs)
+    targets = [ProbeTarget(s.id, "fr-fr") for s in specs]
+    warnings: list[str] = []
+    with world.runtime(tmp_path / "p.db", probe_breaker_floor_hits=3) as runtime:
+        options = ProbeRunOptions(params=ProbeParams(settle=2.0), max_in_flight=2, breaker_floor_hits=3)
+        report = run_probe_command(runtime, ProbeRequest(ids=[t.listing_id for t in targets]), targets,
+                                   options, warn=warnings.append)
+    assert report.exit_code == ExitCode.ITEMS_FAILED
+    assert report.summary.stopped_by == "breaker"
+    won = [r for r in report.summary.results if r.outcome == "won"]
+    assert len(won) == 3  # the open probes were finished
+    assert report.summary.not_started
+    assert any("circuit breaker" in w for w in warnings)
+    dipped = sum(1 for s in specs if world.price(s.id, "fr-fr") != money("100.00"))
+    assert dipped == 3
+    assert open_probes(tmp_path / "p.db") == []
+
+
+def test_breaker_with_every_probe_in_flight_still_exits_1(tmp_path: Path) -> None:
+    """All probes started before the breaker tripped: the rest are skipped, and the run still
+    exits 1 saying why."""
+    specs = [listing("100.00", ["95.00"], min_price="94.99") for _ in range(6)]
+    world = SimWorld(specs)
+    targets = [ProbeTarget(s.id, "fr-fr") for s in specs]
+    warnings: list[str] = []
+    with world.runtime(tmp_path / "p.db") as runtime:
+        options = ProbeRunOptions(params=ProbeParams(settle=2.0), max_in_flight=16, breaker_floor_hits=2)
+        report = run_probe_command(runtime, ProbeRequest(ids=[t.listing_id for t in targets]), targets,
+                                   options, warn=warnings.append)
+    assert report.exit_code == ExitCode.ITEMS_FAILED
+    outcomes = sorted(r.outcome for r in report.summary.results)
+    assert outcomes.count("won") == 2
+    assert all("circuit breaker" in r.reason for r in report.summary.results if r.outcome != "won")
+    assert any("circuit breaker" in w for w in warnings)
+
+
+# --- the deadline ---------------------------------------------------------------------------
+
+
+def test_deadline_starts_no_probe_that_cannot_finish_and_exits_4(tmp_path: Path) -> None:
+    specs = [listing("100.00", ["95.00"]) for _ in range(30)]
+    world = SimWorld(specs)
+    targets = [ProbeTarget(s.id, "fr-fr") for s in specs]
+    infos: list[str] = []
+    warnings: list[str] = []
+    finished_at: list[float] = []
+    # 4 writes per minute: the deadline of 2 minutes holds about 8 probes.
+    lim = limits(listing_writes=LimitSpec(4, 60.0))
+    with world.runtime(tmp_path / "p.db", limits=lim) as runtime:
+        start = world.clock.monotonic()
+        options = ProbeRunOptions(params=ProbeParams(settle=2.0), deadline=120.0)
+        report = run_probe_command(runtime, ProbeRequest(ids=[t.listing_id for t in targets]), targets,
+                                   options, info=infos.append, warn=warnings.append,
+                                   on_result=lambda r: finished_at.append(world.clock.monotonic()))
+    assert report.exit_code == ExitCode.LIMITED
+    summary = report.summary
+    assert summary.stopped_by == "deadline"
+    assert 1 <= len(summary.results) < 30
+    assert len(summary.results) + len(summary.not_started) == 30
+    assert max(finished_at) - start <= 120.0, "a started probe finished after the deadline"
+    assert all(r.outcome == "won" for r in summary.results)
+    for target in summary.not_started:
+        assert world.price(target.listing_id, "fr-fr") == money("100.00")
+    assert any("deadline" in w and "not started" in w for w in warnings)
+    plan = "\n".join(infos)
+    assert "exceed" in plan and "listing_writes" in plan  # the plan warned before the batch
+
+
+def test_plan_warns_when_writes_exceed_the_budget_within_the_deadline() -> None:
+    from bmctl.pricing.plan import plan_probes
+
+    plan = plan_probes(3000, DEFAULT_LIMITS, jitter=0.05, settle=2.0, max_raises=3, peek_retries=5,
+                       deadline=600.0)
+    text = plan.describe()
+    assert "writes exceed" in text and "deadline" in text
+    quiet = plan_probes(10, DEFAULT_LIMITS, jitter=0.05, settle=2.0, max_raises=3, peek_retries=5,
+                        deadline=600.0)
+    assert quiet.warnings == []
+
+
+# --- max_dip --------------------------------------------------------------------------------
+
+
+def test_a_dip_past_max_dip_is_restored_critical_and_reported_error(tmp_path: Path) -> None:
+    spec = listing("100.00", ["95.00"])
+    world = SimWorld([spec], settle=1000.0)  # the Backbox never follows in time
+    records: list[Any] = []
+    params = ProbeParams(settle=2.0, peek_retries=100, max_dip=15.0)
+    summary, recorder = run_probes(world, tmp_path / "p.db", [ProbeTarget(spec.id, "fr-fr")],
+                                   params=params, on_attempt=records.append)
+    (result,) = summary.results
+    assert result.outcome == "error" and "max_dip" in result.reason
+    assert world.price(spec.id, "fr-fr") == money("100.00")
+    writes = [r for r in records if r.route == "listing_write"]
+    assert [price_of(w.request) for w in writes] == [money("94.99"), money("100.00")]
+    assert writes[1].priority == Priority.CRITICAL
+    dip = writes[1].sent_wall - writes[0].sent_wall
+    assert 15.0 <= dip <= 15.0 + 1.0, dip  # restored at max_dip, not a peek interval later
+    assert 15.0 <= result.dip_seconds <= 16.0
+    assert open_probes(tmp_path / "p.db") == []
+
+
+# --- drift ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reveal", [True, False])
+def test_drifting_competitors_never_push_a_write_out_of_bounds(tmp_path: Path, reveal: bool) -> None:
+    specs = generate_catalogue(60, seed=11)
+    drift = Drift(interval=1.0, step=Decimal("0.02"), band=Decimal("0.10"))
+    world = SimWorld(specs, settle=2.0, reveal=reveal, drift=drift, seed=3)
+    offers = {s.id: s.offers[0] for s in specs}
+    targets = [ProbeTarget(s.id, offers[s.id].market) for s in specs]
+    db = tmp_path / "p.db"
+    summary, recorder = run_probes(world, db, targets, params=ProbeParams(settle=2.0))
+    results = by_listing(summary)
+    assert len(results) == 60
+    for request in recorder.sent:
+        if request.method != "POST":
+            continue
+        offer = offers[request.listing_id]
+        price = price_of(request)
+        assert offer.min_price is not None
+        assert offer.min_price <= price <= offer.max_price, (price, offer)
+    assert open_probes(db) == []
+    for spec in specs:
+        offer, result = offers[spec.id], results[spec.id]
+        now = world.price(spec.id, offer.market)
+        assert result.final_price == now or result.outcome == "skipped", result
+        if result.outcome in ("lost", "unwinnable", "skipped", "error"):
+            assert now == offer.price, result  # nothing left at a dipped price
+        if result.outcome == "won" and result.writes:
+            assert result.final_price is not None

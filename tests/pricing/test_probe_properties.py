@@ -1,0 +1,194 @@
+"""Property test of the probe over random markets and bounds (simulated time).
+
+Every write seen at the transport is a decimal string with the currency's decimals (never a
+JSON float) within [floor, effective ceiling]; every winnable listing ends winning.
+
+CI runs a modest number of examples; a dedicated run of many cases:
+
+    BMCTL_PROPERTY_EXAMPLES=10000 python -m pytest tests/pricing/test_probe_properties.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bmctl.api.money import Money, minor_units, tick
+from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.sandbox.model import ListingSpec, OfferSpec
+from bmctl.sandbox.world import SimWorld
+from tests.pricing.harness import by_listing, run_probes
+
+EXAMPLES = int(os.environ.get("BMCTL_PROPERTY_EXAMPLES", "60"))
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=EXAMPLES <= 100,  # CI: the same examples every time; big runs explore
+)
+
+MARKETS = {"EUR": "fr-fr", "JPY": "ja-jp"}
+
+
+@dataclass(frozen=True)
+class Case:
+    currency: str
+    price: int  # in ticks
+    rivals: tuple[int, ...]
+    min_price: int | None
+    max_price: int
+    floor: int | None
+    ceiling: int | None
+    incumbent: bool
+
+    def money(self, ticks: int | None) -> Money | None:
+        if ticks is None:
+            return None
+        return Money(Decimal(ticks) * tick(self.currency), self.currency)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    currency = draw(st.sampled_from(["EUR", "JPY"]))
+    scale = 100 if currency == "EUR" else 1
+    low, high = 50 * scale, 300 * scale
+    price = draw(st.integers(low, high))
+    # Rivals near our price so that every case (winning, winnable, unwinnable, ties) shows up.
+    near = st.integers(max(1, price - 40 * scale), price + 40 * scale)
+    rivals = tuple(draw(st.lists(st.one_of(near, st.just(price)), max_size=3)))
+    max_price = draw(st.integers(price - 10 * scale, price + 120 * scale))
+    min_price = draw(st.one_of(st.none(), st.integers(max(1, price - 60 * scale), price + 10 * scale)))
+    floor = draw(st.one_of(st.none(), st.integers(max(1, price - 60 * scale), price + 10 * scale)))
+    ceiling = draw(st.one_of(st.none(), st.integers(max(1, price - 30 * scale), price + 150 * scale)))
+    incumbent = draw(st.booleans())
+    return Case(currency, price, rivals, min_price, max(1, max_price), floor, ceiling, incumbent)
+
+
+def spec_of(case: Case) -> ListingSpec:
+    market = MARKETS[case.currency]
+    offer = OfferSpec(market=market, price=case.money(case.price), max_price=case.money(case.max_price),
+                      min_price=case.money(case.min_price),
+                      rivals=tuple(case.money(r) for r in case.rivals), incumbent=case.incumbent)
+    return ListingSpec(id=str(uuid.uuid4()), sku=f"SKU-{uuid.uuid4().hex[:8]}", offers=(offer,))
+
+
+def expected_bounds(case: Case) -> tuple[Money, Money] | None:
+    """(floor, effective ceiling) as the contract defines them, or None when the probe skips."""
+    floor = case.money(case.floor if case.floor is not None else case.min_price)
+    if floor is None:
+        return None
+    max_price = case.money(case.max_price)
+    ceiling = case.money(case.ceiling) if case.ceiling is not None else max_price
+    ceiling = min(ceiling, max_price)
+    if floor > ceiling:
+        return None
+    return floor, ceiling
+
+
+def check_write(body_bytes: bytes, currency: str, bounds: tuple[Money, Money]) -> Money:
+    """A write body: decimal strings only, the currency's decimals, inside the bounds."""
+    floats: list[str] = []
+
+    def no_float(text: str) -> Decimal:
+        floats.append(text)
+        return Decimal(text)
+
+    body = json.loads(body_bytes, parse_float=no_float, parse_int=no_float)
+    assert not floats, f"a JSON number in a price write: {body_bytes!r}"
+    assert set(body) <= {"price", "currency", "min_price"}, body
+    assert body.get("currency", currency) == currency
+    text = body["price"]
+    assert isinstance(text, str), body
+    places = minor_units(currency)
+    if places:
+        whole, _, decimals = text.partition(".")
+        assert len(decimals) == places and whole.isdigit() and decimals.isdigit(), text
+    else:
+        assert text.isdigit(), text
+    price = Money(Decimal(text), currency)
+    floor, ceiling = bounds
+    assert floor <= price <= ceiling, f"{price} outside [{floor}, {ceiling}]"
+    return price
+
+
+def run_cases(batch: list[Case], *, reveal: bool, settle: float, params: ProbeParams,
+              drift=None, seed: int = 0) -> None:  # type: ignore[no-untyped-def]
+    specs = [spec_of(c) for c in batch]
+    world = SimWorld(specs, reveal=reveal, settle=settle, drift=drift, seed=seed)
+    # Which listings could win before the probe starts: competing, a price to win at or above
+    # the floor (or already winning), bounds valid.
+    before = {s.id: world.marketplace.backbox(s.id, MARKETS[c.currency]) for s, c in zip(specs, batch)}
+    targets = [ProbeTarget(s.id, MARKETS[c.currency], c.money(c.floor), c.money(c.ceiling))
+               for s, c in zip(specs, batch)]
+    with tempfile.TemporaryDirectory() as tmp:
+        summary, recorder = run_probes(world, Path(tmp) / "p.db", targets, params=params)
+    results = by_listing(summary)
+    assert len(results) == len(batch)
+    ids = {s.id: c for s, c in zip(specs, batch)}
+    for request in recorder.sent:
+        if request.method != "POST":
+            continue
+        case = ids[request.listing_id]
+        bounds = expected_bounds(case)
+        assert bounds is not None, f"a write for a listing the probe must skip: {case}"
+        check_write(request.body or b"", case.currency, bounds)
+    world.clock.advance(settle + 1)  # let the Backbox settle the last write
+    for spec, case in zip(specs, batch):
+        market = MARKETS[case.currency]
+        result = results[spec.id]
+        assert result.outcome in ("won", "kept", "unwinnable", "lost", "skipped", "error")
+        bounds = expected_bounds(case)
+        view = before[spec.id]
+        now = world.marketplace.backbox(spec.id, market)
+        final = world.price(spec.id, market)
+        if bounds is None or view is None:
+            assert result.outcome == "skipped", (case, result)
+            assert result.writes == 0
+            assert final == case.money(case.price)
+            continue
+        floor, ceiling = bounds
+        if drift is None:
+            # Winnable: a price at or above the floor wins outright, or we already win outright.
+            # (A tie held as incumbent below such a price may be given away by the upward search
+            # when the market hides the headroom: it cannot be told from real headroom.)
+            best = min((case.money(r) for r in case.rivals), default=None)
+            step = tick(case.currency)
+            winnable = (best is None or best.with_amount(best.amount - step) >= floor
+                        or (view.is_winning and case.money(case.price) < best))
+            if winnable:
+                assert now is not None and now.is_winning, (case, reveal, settle, result)
+                assert result.outcome in ("won", "kept"), (case, result)
+            else:
+                assert result.outcome == "unwinnable", (case, result)
+                assert final == case.money(case.price)
+        if result.outcome in ("won", "kept"):
+            assert result.final_price == final
+        if result.outcome in ("lost", "unwinnable", "skipped", "error") and drift is None:
+            assert final == case.money(case.price) or floor <= final <= ceiling
+        assert result.writes == sum(1 for r in recorder.sent
+                                    if r.method == "POST" and r.listing_id == spec.id)
+
+
+@PROPERTY
+@given(
+    batch=st.lists(cases(), min_size=1, max_size=3),
+    reveal=st.booleans(),
+    settle=st.sampled_from([0.0, 0.5, 2.0, 5.0]),
+    max_raises=st.integers(0, 4),
+    headroom=st.sampled_from(["auto", "hidden", "revealed"]),
+)
+def test_probe_never_writes_out_of_bounds_and_wins_what_is_winnable(
+    batch: list[Case], reveal: bool, settle: float, max_raises: int, headroom: str
+) -> None:
+    if headroom == "revealed" and not reveal:
+        headroom = "auto"  # telling the probe the market reveals when it does not is a lie
+    params = ProbeParams(settle=settle, max_raises=max_raises, headroom=headroom)
+    run_cases(batch, reveal=reveal, settle=settle, params=params)
