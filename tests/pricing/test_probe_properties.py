@@ -166,6 +166,8 @@ def run_cases(batch: list[Case], *, reveal: bool, settle: float, params: ProbePa
             if winnable:
                 assert now is not None and now.is_winning, (case, reveal, settle, result)
                 assert result.outcome in ("won", "kept"), (case, result)
+            elif view.is_winning:  # a tie held below any winning price the floor allows
+                assert result.outcome in ("kept", "won", "lost"), (case, result)
             else:
                 assert result.outcome == "unwinnable", (case, result)
                 assert final == case.money(case.price)
