@@ -333,30 +333,36 @@ class Soak:
     # --- the plan ---------------------------------------------------------------------------
 
     def _plan_episodes(self) -> list[Episode]:
-        cfg, rng = self.config, self.rng
-        total = cfg.hours * 3600.0
+        """Fault episodes: one rng stream per kind, drawn minute by minute (a Poisson process),
+        so the first H hours of a longer soak are those of a soak of H hours."""
+        cfg = self.config
+        minutes = int(cfg.hours * 60)
         episodes: list[Episode] = []
+        waf = 0.5 if cfg.waf else 0.0
 
-        def times(per_hour: float) -> list[float]:
-            # a Poisson process, one draw per simulated minute
-            return sorted(rng.uniform(m * 60.0, m * 60.0 + 60.0) for m in range(int(total // 60))
-                          if rng.random() < per_hour / 60.0)
-
-        for t in times(cfg.storms_per_hour):
-            episodes.append(Episode(t, t + rng.uniform(10, 120), "storm", {
+        def storm(rng: random.Random, t: float) -> Episode:
+            return Episode(t, t + rng.uniform(10, 120), "storm", {
                 "share": rng.choice((0.3, 0.7, 1.0)),
-                "retry_after": rng.choice(("none", "seconds", "date")),
-            }))
-        for t in times(cfg.bursts_per_hour):
+                "retry_after": rng.choice(("none", "seconds", "date"))})
+
+        def burst(rng: random.Random, t: float) -> Episode:
             weights = [rng.random() for _ in range(6)]
             scale = rng.uniform(0.05, 0.4) / sum(weights)
             w = [x * scale for x in weights]
-            waf = 0.5 if cfg.waf else 0.0
-            episodes.append(Episode(t, t + rng.uniform(30, 300), "burst", {"faults": Faults(
+            return Episode(t, t + rng.uniform(30, 300), "burst", {"faults": Faults(
                 error=w[0], timeout=w[1] * 0.3, drop=w[2], malformed=w[3], waf=w[4] * waf,
-                challenge=w[5] * waf, latency=rng.choice((0.0, 50.0)), jitter=25.0)}))
-        for t in times(cfg.auth_per_hour):
-            episodes.append(Episode(t, t + rng.uniform(60, 900), "auth", {}))
+                challenge=w[5] * waf, latency=rng.choice((0.0, 50.0)), jitter=25.0)})
+
+        def auth(rng: random.Random, t: float) -> Episode:
+            return Episode(t, t + rng.uniform(60, 900), "auth", {})
+
+        for k, (per_hour, make) in enumerate(((cfg.storms_per_hour, storm),
+                                              (cfg.bursts_per_hour, burst),
+                                              (cfg.auth_per_hour, auth))):
+            rng = random.Random(cfg.seed * 1_000_033 + k + 1)
+            for m in range(minutes):
+                if rng.random() < per_hour / 60.0:
+                    episodes.append(make(rng, rng.uniform(m * 60.0, m * 60.0 + 60.0)))
         episodes.sort(key=lambda ep: ep.start)
         return episodes
 
@@ -467,7 +473,7 @@ class Soak:
                             **self._where(run), traceback=tb) from None
         run.exit_code = None if run.killed else (runtime.exit_code if runtime.exit_code is not None else 0)
         if not run.killed:
-            self.result.exit_codes[run.exit_code] += 1
+            self.result.exit_codes[int(run.exit_code)] += 1
         run.end = world.clock.monotonic()
         self.result.recovered += sum(1 for w in run.warnings if w.startswith("recovered "))
         self.check_after_run(run)

@@ -1,0 +1,109 @@
+"""The long deterministic fault-injection soak: simulated days of cron ``probe --all`` runs.
+
+    python bench/soak.py --seeds 20 --hours 24          # the long soak (seeds 0..19)
+    python bench/soak.py --seed 7 --hours 24            # replay one seed exactly
+    python bench/soak.py --seeds 4 --hours 8 --gap 11 --no-waf --no-auth   # explore past known bugs
+
+Each seed builds its own simulated world (200 listings in fr-fr, en-gb, ja-jp, drifting
+competitors), plays cron every 15 minutes with faults, 429 storms, 401 periods and process
+deaths, and checks the invariants after every run (``tests/soak/runner.py`` documents them).
+A seed stops at its first violated invariant, printed with the context to replay it.
+Exit status: 0 when every seed held every invariant, 1 otherwise.
+
+Scenario options (they choose what happens, never what is checked): ``--gap`` seconds between
+the three chained cron processes of a slot (default 0.2 s), ``--no-waf`` (no WAF/challenge 403s),
+``--no-auth`` (no 401 periods), ``--kill-rate``, ``--profile tight`` (tighter limits),
+``--jobs`` worker processes (default: the CPU count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _one(args: tuple[int, float, dict[str, Any]]) -> Any:
+    from tests.soak.runner import run_soak
+
+    seed, hours, options = args
+    return run_soak(seed, hours, **options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--seed", type=int, help="run this one seed (replay)")
+    which.add_argument("--seeds", type=int, default=1, help="run seeds FIRST..FIRST+N-1 (default 1)")
+    parser.add_argument("--first", type=int, default=0, help="first seed with --seeds (default 0)")
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    parser.add_argument("--profile", default="default", help="limits: default | tight")
+    parser.add_argument("--gap", type=float, default=0.2,
+                        help="simulated seconds between the chained cron processes of a slot")
+    parser.add_argument("--kill-rate", type=float, default=0.2, help="share of runs that die")
+    parser.add_argument("--no-waf", action="store_true", help="no WAF / challenge 403s")
+    parser.add_argument("--no-auth", action="store_true", help="no 401 periods")
+    parser.add_argument("--listings", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--keep-db", metavar="DIR", help="keep each seed's database in DIR")
+    args = parser.parse_args(argv)
+
+    seeds = [args.seed] if args.seed is not None else list(range(args.first, args.first + args.seeds))
+    options: dict[str, Any] = {"profile": args.profile, "process_gap": args.gap,
+                               "kill_rate": args.kill_rate, "waf": not args.no_waf,
+                               "listings": args.listings}
+    if args.no_auth:
+        options["auth_per_hour"] = 0.0
+    if args.keep_db:
+        options["db_dir"] = args.keep_db
+    extra = "".join(f" {flag}" for flag, on in (("--no-waf", args.no_waf), ("--no-auth", args.no_auth)) if on)
+    if args.gap != 0.2:
+        extra += f" --gap {args.gap:g}"
+    if args.kill_rate != 0.2:
+        extra += f" --kill-rate {args.kill_rate:g}"
+    started = time.perf_counter()
+    print(f"soak: seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), {args.hours:g} simulated hours each, "
+          f"profile {args.profile}, {args.jobs} job(s)", file=sys.stderr, flush=True)
+    results = []
+    work = [(seed, args.hours, options) for seed in seeds]
+    if args.jobs > 1 and len(seeds) > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for result in pool.map(_one, work):
+                if extra and result.violation is not None:
+                    result.replay += extra
+                print(result.summary(), flush=True)
+                results.append(result)
+    else:
+        for item in work:
+            result = _one(item)
+            if extra:
+                result.replay += extra
+            print(result.summary(), flush=True)
+            results.append(result)
+    wall = time.perf_counter() - started
+    bad = [r for r in results if r.violation is not None]
+    by_invariant: dict[str, int] = {}
+    for r in bad:
+        by_invariant[r.violation.invariant] = by_invariant.get(r.violation.invariant, 0) + 1
+    cpu = sum(r.wall_seconds for r in results)
+    hours = sum(r.hours for r in results)
+    print(f"\nsoak: {len(results)} seed(s) x {args.hours:g} h, {len(bad)} with a violation "
+          f"{by_invariant or ''}; wall {wall:.1f} s ({cpu / max(hours, 1e-9):.2f} s of one core per "
+          f"simulated hour); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    for r in bad:
+        print(f"  seed {r.seed}: {r.violation.invariant}: replay with `{r.replay}`")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
