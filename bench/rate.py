@@ -100,7 +100,9 @@ def run_bmctl(url: str, specs, bucket: str, seconds: float) -> str:
 
     clock = SystemClock()
     transport = RequestsTransport()
-    controller = TrafficController(make_buckets(clock=clock), RouteMap.default(), transport, clock=clock)
+    attempts = []
+    controller = TrafficController(make_buckets(clock=clock), RouteMap.default(), transport, clock=clock,
+                                   on_attempt=attempts.append)
     rate, _, path_of = BUCKETS[bucket]
     n = int(rate * seconds * 1.5) + 20  # more than the run can send: the queue never runs dry
     for spec in itertools.islice(itertools.cycle(specs), n):
@@ -110,7 +112,12 @@ def run_bmctl(url: str, specs, bucket: str, seconds: float) -> str:
     controller.run(until=lambda: clock.monotonic() >= end)
     controller.cancel_all()
     transport.close()
-    return "TrafficController, default buckets, RouteMap.default(), RequestsTransport, SystemClock"
+    interval = controller.buckets[bucket].interval
+    lat = sorted(a.latency_ms for a in attempts)
+    late = sum(1 for x in lat if x > interval * 1000) / max(1, len(lat))
+    return ("TrafficController, default buckets, RouteMap.default(), RequestsTransport, SystemClock; "
+            f"client latency p50 {lat[len(lat) // 2]:.1f} ms, max {lat[-1]:.1f} ms; "
+            f"{100 * late:.1f} % of answers slower than the token interval {interval * 1000:.2f} ms")
 
 
 def run_retry(url: str, specs, bucket: str, seconds: float, backoff: float = 0.5) -> str:
@@ -207,7 +214,9 @@ def main() -> None:
             if key == "limiter1s" and bucket != "global":
                 continue  # per_second=2 is the only natural setting for 2/1 s
             seed += 1
+            started = time.monotonic()
             row, how = measure(key, bucket, args.seconds, specs, seed)
+            how += f" [run took {time.monotonic() - started:.1f} s]"
             rows.append(row)
             notes.append(f"- {row[0]} / {bucket}: {how}")
             print(f"  done: {row[0]} / {bucket}", file=sys.stderr, flush=True)
@@ -216,6 +225,7 @@ def main() -> None:
                 seed += 1
                 row, how = measure(key, bucket, args.seconds, specs, seed, nodelay=False)
                 rows.append(row)
+                notes.append(f"- {row[0]} / {bucket}: {how}")
                 print(f"  done: {row[0]} / {bucket}", file=sys.stderr, flush=True)
     print(table(["contender", "bucket", "2xx in window", "429s (wire)", "req/s", "% of limit",
                  "span rate"], rows))
