@@ -72,7 +72,10 @@ class Batch:
                 return
             if self.deadline is not None and self.estimate_seconds is not None:
                 if self.controller.now() + self.estimate_seconds(self.in_flight) > self.deadline:
-                    self._stop("deadline")
+                    # Not now: while probes are in flight, one may fit once they finish (this
+                    # runs again each time one does); with none in flight, none ever will.
+                    if self.in_flight == 0:
+                        self._stop("deadline")
                     return
             target = next(self._targets, None)
             if target is None:

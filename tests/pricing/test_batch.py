@@ -298,3 +298,29 @@ def test_drifting_competitors_never_push_a_write_out_of_bounds(tmp_path: Path, r
             assert now == offer.price, result  # nothing left at a dipped price
         if result.outcome == "won" and result.writes:
             assert result.final_price is not None
+
+
+def test_deadline_counts_the_write_budget_an_earlier_run_spent(tmp_path: Path) -> None:
+    """A run right after one that spent the hourly write budget: the buckets start from the
+    log, no dip could be sent within the deadline, so no probe starts (exit 4) instead of
+    running an hour past the deadline."""
+    specs = [listing("100.00", ["95.00"]) for _ in range(14)]
+    world = SimWorld(specs)
+    lim = limits(listing_writes=LimitSpec(10, 300.0, burst=10))
+    db = tmp_path / "p.db"
+    first, _ = run_probes(world, db, [ProbeTarget(s.id, "fr-fr") for s in specs[:10]], limits=lim,
+                          max_in_flight=4)
+    assert [r.outcome for r in first.results] == ["won"] * 10
+    warnings: list[str] = []
+    with world.runtime(db, limits=lim) as runtime:
+        start = world.clock.monotonic()
+        targets = [ProbeTarget(s.id, "fr-fr") for s in specs[10:]]
+        options = ProbeRunOptions(params=ProbeParams(settle=2.0), deadline=120.0)
+        report = run_probe_command(runtime, ProbeRequest(ids=[t.listing_id for t in targets]), targets,
+                                   options, warn=warnings.append)
+        elapsed = world.clock.monotonic() - start
+    assert report.exit_code == ExitCode.LIMITED
+    assert report.summary.results == [] and len(report.summary.not_started) == 4
+    assert elapsed <= 120.0
+    for spec in specs[10:]:
+        assert world.price(spec.id, "fr-fr") == money("100.00")
