@@ -30,7 +30,8 @@ def competitors(
     from bmctl.errors import AuthError, BmctlError
 
     env = cli_env(ctx)
-    listing_ids = [validate_listing_id(value) for value in ids]
+    # Each id once: a repeated one would only spend the 2-per-second competitors budget again.
+    listing_ids = list(dict.fromkeys(validate_listing_id(value) for value in ids))
     failures = 0
     with open_runtime(env, "competitors") as runtime, Output(
         env, COMPETITOR_COLUMNS, title="Backbox", optional=("error",)
@@ -47,6 +48,9 @@ def competitors(
                 out.emit({**dict.fromkeys(COMPETITOR_FIELDS), "listing_id": listing_id,
                           "market": runtime.settings.market, "error": error.message})
                 continue
+            if not records:
+                env.info(f"bmctl: {listing_id}: not competing in any Backbox "
+                         "(offline, out of stock or above max_price)")
             for record in records:
                 data = record.to_json()
                 out.emit({key: data.get(key) for key in COMPETITOR_FIELDS})

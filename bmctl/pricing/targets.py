@@ -62,21 +62,35 @@ def _money(text: str | None, market: str, what: str, where: str) -> Money | None
 
 
 def _rows(source: TextIO, name: str) -> Iterable[tuple[int, list[str]]]:
-    """CSV rows with their line numbers, without blank lines, comments or a header row."""
+    """CSV rows with their line numbers, without blank lines, comments or a header row (the
+    first row that is neither, when its first cell names the id column)."""
+    first = True
     for number, row in enumerate(csv.reader(source), start=1):
         cells = [cell.strip() for cell in row]
+        if number == 1 and cells:  # a byte-order mark, as spreadsheets write (stdin keeps it)
+            cells[0] = cells[0].lstrip("\ufeff").strip()
         if not any(cells) or cells[0].startswith("#"):
             continue
-        if number == 1 and cells[0].lower() in ("listing_id", "id", "listing"):
+        if first and cells[0].lower() in ("listing_id", "id", "listing"):
+            first = False
             continue
+        first = False
         yield number, cells
+
+
+def _no_repeat(seen: dict[tuple[str, str], int], listing_id: str, market: str, where: str,
+               number: int) -> None:
+    """One line per listing and market: two would race each other (and one would be lost)."""
+    earlier = seen.setdefault((listing_id, market), number)
+    if earlier != number:
+        raise UsageError(f"{where}: {listing_id} in {market} is already on line {earlier}")
 
 
 def _open(path: str, stdin: TextIO) -> tuple[TextIO, str]:
     if path == "-":
         return stdin, "<stdin>"
     try:
-        return Path(path).open(newline="", encoding="utf-8"), path
+        return Path(path).open(newline="", encoding="utf-8-sig"), path
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
 
@@ -86,6 +100,7 @@ def probe_targets_from_file(path: str, default_market: str, stdin: TextIO) -> li
     request is sent."""
     source, name = _open(path, stdin)
     targets: list[ProbeTarget] = []
+    seen: dict[tuple[str, str], int] = {}
     with source if source is not stdin else nullcontext(source):
         for number, cells in _rows(source, name):
             where = f"{name} line {number}"
@@ -97,7 +112,9 @@ def probe_targets_from_file(path: str, default_market: str, stdin: TextIO) -> li
             ceiling = _money(cells[2], market, "ceiling", where)
             if floor is not None and ceiling is not None and floor > ceiling:
                 raise UsageError(f"{where}: floor {floor} is above ceiling {ceiling}")
-            targets.append(ProbeTarget(_listing_id(cells[0], where), market, floor, ceiling))
+            listing_id = _listing_id(cells[0], where)
+            _no_repeat(seen, listing_id, market, where, number)
+            targets.append(ProbeTarget(listing_id, market, floor, ceiling))
     return targets
 
 
@@ -116,15 +133,17 @@ def probe_targets_from_ids(ids: Iterable[str], market: str, floor: str | None, c
     market = _market(market, market, "--market")
     low, high = parse_bounds(market, floor, ceiling)
     targets: list[ProbeTarget] = []
+    listing_ids: list[str] = []
     for value in ids:
         if value == "-":
             for number, line in enumerate(stdin, start=1):
-                text = line.strip()
+                text = line.strip().lstrip("\ufeff")
                 if text and not text.startswith("#"):
-                    targets.append(ProbeTarget(_listing_id(text, f"<stdin> line {number}"), market, low, high))
+                    listing_ids.append(_listing_id(text, f"<stdin> line {number}"))
         else:
-            targets.append(ProbeTarget(_listing_id(value, "argument"), market, low, high))
-    return targets
+            listing_ids.append(_listing_id(value, "argument"))
+    # The same id twice (same market, same bounds) is one probe: two would race each other.
+    return [ProbeTarget(listing_id, market, low, high) for listing_id in dict.fromkeys(listing_ids)]
 
 
 def price_order(listing_id: str, price: str, market: str, min_price: str | None = None) -> PriceOrder:
@@ -151,6 +170,7 @@ def price_orders_from_file(path: str, default_market: str, stdin: TextIO) -> lis
     """``listing_id,price[,market]`` per line; the whole file is checked first."""
     source, name = _open(path, stdin)
     orders: list[PriceOrder] = []
+    seen: dict[tuple[str, str], int] = {}
     with source if source is not stdin else nullcontext(source):
         for number, cells in _rows(source, name):
             where = f"{name} line {number}"
@@ -160,7 +180,9 @@ def price_orders_from_file(path: str, default_market: str, stdin: TextIO) -> lis
             price = _money(cells[1], market, "price", where)
             if price is None:
                 raise UsageError(f"{where}: missing price")
-            orders.append(PriceOrder(_listing_id(cells[0], where), market, price))
+            listing_id = _listing_id(cells[0], where)
+            _no_repeat(seen, listing_id, market, where, number)
+            orders.append(PriceOrder(listing_id, market, price))
     if not orders:
         raise UsageError(f"{name} holds no prices")
     return orders

@@ -82,11 +82,12 @@ def _apply_one(client: Any, journal: Journal | None, order: PriceOrder, outcome:
         outcome.reason = f"the listing is priced in {old.currency}, not {order.price.currency}"
         return
     if old is not None and not force:
-        pct = change_pct(old, order.price)
-        if pct > max_pct:
+        pct = change_pct(old, order.price)  # rounded to 0.01, for the message only
+        if abs(order.price.amount - old.amount) * 100 > max_pct * old.amount:
             outcome.status = "refused"
+            size = f"{pct}%" if pct > max_pct else f"just over {_pct(max_pct)}%"  # 30.004 shows as 30.00
             outcome.reason = (
-                f"change of {pct}% from {old} exceeds max_change_pct {max_pct:g}% (use --force)"
+                f"change of {size} from {old} exceeds max_change_pct {_pct(max_pct)}% (use --force)"
             )
             return
     if listing.max_price is not None and order.price > listing.max_price and not force:
@@ -113,3 +114,9 @@ def _apply_one(client: Any, journal: Journal | None, order: PriceOrder, outcome:
                               new_price=order.price, reason="update", status="updated",
                               request_id=outcome.request_id,
                               snapshot={"min_price": order.min_price.to_api()} if order.min_price else None)
+
+
+def _pct(value: Decimal) -> str:
+    """30 for 30.0, 12.5 for 12.50: a percentage as a person writes it."""
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

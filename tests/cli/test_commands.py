@@ -119,6 +119,25 @@ def test_competitors_unknown_listing_is_exit_1_with_the_reason(sandbox: Sandbox)
     assert UNKNOWN in result.stderr and "not found" in result.stderr
 
 
+def test_competitors_asks_once_per_listing_and_says_when_one_competes_nowhere(sandbox: Sandbox) -> None:
+    with sandbox.server.lock:
+        sandbox.app.marketplace.set_quantity(LID, 0)
+    result = sandbox.run("competitors", LID, LID.upper(), "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == []
+    assert "not competing" in result.stderr
+    assert len(sandbox.seen) == 1
+
+
+def test_competitors_table_shows_the_error_column_only_on_failure(sandbox: Sandbox) -> None:
+    ok = sandbox.run("competitors", LID, "--format", "table")
+    assert "error" not in ok.stdout.splitlines()[0]
+    failed = sandbox.run("competitors", UNKNOWN, "--format", "table")
+    assert failed.exit_code == 1
+    assert failed.stdout.splitlines()[0].split()[-1] == "error"
+    assert "not found" in failed.stdout
+
+
 def test_competitors_failure_reason_is_kept_in_csv(sandbox: Sandbox) -> None:
     result = sandbox.run("competitors", UNKNOWN, "--format", "csv")
     assert result.exit_code == 1
@@ -244,6 +263,19 @@ def test_update_price_just_inside_the_guard_is_allowed(sandbox: Sandbox) -> None
     assert sandbox.price(LID) == "130.00"
 
 
+def test_update_price_guard_is_exact_not_rounded(sandbox: Sandbox) -> None:
+    # 220.00 -> 153.99 is a 30.0045 % cut: rounded to 0.01 it looks like 30.00 %, but it is over.
+    over = sandbox.run("--market", "de-de", "update-price", TWO, "153.99", "--format", "json")
+    assert over.exit_code == 1
+    (row,) = json.loads(over.stdout)
+    assert row["status"] == "refused"
+    assert "max_change_pct 30%" in row["reason"] and "30.0%" not in row["reason"]
+    assert sandbox.price(TWO, "de-de") == "220.00"
+    exact = sandbox.run("--market", "de-de", "update-price", TWO, "154.00", "--format", "json")
+    assert exact.exit_code == 0, exact.stdout
+    assert sandbox.price(TWO, "de-de") == "154.00"
+
+
 def test_update_price_refuses_above_max_price_without_force(sandbox: Sandbox) -> None:
     result = sandbox.run("update-price", LID, "120.00", "--format", "json")
     assert result.exit_code == 0  # below max_price 150
@@ -310,6 +342,18 @@ def test_update_price_file_updates_every_row_and_history_shows_them(sandbox: San
     assert table.exit_code == 0 and "update" in table.stdout and "98.00" in table.stdout
 
 
+def test_update_price_file_written_by_a_spreadsheet(sandbox: Sandbox, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.csv"
+    prices.write_bytes(("\ufeff# exported\r\nlisting_id,price\r\n" f"{LID},99.90\r\n").encode())
+    result = sandbox.run("update-price", "--file", str(prices), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert sandbox.price(LID) == "99.90"
+    piped = sandbox.run("update-price", "--file", "-", "--format", "json",
+                        input=f"\ufefflisting_id,price\n{LID},99.80\n")
+    assert piped.exit_code == 0, piped.stderr
+    assert sandbox.price(LID) == "99.80"
+
+
 def test_update_price_file_from_stdin(sandbox: Sandbox) -> None:
     result = sandbox.run("update-price", "--file", "-", "--format", "json", input=f"{LID},101\n")
     assert result.exit_code == 0, result.stderr
@@ -325,6 +369,7 @@ def test_update_price_file_from_stdin(sandbox: Sandbox) -> None:
     (f"{LID},99.50\n{TWO},-3\n", "line 2"),
     (f"listing_id,price\n{LID},99.50\n{TWO},1,fr-fr,extra\n", "line 3"),
     ("", "no prices"),
+    (f"{LID},99.50\n{TWO},201\n{LID},98.00,fr-fr\n", "already on line 1"),
 ])
 def test_update_price_bad_file_sends_nothing(sandbox: Sandbox, tmp_path: Path, content: str,
                                              where: str) -> None:

@@ -124,19 +124,41 @@ def raw_server(home: Path) -> Iterator[Served]:
         stop_server(served.process)
 
 
+def _command_env(served: Served, home: Path, token: str, env: dict[str, str]) -> dict[str, str]:
+    return clean_env(BMCTL_TOKEN=token, BMCTL_BASE_URL=served.url, BMCTL_DB=str(home / "e2e.db"),
+                     HOME=str(home), XDG_CONFIG_HOME=str(home / "cfg"),
+                     XDG_DATA_HOME=str(home / "data"), **env)
+
+
 @pytest.fixture(scope="module")
 def run(cli_server: Served, home: Path):  # type: ignore[no-untyped-def]
-    db = home / "e2e.db"
+    """Run one bmctl command as a subprocess against the CLI server (one shared database, so
+    each run starts from what the previous ones spent)."""
 
     def invoke(*args: str, token: str = "sandbox", **env: str) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [*bmctl_command(), *args], capture_output=True, text=True, timeout=60,
-            env=clean_env(BMCTL_TOKEN=token, BMCTL_BASE_URL=cli_server.url, BMCTL_DB=str(db),
-                          HOME=str(home), XDG_CONFIG_HOME=str(home / "cfg"),
-                          XDG_DATA_HOME=str(home / "data"), **env),
-        )
+        result = subprocess.run([*bmctl_command(), *args], capture_output=True, text=True,
+                                timeout=60, env=_command_env(cli_server, home, token, env))
         assert "Traceback" not in result.stderr, result.stderr
         return result
+
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def run_many(cli_server: Served, home: Path):  # type: ignore[no-untyped-def]
+    """Run several independent commands at once: [(args, token), ...] -> results in order."""
+
+    def invoke(*commands: tuple[list[str], str]) -> list[subprocess.CompletedProcess]:
+        processes = [subprocess.Popen([*bmctl_command(), *args], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True,
+                                      env=_command_env(cli_server, home, token, {}))
+                     for args, token in commands]
+        results = []
+        for (args, _), process in zip(commands, processes):
+            out, err = process.communicate(timeout=60)
+            assert "Traceback" not in err, err
+            results.append(subprocess.CompletedProcess(args, process.returncode, out, err))
+        return results
 
     return invoke
 
@@ -243,17 +265,20 @@ def test_update_price_dry_run_then_for_real(run, cli_server: Served) -> None:  #
     assert json.loads(refused.stdout)[0]["status"] == "refused"
 
 
-def test_exit_codes_of_failures(run, cli_server: Served) -> None:  # type: ignore[no-untyped-def]
-    listing = first_listing(cli_server)
-    bad = run("update-price", listing["id"], "abc")
+def test_exit_codes_of_failures(run_many, cli_server: Served) -> None:  # type: ignore[no-untyped-def]
+    lid = first_listing(cli_server)["id"]
+    bad, denied, missing, no_token = run_many(
+        (["update-price", lid, "abc"], "sandbox"),
+        (["competitors", lid], "wrong"),
+        (["competitors", UNKNOWN], "sandbox"),
+        (["listings"], ""),
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert len(bad.stderr.strip().splitlines()) == 1
-    denied = run("competitors", listing["id"], token="wrong")
-    assert denied.returncode == 3 and "401" in denied.stderr
-    missing = run("competitors", UNKNOWN)
+    assert denied.returncode == 3 and "401" in denied.stderr and denied.stdout == ""
     assert missing.returncode == 1 and "not found" in missing.stderr
-    no_token = run("listings", token="")
-    assert no_token.returncode == 2 and "token" in no_token.stderr
+    assert json.loads(missing.stdout)[0]["listing_id"] == UNKNOWN
+    assert no_token.returncode == 2 and "token" in no_token.stderr and no_token.stdout == ""
 
 
 def test_table_on_a_terminal_and_no_color(cli_server: Served, home: Path) -> None:
@@ -266,9 +291,8 @@ def test_table_on_a_terminal_and_no_color(cli_server: Served, home: Path) -> Non
             process = subprocess.Popen(
                 [*bmctl_command(), "competitors", listing["id"]], stdout=secondary,
                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                env=clean_env(BMCTL_TOKEN="sandbox", BMCTL_BASE_URL=cli_server.url,
-                              BMCTL_DB=str(home / "tty.db"), HOME=str(home), TERM="xterm-256color",
-                              COLUMNS="200", **env))
+                env=_command_env(cli_server, home, "sandbox",
+                                 {"TERM": "xterm-256color", "COLUMNS": "200", **env}))
             os.close(secondary)
             chunks = []
             while True:
