@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in bad:
         by_invariant[r.violation.invariant] = by_invariant.get(r.violation.invariant, 0) + 1
     cpu = sum(r.wall_seconds for r in results)
-    hours = sum(r.hours for r in results)
+    hours = sum(r.simulated_hours for r in results)
     print(f"\nsoak: {len(results)} seed(s) x {args.hours:g} h, {len(bad)} with a violation "
           f"{by_invariant or ''}; wall {wall:.1f} s ({cpu / max(hours, 1e-9):.2f} s of one core per "
           f"simulated hour); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")

@@ -133,9 +133,16 @@ class Violation(AssertionError):
         self.context = context
         super().__init__(self.describe())
 
+    def __reduce__(self) -> Any:  # picklable across bench/soak.py's worker processes
+        return (_violation, (self.invariant, self.message, self.context))
+
     def describe(self) -> str:
         ctx = "".join(f"\n    {k}: {v}" for k, v in self.context.items())
         return f"invariant {self.invariant!r} violated: {self.message}{ctx}"
+
+
+def _violation(invariant: str, message: str, context: dict[str, Any]) -> Violation:
+    return Violation(invariant, message, **context)
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,7 @@ class SoakResult:
     kill_points: Counter = field(default_factory=Counter)
     violation: Violation | None = None
     wall_seconds: float = 0.0
+    simulated_hours: float = 0.0  # up to the end, or to the first violation
     replay: str = ""
 
     def summary(self) -> str:
@@ -212,7 +220,8 @@ class SoakResult:
                 f"({self.killed} killed: {dict(self.kill_points)}), {self.sends} sends, "
                 f"{self.writes} writes, {self.injected_429} injected 429s, {self.app_429} sandbox "
                 f"429s, {self.auth_refused} 401s, {self.recovered} recovered, exit codes "
-                f"{dict(sorted(self.exit_codes.items()))}, {self.wall_seconds:.1f} s wall")
+                f"{dict(sorted(self.exit_codes.items()))}, {self.simulated_hours:.2f} h simulated in "
+                f"{self.wall_seconds:.1f} s wall")
         if self.violation is not None:
             text += f"\n  {self.violation.describe()}\n  replay: {self.replay}"
         return text
@@ -389,6 +398,7 @@ class Soak:
             self.result.violation = violation
         finally:
             self.result.wall_seconds = time.perf_counter() - t0
+            self.result.simulated_hours = self.world.clock.monotonic() / 3600.0
             if not self.config.db_dir:
                 shutil.rmtree(tmp, ignore_errors=True)
         return self.result
