@@ -39,5 +39,7 @@ def serve(
         parsed = parse_faults(faults) if faults else None
     except ValueError as error:
         raise UsageError(f"bad --faults: {error}") from None
+    # The "listening on URL" line is kept even with --quiet: with --port 0 it is the only way
+    # to learn the port, and scripts wait for it.
     run_server(port=port, seed_path=seed, settle=settle, reveal=reveal, token=token, faults=parsed,
-               announce=env.info)
+               announce=env.warn)

@@ -387,3 +387,27 @@ def test_competitors_burst_meets_429_and_the_block(home: Path) -> None:
             assert s.get(f"{served.url}/ws/listings/{lid}", timeout=5).status_code == 200
     finally:
         stop_server(served.process)
+
+
+def test_serve_a_seed_file_with_the_waf_on_and_quiet(home: Path, tmp_path: Path) -> None:
+    from bmctl.sandbox.catalogue import generate_catalogue, save_catalogue
+
+    specs = generate_catalogue(3, markets=("en-gb",), seed=9)
+    seed = tmp_path / "catalogue.json"
+    save_catalogue(seed, specs)
+    served = start_server("--quiet", "--seed", str(seed), "--faults", "waf=1", home=home)
+    try:
+        assert "3 listings" in served.banner and str(seed) in served.banner
+        lid = specs[0].id
+        result = subprocess.run(
+            [*bmctl_command(), "--market", "en-gb", "competitors", lid], capture_output=True,
+            text=True, timeout=60,
+            env=_command_env(served, tmp_path, "sandbox", {}))
+        assert result.returncode == 3
+        assert "Cloudflare" in result.stderr and re.search(r"cf-ray[^\n]*[0-9a-f]{16}-CDG", result.stderr)
+        assert result.stdout == "" and "Traceback" not in result.stderr
+        raw = requests.get(f"{served.url}/ws/listings/{lid}", headers=AUTH, timeout=5)
+        assert raw.status_code == 403 and raw.headers["cf-ray"].endswith("-CDG")
+        assert "Cloudflare" in raw.text
+    finally:
+        stop_server(served.process)
