@@ -338,6 +338,8 @@ def test_update_price_file_updates_every_row_and_history_shows_them(sandbox: San
     conn.close()
     assert count == 4
 
+    newest = sandbox.run("history", LID.upper(), "-n", "1", "--format", "json")
+    assert [c["new_price"] for c in json.loads(newest.stdout)] == ["98.00"]
     table = sandbox.run("history", LID, "--format", "table")
     assert table.exit_code == 0 and "update" in table.stdout and "98.00" in table.stdout
 
@@ -546,6 +548,21 @@ def test_malformed_json_is_exit_1(make_sandbox) -> None:  # type: ignore[no-unty
     assert "malformed" in result.stderr
 
 
+def test_a_held_lock_is_exit_5_and_dry_runs_do_not_need_it(sandbox: Sandbox) -> None:
+    from bmctl.store.lock import RunLock
+
+    with RunLock(str(sandbox.db), timeout=0):
+        result = sandbox.run("update-price", LID, "99.00")
+        assert result.exit_code == 5
+        assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+        assert sandbox.seen == []
+        dry = sandbox.run("update-price", LID, "99.00", "--dry-run", "--format", "json")
+        assert dry.exit_code == 0 and json.loads(dry.stdout)[0]["status"] == "dry-run"
+        assert sandbox.run("competitors", LID).exit_code == 0
+    assert sandbox.run("update-price", LID, "99.00").exit_code == 0
+    assert sandbox.price(LID) == "99.00"
+
+
 def test_requests_are_logged(sandbox: Sandbox) -> None:
     sandbox.run("update-price", LID, "99.00")
     result = sandbox.run("logs", "--format", "json")
@@ -585,6 +602,13 @@ def test_the_token_never_appears_in_output_or_database(make_sandbox, tmp_path: P
         box.run(*args)
     box.run("-v", "competitors", LID, env={"BMCTL_TOKEN": secret + "x"})  # refused
     box.run("-v", "--base-url", box.url + "/", "listings", "--limit", "1")
+    config = tmp_path / "with-token.toml"
+    config.write_text(f'token = "{secret}"\n')
+    config.chmod(0o600)
+    from_file = box.run("-v", "--config", str(config), "update-price", LID, "97.00",
+                        env={"BMCTL_TOKEN": ""})
+    assert from_file.exit_code == 0, from_file.stderr
+    box.run("-v", "--config", str(config), "config", "show", env={"BMCTL_TOKEN": ""})
     output = "\n".join(box.outputs)
     assert output.count("bmctl: error") >= 2  # failures were among them
     assert secret not in output
