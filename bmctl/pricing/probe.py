@@ -282,7 +282,11 @@ class Probe:
         to_win = competitor.price_to_win
         if to_win is not None and to_win > self.price:
             target = self._on_grid(min(ceiling, to_win))
-            if target > self.price:
+            if target < self.bounds.floor:
+                # Winning below a floor raised since, and every allowed price loses: keep it.
+                result.reason = (f"winning at {self.price}; the price to win {to_win} is below "
+                                 f"the floor {self.bounds.floor}")
+            elif target > self.price:
                 yield from self._raise_to(target, search=False)
         elif to_win is not None and to_win < self.price:
             pass  # revealed: we hold on a tie, above the outright price; a raise would lose it
@@ -368,9 +372,10 @@ class Probe:
         confirm = yield from self._peek_until_reflected(fallback)
         if confirm is not None and confirm.is_winning:
             return False
-        if fallback != previous:
-            yield from self._write(previous, "undo", Priority.CRITICAL)
-            confirm = yield from self._peek_until_reflected(previous)
+        back = self.bounds.clamp(previous)
+        if fallback != back:
+            yield from self._write(back, "undo", Priority.CRITICAL)
+            confirm = yield from self._peek_until_reflected(back)
             if confirm is not None and confirm.is_winning:
                 return False
         # Not winning where we were: one write to the exact price to win, if the floor allows.
@@ -496,10 +501,15 @@ class Probe:
             raise DipExpired(f"the dip outlived max_dip ({self.params.max_dip:g} s); original price restored")
 
     def _on_grid(self, price: Money) -> Money:
-        """Round down onto the probe's step grid (never up: the grid must not cross a bound)."""
+        """Round down onto the probe's step grid (never up: the grid must not cross a bound),
+        but never below the floor when ``price`` is at or above it: the floor itself is always
+        an allowed price, and rounding a winning price down keeps it winning."""
         step = self._step()
         amount = (price.amount / step).to_integral_value(rounding=ROUND_DOWN) * step
-        return price.with_amount(amount)
+        on_grid = price.with_amount(amount)
+        if self.bounds is not None and on_grid < self.bounds.floor <= price:
+            return self.bounds.floor
+        return on_grid
 
     def _step(self) -> Decimal:
         from bmctl.pricing.guardrails import parse_step

@@ -171,3 +171,34 @@ def test_batch_of_mixed_listings_ends_right(tmp_path: Path, reveal: bool) -> Non
             assert result.final_price == money(final)
     winnable = results[specs[0].id]
     assert winnable.writes == 1
+
+
+def test_a_coarse_step_never_rounds_the_dip_below_the_floor(tmp_path: Path) -> None:
+    # price_to_win 59.99, floor 59.98: the 0.05 grid would say 59.95, below the floor.
+    spec = listing("100.00", ["60.00"], min_price="59.98")
+    result, recorder, world = probe_one(tmp_path, spec, params=ProbeParams(step="0.05"))
+    assert (result.outcome, result.final_price) == ("won", money("59.98")), result
+    assert [body["price"] for _, body in recorder.writes()] == ["59.98"]
+    backbox = world.marketplace.backbox(spec.id, "fr-fr")
+    assert backbox is not None and backbox.is_winning
+
+
+@pytest.mark.parametrize("reveal", [True, False])
+def test_winning_below_a_raised_floor_is_kept_when_no_allowed_price_wins(tmp_path: Path, reveal: bool) -> None:
+    # Winning at 86.00 against 89.00; the operator's floor is 92.00: every allowed price loses.
+    spec = listing("86.00", ["89.00"], max_price="96.00")
+    result, recorder, world = probe_one(tmp_path, spec, reveal=reveal, floor=money("92.00"))
+    assert result.outcome == "kept" and recorder.writes() == [], result
+    backbox = world.marketplace.backbox(spec.id, "fr-fr")
+    assert backbox is not None and backbox.is_winning
+
+
+def test_a_tie_given_away_by_the_search_is_won_back_one_tick_lower(tmp_path: Path) -> None:
+    # Holding a tie at 50.00 with hidden headroom: the raise to 60.00 loses, the undo to 50.00
+    # no longer wins (the rival holds the tie now), so the probe takes 49.99.
+    spec = listing("50.00", ["50.00"], min_price="40.00", max_price="60.00", incumbent=True)
+    result, recorder, world = probe_one(tmp_path, spec, reveal=False, params=ProbeParams(headroom="hidden"))
+    assert (result.outcome, result.final_price) == ("won", money("49.99")), result
+    assert [body["price"] for _, body in recorder.writes()] == ["60.00", "50.00", "49.99"]
+    backbox = world.marketplace.backbox(spec.id, "fr-fr")
+    assert backbox is not None and backbox.is_winning
