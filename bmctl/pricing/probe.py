@@ -199,8 +199,10 @@ class Probe:
 
     def _probe(self) -> Generator[Action, Any, None]:
         target, result = self.target, self.result
+        # The first look at the market is new work (NORMAL): nothing has changed yet, and the
+        # peeks of other probes' open dips (HIGH) must not queue behind it.
         listing = yield from self._read_listing(Priority.NORMAL)
-        competitor = yield from self._read_competitor(Priority.HIGH)
+        competitor = yield from self._read_competitor(Priority.NORMAL)
         if listing.price is None or competitor is None:
             result.outcome = "skipped"
             result.reason = f"the listing does not compete in {target.market}"

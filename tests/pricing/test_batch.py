@@ -90,15 +90,20 @@ def test_dip_exits_are_never_queued_behind_new_work(tmp_path: Path) -> None:
             assert not (start + eps < record.sent_wall < end - eps), (
                 f"NORMAL {record.route} sent at {record.sent_wall} while a CRITICAL write waited "
                 f"from {start} to {end}")
-    # Each request at its level: first read NORMAL, the rest of a probe HIGH, exits CRITICAL.
+    # Each request at its level: the first look at the market (listing, then competitors) is
+    # new work, NORMAL; the rest of a probe HIGH (so that the peeks of open dips never queue
+    # behind other probes' first reads); the write ending a dip CRITICAL.
     by_call: dict[int, Any] = {}
     for r in records:
         by_call.setdefault(r.call_id, r)
-    for r in by_call.values():
+    seen: set[str] = set()
+    for r in sorted(by_call.values(), key=lambda r: r.call_id):
         if r.route == "listing_read":
             assert r.priority == Priority.NORMAL
         elif r.route == "competitors":
-            assert r.priority == Priority.HIGH
+            first = r.request.listing_id not in seen
+            seen.add(r.request.listing_id)
+            assert r.priority == (Priority.NORMAL if first else Priority.HIGH), r
     for spec in specs:
         writes = [r for r in by_call.values() if r.route == "listing_write" and r.request.listing_id == spec.id]
         assert writes[0].priority == Priority.HIGH  # the dip
@@ -324,3 +329,18 @@ def test_deadline_counts_the_write_budget_an_earlier_run_spent(tmp_path: Path) -
     assert elapsed <= 120.0
     for spec in specs[10:]:
         assert world.price(spec.id, "fr-fr") == money("100.00")
+
+
+def test_dip_windows_stay_short_when_competitor_reads_are_the_bottleneck(tmp_path: Path) -> None:
+    """200 probes with drifting rivals: dips that must be restored are not kept waiting for
+    their peek behind other probes' first reads (competitors 2/s is saturated). The write
+    budget (2000/h, burst 1: a token every 1.8 s) bounds the rest."""
+    specs = generate_catalogue(200, seed=1)
+    world = SimWorld(specs, settle=2.0, reveal=False, seed=1,
+                     drift=Drift(interval=1.0, step=Decimal("0.02")))
+    targets = [ProbeTarget(s.id, s.offers[0].market) for s in specs]
+    summary, _ = run_probes(world, tmp_path / "p.db", targets, params=ProbeParams(settle=2.0))
+    windows = sorted(r.dip_seconds for r in summary.results if r.dip_price is not None)
+    assert sum(1 for w in windows if w > 0) >= 10  # restores happened
+    p99 = windows[int(0.99 * (len(windows) - 1))]
+    assert p99 <= 2.0 + 2 * 1.8 + 0.5, windows[-10:]
