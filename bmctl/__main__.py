@@ -1,6 +1,6 @@
 """Allow ``python -m bmctl``."""
 
-from bmctl.cli.main import run
+from bmctl.cli.entry import run
 
 if __name__ == "__main__":
     run()

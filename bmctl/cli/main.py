@@ -89,10 +89,41 @@ def report_error(env: CliEnv, error: BaseException) -> ExitCode:
 
 
 class BmctlGroup(TyperGroup):
-    """Hoists global options and maps every error to one line and the contract's exit code."""
+    """Loads commands lazily, hoists global options and maps every error to one line and the
+    contract's exit code."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(list(args)))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands:
+            command = load_command(cmd_name)
+            if command is None:
+                return None
+            self.commands[cmd_name] = command
+        return self.commands[cmd_name]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, _shorten(help_text, limit)) for name, (_, _, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as error:
+            from difflib import get_close_matches
+
+            matches = get_close_matches(args[0], list(COMMANDS)) if args else []
+            if matches and "Did you mean" not in error.message:
+                error.message = error.message.rstrip(".") + f". Did you mean {matches[0]!r}?"
+            raise
+
+
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -122,6 +153,10 @@ class BmctlGroup(TyperGroup):
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 3, 10)].rsplit(" ", 1)[0] + "..."
 
 
 app = typer.Typer(
@@ -172,22 +207,38 @@ def global_options(
     )
 
 
-def _register() -> None:
-    from bmctl.cli import config_cmd, demo, logs, market, prices, probe, sandbox
+# Commands load when they are invoked: `bmctl --help` lists them from this table without
+# importing a single command module (tests check it against each command's own help).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "competitors": ("bmctl.cli.market", "competitors", "Backbox data per market for each listing: our price, min price, price to win, winner price, winning or not."),
+    "listings": ("bmctl.cli.market", "listings", "The seller's listings, every page."),
+    "update-price": ("bmctl.cli.prices", "update_price", "Set one price (or many with --file)."),
+    "history": ("bmctl.cli.prices", "history", "The price changes bmctl made to a listing, newest first, with the reason (update, dip, peak, undo, restore)."),
+    "probe": ("bmctl.cli.probe", "probe", "Dip -> Peek -> Peak: win the Backbox at the highest price the market and your bounds allow."),
+    "recover": ("bmctl.cli.probe", "recover", "Put every listing a killed run left in an open probe back at its original price, and close the probe (every writing run also does this first)."),
+    "demo": ("bmctl.cli.demo", "demo", "The main job end to end on the embedded sandbox: seeds a demo catalogue, probes it with live progress, prints the results and the log statistics."),
+    "logs": ("bmctl.cli.logs", "app", "Inspect the request log (list is the default)."),
+    "config": ("bmctl.cli.config_cmd", "app", "Create, show and locate the configuration file."),
+    "sandbox": ("bmctl.cli.sandbox", "app", "The embedded sandbox marketplace."),
+}
 
-    app.command("competitors")(market.competitors)
-    app.command("listings")(market.listings)
-    app.command("update-price")(prices.update_price)
-    app.command("history")(prices.history)
-    app.command("probe")(probe.probe)
-    app.command("recover")(probe.recover)
-    app.command("demo")(demo.demo)
-    app.add_typer(logs.app, name="logs")
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(sandbox.app, name="sandbox")
 
+def load_command(name: str) -> Any:
+    """Import a command's module and build its click command (None for an unknown name)."""
+    import importlib
 
-_register()
+    entry = COMMANDS.get(name)
+    if entry is None:
+        return None
+    target = getattr(importlib.import_module(entry[0]), entry[1])
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)  # a group even with one command (sandbox serve)
+    else:
+        single = typer.Typer(rich_markup_mode=None, add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
 
 
 def run() -> None:

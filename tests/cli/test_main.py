@@ -12,23 +12,50 @@ import pytest
 import typer
 
 from bmctl import __version__
-from bmctl.cli.main import app, hoist_global_options
+from bmctl.cli.main import COMMANDS, app, hoist_global_options
 from tests.cli.helpers import invoke
 
 
 def all_commands() -> list[list[str]]:
-    """Every command path of the app, found by walking the click tree."""
+    """Every command path of the app, found by walking the (lazily loaded) click tree."""
     root = typer.main.get_command(app)
     paths: list[list[str]] = []
 
     def walk(command: Any, path: list[str]) -> None:
         paths.append(path)
         if isinstance(command, TyperGroup):
-            for name, sub in command.commands.items():
-                walk(sub, [*path, name])
+            for name in command.list_commands(None):
+                walk(command.get_command(None, name), [*path, name])
 
     walk(root, [])
     return paths
+
+
+def test_the_command_table_matches_every_command_s_own_help() -> None:
+    root = typer.main.get_command(app)
+    assert len(all_commands()) == 20
+    for name, (_, _, short) in COMMANDS.items():
+        command = root.get_command(None, name)
+        assert command is not None, name
+        own = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")
+        assert own.startswith(short.rstrip(".")), (name, own, short)
+
+
+def test_version_and_help_import_no_command_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['bmctl', '--help']\n"
+            "from bmctl.cli.entry import run\n"
+            "try:\n    run()\nexcept SystemExit:\n    pass\n"
+            "loaded = [m for m in sys.modules if m.startswith('bmctl.cli.') and m not in "
+            "('bmctl.cli.entry', 'bmctl.cli.main', 'bmctl.cli.env', 'bmctl.cli.clicklib')]\n"
+            "heavy = [m for m in ('requests', 'rich', 'sqlite_utils', 'sqlite3') if m in sys.modules]\n"
+            "print(loaded, heavy, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr.strip().endswith("[] []"), done.stderr
+    version = subprocess.run([sys.executable, "-m", "bmctl", "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"bmctl {__version__}"
 
 
 def test_version() -> None:
