@@ -235,7 +235,7 @@ def test_listings(run, cli_server: Served) -> None:  # type: ignore[no-untyped-d
     assert {r["currency"] for r in json.loads(ja.stdout)} == {"JPY"}
 
 
-def test_update_price_dry_run_then_for_real(run, cli_server: Served) -> None:  # type: ignore[no-untyped-def]
+def test_update_price_dry_run_then_for_real(run, run_many, cli_server: Served) -> None:  # type: ignore[no-untyped-def]
     listing = first_listing(cli_server)
     lid, old = listing["id"], listing["price"]
     from decimal import Decimal
@@ -255,12 +255,12 @@ def test_update_price_dry_run_then_for_real(run, cli_server: Served) -> None:  #
     with direct(cli_server) as s:
         assert s.get(f"{cli_server.url}/ws/listings/{lid}", timeout=5).json()["price"] == new
 
-    history = run("history", lid, "--format", "json")
+    history, refused = run_many((["history", lid, "--format", "json"], "sandbox"),
+                                (["update-price", lid, str(Decimal(new) * 2), "--format", "json"],
+                                 "sandbox"))
     assert history.returncode == 0
     (change,) = json.loads(history.stdout)
     assert (change["old_price"], change["new_price"], change["reason"]) == (old, new, "update")
-
-    refused = run("update-price", lid, str(Decimal(new) * 2), "--format", "json")
     assert refused.returncode == 1
     assert json.loads(refused.stdout)[0]["status"] == "refused"
 
