@@ -40,6 +40,9 @@ def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None 
     return default_user_agent(settings.company or "unknown", settings.email or "unknown")
 
 
+LOG_FLUSH_SECONDS = 1.0  # the log writer's time-based flush; bounds what a killed run loses
+
+
 class FlushingClock:
     """The run's clock, flushing buffered log rows before the controller idles: a run killed
     while it waits (for a token, the Backbox to settle) then loses no log rows, so the next
@@ -148,10 +151,12 @@ class Runtime:
         now_wall = self.clock.wall()
         longest = max(spec.window for spec in self.settings.limits.values()) + self.settings.jitter
         sent = recent_sends(self.db, now_wall - longest)
+        self._charge_unlogged_tails(sent, now_wall)
         for name, bucket in buckets.items():
             if sent.get(name):
                 bucket.charge(sent[name], now_wall)
-        self._log = LogWriter(self.db, self.run_id, clock=self.clock.monotonic)
+        self._log = LogWriter(self.db, self.run_id, flush_seconds=LOG_FLUSH_SECONDS,
+                              clock=self.clock.monotonic)
         transport = self.transport
         if transport is None:
             from bmctl.api.http import RequestsTransport
@@ -166,6 +171,23 @@ class Runtime:
             max_attempts=self.settings.max_attempts,
             timeout=self.settings.timeout,
         )
+
+    def _charge_unlogged_tails(self, sent: dict[str, list[float]], now_wall: float) -> None:
+        """A run that died (SIGKILL) lost the log rows it had not flushed yet: at most about
+        ``LOG_FLUSH_SECONDS`` of sends plus the one in flight. Charge that tail as if it had been
+        sent just now, for every run that never recorded its end, so that a run starting right
+        after a crash cannot burst past the limit; runs whose process is gone are then closed."""
+        import math
+
+        from bmctl.store.runs import close_dead_runs, unfinished_runs
+        others = unfinished_runs(self.db, now_wall - 86400.0, exclude=self.run_id)
+        if not others:
+            return
+        for name, spec in self.settings.limits.items():
+            rate = (spec.limit - spec.burst + 1) / (spec.window + self.settings.jitter)
+            tail = min(spec.limit, spec.burst + math.ceil(rate * LOG_FLUSH_SECONDS) + 1)
+            sent.setdefault(name, []).extend([now_wall] * (tail * len(others)))
+        close_dead_runs(self.db, others, now_wall)
 
     @property
     def client(self) -> "BackMarketClient":

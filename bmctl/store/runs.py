@@ -80,3 +80,37 @@ def finish_run(db: Any, run_id: str, exit_code: int, wall: float | None = None) 
             " requests = (select count(*) from rate_limit_logs where run_id = ?) where id = ?",
             (utc_iso(wall), duration, int(exit_code), run_id, run_id),
         )
+
+
+ABANDONED = -1  # exit code recorded for a run whose process died without closing its record
+
+
+def unfinished_runs(db: Any, since_wall: float, exclude: str) -> list[tuple[str, int | None]]:
+    """Runs started since ``since_wall`` that never recorded their end: still going, or killed."""
+    rows = db.conn.execute(
+        "select id, pid from runs where finished_at is null and id != ? and started_at >= ?",
+        (exclude, utc_iso(since_wall)),
+    ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+def close_dead_runs(db: Any, runs: list[tuple[str, int | None]], wall: float | None = None) -> list[str]:
+    """Record the end of runs whose process is gone (exit code ``ABANDONED``), so that their
+    possibly unlogged last sends are charged only once."""
+    closed = []
+    for run_id, pid in runs:
+        if pid is not None and (pid == os.getpid() or _alive(pid)):
+            continue
+        finish_run(db, run_id, ABANDONED, wall)
+        closed.append(run_id)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
