@@ -40,6 +40,7 @@ def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None 
     return default_user_agent(settings.company or "unknown", settings.email or "unknown")
 
 
+NO_TOKEN = "no API token: set BMCTL_TOKEN or `token` in the config file (bmctl config init)"
 LOG_FLUSH_SECONDS = 1.0  # the log writer's time-based flush; bounds what a killed run loses
 
 
@@ -93,6 +94,8 @@ class Runtime:
         from bmctl.store.runs import start_run
         from bmctl.traffic.clock import SystemClock
 
+        if not self.settings.token:  # before anything is recorded or sent
+            raise UsageError(NO_TOKEN)
         if self.clock is None:
             self.clock = SystemClock()
         db_path = self.settings.db_path
@@ -196,9 +199,7 @@ class Runtime:
             from bmctl.api.client import BackMarketClient, resolve_base_url
 
             if not self.settings.token:
-                raise UsageError(
-                    "no API token: set BMCTL_TOKEN or `token` in the config file (bmctl config init)"
-                )
+                raise UsageError(NO_TOKEN)
             base_url = resolve_base_url(self.settings.market, self.settings.env, self.settings.base_url)
             self._client = BackMarketClient(
                 self.controller,
