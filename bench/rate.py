@@ -68,10 +68,9 @@ class CountingApp:
 
 
 def start_server(specs, seed: int, nodelay: bool = True):
-    # Harness fix, bench-local: the sandbox handler writes the headers and the body in two
-    # send() calls without TCP_NODELAY, so Nagle + the client's delayed ACK add ~40 ms to every
-    # answer (measured: 71 ms vs 28 ms per request at 25 ms mean latency), which caps any
-    # one-at-a-time client near 14 req/s, below the 20/s global limit. See bench/RESULTS.md.
+    # The sandbox sets TCP_NODELAY (headers and body are two writes: with Nagle and the
+    # client's delayed ACK every answer took ~40 ms more). nodelay=False reproduces that, for
+    # the record (--stock).
     from bmctl.sandbox import server as server_module
 
     server_module._Handler.disable_nagle_algorithm = nodelay
@@ -202,8 +201,9 @@ def main() -> None:
                         help="measurement window per run (a multiple of 10 s keeps the global bucket fair)")
     parser.add_argument("--only", default="bmctl,retry,limiter,limiter1s")
     parser.add_argument("--buckets", default="competitors,global")
-    parser.add_argument("--stock", default="bmctl",
-                        help="contenders also run on global against the stock server (Nagle on); '' for none")
+    parser.add_argument("--stock", default="",
+                        help="contenders also run on global with Nagle's algorithm on (the server "
+                             "before it set TCP_NODELAY), e.g. --stock bmctl")
     args = parser.parse_args()
     header("Rate efficiency under jitter (sandbox over loopback, latency 25 ms +- 25 ms)")
     specs = generate_catalogue(60, seed=3)
@@ -232,8 +232,7 @@ def main() -> None:
     print()
     print(f"window D = {args.seconds:g} s from the first request the server saw; limits: "
           "competitors 2/s, global 200/10 s = 20/s")
-    print("server: TCP_NODELAY set on the sandbox's handler (bench-local patch) except rows marked "
-          "[stock server]")
+    print("server: the sandbox sets TCP_NODELAY; rows marked [stock server] ran with Nagle on")
     print("\n".join(notes))
 
 
