@@ -173,7 +173,18 @@ class Runtime:
             on_attempt=self._log.record,
             max_attempts=self.settings.max_attempts,
             timeout=self.settings.timeout,
+            reservation_horizon=self._reservation_horizon(buckets),
         )
+
+    def _reservation_horizon(self, buckets: dict[str, Any]) -> float:
+        """How far ahead a dip may claim its exit's token: the default horizon, stretched to
+        one token of the slowest bucket (50 writes an hour: a token every 72 s, which a 60 s
+        horizon could never cover, stalling every dip) but never past ``max_dip``, since the
+        exit must be possible before the dip has to end."""
+        from bmctl.traffic.buckets import DEFAULT_HORIZON
+
+        slowest = max(bucket.interval for bucket in buckets.values())
+        return max(DEFAULT_HORIZON, min(slowest, self.settings.probe.max_dip))
 
     def _charge_unlogged_tails(self, sent: dict[str, list[float]], now_wall: float) -> None:
         """A run that died (SIGKILL) lost the log rows it had not flushed yet: at most about

@@ -50,9 +50,11 @@ def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list
     """Restore every open probe (of ``run_id`` only, when given) and close it in the journal.
 
     Each listing is read first (CRITICAL) so that nothing is written when it is already back.
-    A probe that cannot be restored stays open for the next attempt; an authentication
-    failure stops recovery at once (every later call would fail the same way)."""
+    A probe that cannot be restored stays open for the next attempt. An authentication failure
+    (401, the WAF) is raised once every probe was tried: a WAF block is often sporadic, and a
+    listing left dipped costs more than one refused request per open probe."""
     done: list[Recovery] = []
+    refused: AuthError | None = None
     for probe in journal.open_probes():
         if run_id is not None and probe.run_id != run_id:
             continue
@@ -65,8 +67,16 @@ def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list
                 outcome.status = "unchanged"
                 outcome.reason = f"already at {target}"
             else:
-                update = client.update_listing(probe.listing_id, market=probe.market, price=target,
-                                               priority=Priority.CRITICAL)
+                try:
+                    update = client.update_listing(probe.listing_id, market=probe.market,
+                                                   price=target, priority=Priority.CRITICAL)
+                except BmctlError:
+                    # The write may have landed (a malformed or lost answer): history keeps it.
+                    journal.record_change(
+                        listing_id=probe.listing_id, market=probe.market, old_price=listing.price,
+                        new_price=target, reason="restore", status="error", probe_id=probe.id,
+                    )
+                    raise
                 journal.record_change(
                     listing_id=probe.listing_id, market=probe.market, old_price=listing.price,
                     new_price=target, reason="restore", status="updated", probe_id=probe.id,
@@ -75,9 +85,9 @@ def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list
                 outcome.restored_price = target
                 outcome.status = "restored"
                 outcome.reason = f"restored {target} (found {listing.price})"
-        except AuthError:
-            raise
         except BmctlError as error:
+            if isinstance(error, AuthError) and refused is None:
+                refused = error
             outcome.reason = f"could not restore: {error.message}; the probe stays open"
             done.append(outcome)
             continue
@@ -88,4 +98,6 @@ def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list
             "writes": None,
         })
         done.append(outcome)
+    if refused is not None:
+        raise refused
     return done

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from bmctl.api.money import Money
-from bmctl.errors import Interrupted
+from bmctl.errors import AuthError, Interrupted
 from bmctl.pricing.batch import Batch, BatchSummary
 from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal
@@ -193,6 +193,15 @@ class ProbeRun:
         except KeyboardInterrupt:
             self.restore_after_interrupt()
             raise Interrupted("interrupted: open probes were restored") from None
+        except AuthError:
+            # One refused request (a 401, the WAF) ends the run; the other probes in flight
+            # must not stay dipped until the next run. If authentication is really gone, the
+            # restore fails the same way and the journal keeps them for recovery.
+            try:
+                self.restore_after_interrupt()
+            except AuthError:
+                pass
+            raise
 
     def restore_after_interrupt(self) -> list[Recovery]:
         """Abandon queued work and put this run's open probes back (a second Ctrl-C is ignored

@@ -700,12 +700,13 @@ class Soak:
 
     @staticmethod
     def _tried_restore(run: RunRecord, listing: str) -> bool:
-        """After the run's last 401/403, did it send a CRITICAL request for the listing (a
-        restore attempt, which the refused authentication may have failed)?"""
-        last = max((i for i, a in enumerate(run.attempts) if a[3] in (401, 403)), default=None)
-        if last is None:
+        """After the 401/403 that ended the run (its first one: a refused request ends it), did
+        it send a CRITICAL request for the listing (a restore attempt, which the refused
+        authentication may have failed in turn)?"""
+        first = min((i for i, a in enumerate(run.attempts) if a[3] in (401, 403)), default=None)
+        if first is None:
             return False
-        return any(p == 0 and lid == listing for p, lid in run.attempt_meta[last + 1:])
+        return any(p == 0 and lid == listing for p, lid in run.attempt_meta[first + 1:])
 
     def check_final(self) -> None:
         db = self._open()

@@ -1,8 +1,7 @@
 """The short soak in CI: a few simulated hours per seed (the long one is bench/soak.py).
 
-Green cases run scenarios clear of the known bmctl bugs (scenario options only: the invariants
-are the same everywhere); each known bug has a strict xfail that reproduces it exactly, failing
-only on *its* invariant (any other violation is a plain failure)."""
+Every invariant is checked in every scenario; the scenarios that found bugs (since fixed) are
+kept as regressions."""
 
 from __future__ import annotations
 
@@ -15,18 +14,6 @@ from bmctl.sandbox.catalogue import generate_catalogue
 from bmctl.sandbox.world import SimWorld
 from bmctl.traffic.routes import RouteMap
 from tests.soak.runner import SoakKilled, Violation, run_soak
-
-
-class KnownBug(AssertionError):
-    """The violation a strict xfail expects (and only that one)."""
-
-
-def _expect(result, invariant: str) -> None:
-    if result.violation is None:
-        return
-    if result.violation.invariant == invariant:
-        raise KnownBug(result.summary())
-    raise AssertionError(result.summary())
 
 
 # --- green: every invariant, scenarios clear of the known bugs --------------------------------
@@ -52,7 +39,7 @@ def test_soak_is_deterministic() -> None:
         (b.sends, b.writes, b.killed, b.injected_429, b.exit_codes)
 
 
-# --- known bmctl bugs, reproduced --------------------------------------------------------------
+# --- bugs the soak found (fixed), kept as regressions --------------------------------------------------------------
 
 def test_soak_kill_then_next_run_keeps_limits() -> None:
     """Was a bug: a killed run's unflushed log rows were invisible to the next run's carry-over.
@@ -61,20 +48,18 @@ def test_soak_kill_then_next_run_keeps_limits() -> None:
     assert result.violation is None, result.summary()
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "bmctl bug: an AuthError (401, WAF 403) inside a probe aborts ProbeRun.run without trying to "
-    "restore the run's other open (dipped) probes, unlike Ctrl-C: dips outlive max_dip"))
 def test_soak_auth_failure_restores_open_probes() -> None:
+    """Was a bug: an AuthError (401, WAF 403) inside a probe ended the run without trying to
+    restore its other open probes; ProbeRun.run now restores them (as on Ctrl-C)."""
     result = run_soak(1, 1.0, process_gap=11.0, auth_per_hour=0.0)
-    _expect(result, "abandoned-dip")
+    assert result.violation is None, result.summary()
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "bmctl bug: recovery writes no price_changes row when its restore POST landed but the answer "
-    "was malformed (recover() records only after update_listing returned)"))
 def test_soak_recovery_records_uncertain_restores() -> None:
+    """Was a bug: recovery recorded no price_changes row when its restore POST landed but the
+    answer was malformed; it now records the attempt (status error) before leaving it open."""
     result = run_soak(4, 1.0, waf=False, auth_per_hour=0.0, kill_rate=0.9, kill_max_index=200)
-    _expect(result, "logs")
+    assert result.violation is None, result.summary()
 
 
 def test_minimal_kill_then_immediate_run_keeps_competitors_limit(tmp_path) -> None:
