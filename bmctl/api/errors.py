@@ -22,8 +22,8 @@ _MESSAGE_MAX = 200
 _DETAIL_MAX = 1000
 
 
-class ApiError(ItemError):
-    """A request about one item that Back Market answered with an error (or did not answer)."""
+class _Answered:
+    """What every API failure carries about its request and Back Market's answer."""
 
     def __init__(
         self,
@@ -35,15 +35,21 @@ class ApiError(ItemError):
         request_id: str | None = None,
         code: str | None = None,
         detail: str | None = None,
-        listing_id: str | None = None,
-        market: str | None = None,
     ) -> None:
-        super().__init__(message, detail=detail)
+        super().__init__(message, detail=detail)  # type: ignore[call-arg]
         self.status = status
         self.method = method
         self.path = path
         self.request_id = request_id
         self.code = code
+
+
+class ApiError(_Answered, ItemError):
+    """A request about one item that Back Market answered with an error (or did not answer)."""
+
+    def __init__(self, message: str, *, listing_id: str | None = None, market: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
         self.listing_id = listing_id
         self.market = market
 
@@ -80,26 +86,8 @@ class MalformedResponse(ApiError):
     """An answer whose JSON does not parse or lacks/mistypes a field bmctl needs."""
 
 
-class AuthFailed(AuthError):
+class AuthFailed(_Answered, AuthError):
     """401/403: the token is refused or the account may not do this (exit 3)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        request_id: str | None = None,
-        code: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        super().__init__(message, detail=detail)
-        self.status = status
-        self.method = method
-        self.path = path
-        self.request_id = request_id
-        self.code = code
 
 
 class WafBlocked(AuthFailed):
