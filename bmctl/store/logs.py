@@ -3,7 +3,6 @@ queries behind ``bmctl logs`` (list, stats, runs, prune), plus ``--since`` parsi
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 from types import TracebackType
@@ -358,18 +357,18 @@ def prune(db: Any, older_than_wall: float) -> dict[str, int]:
 
 # --- time arguments ----------------------------------------------------------------------------
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$", re.IGNORECASE)
 
 
 def parse_since(text: str, now_wall: float) -> float:
     """``30s``/``15m``/``2h``/``7d``/``1w`` ago, or an ISO date/date-time (naive = UTC) -> epoch seconds.
 
     Bad input raises ``UsageError`` naming the value."""
+    from bmctl.durations import duration_seconds
+
     value = (text or "").strip()
-    match = _AGO.match(value)
-    if match:
-        return now_wall - float(match.group(1)) * _UNITS[match.group(2).lower()]
+    ago = duration_seconds(value, unit_required=True)  # a bare number would read as a year
+    if ago is not None:
+        return now_wall - ago
     if value and value[0].isdigit() and len(value) >= 10:  # at least YYYY-MM-DD
         try:
             return parse_utc(value)
