@@ -78,3 +78,11 @@ def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     return ExitCode.ITEMS_FAILED
+
+
+def items_exit_code(failures: list[int]) -> ExitCode:
+    """The exit code of a batch from its failed items' codes: 0 when none failed, 4 when only
+    rate limits failed them (rerunning resumes), else 1."""
+    if not failures:
+        return ExitCode.OK
+    return ExitCode.LIMITED if all(code == ExitCode.LIMITED for code in failures) else ExitCode.ITEMS_FAILED

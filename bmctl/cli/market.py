@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from bmctl.cli.common import cli_env, finish, open_runtime, report_item_error
+from bmctl.errors import items_exit_code
 from bmctl.cli.output import Output
 
 COMPETITOR_FIELDS = [
@@ -32,7 +33,7 @@ def competitors(
     env = cli_env(ctx)
     # Each id once: a repeated one would only spend the 2-per-second competitors budget again.
     listing_ids = list(dict.fromkeys(validate_listing_id(value) for value in ids))
-    failures = 0
+    failures: list[int] = []  # exit codes of the failed items
     with open_runtime(env, "competitors") as runtime, Output(
         env, COMPETITOR_COLUMNS, title="Backbox", optional=("error",)
     ) as out:
@@ -43,7 +44,7 @@ def competitors(
             except AuthError:
                 raise
             except BmctlError as error:
-                failures += 1
+                failures.append(int(error.exit_code))
                 report_item_error(env, listing_id, error.message)
                 out.emit({**dict.fromkeys(COMPETITOR_FIELDS), "listing_id": listing_id,
                           "market": runtime.settings.market, "error": error.message})
@@ -54,8 +55,9 @@ def competitors(
             for record in records:
                 data = record.to_json()
                 out.emit({key: data.get(key) for key in COMPETITOR_FIELDS})
-        runtime.exit_code = 1 if failures else 0
-    finish(1 if failures else 0)
+        code = int(items_exit_code(failures))
+        runtime.exit_code = code
+    finish(code)
 
 
 def listings(

@@ -8,6 +8,7 @@ import typer
 
 from bmctl.cli.common import cli_env, finish, open_runtime, report_item_error
 from bmctl.cli.output import Output
+from bmctl.errors import items_exit_code
 
 UPDATE_FIELDS = ["listing_id", "market", "currency", "old_price", "new_price", "status", "reason"]
 HISTORY_COLUMNS = ["ts", "market", "old_price", "new_price", "currency", "reason", "status", "request_id"]
@@ -57,9 +58,9 @@ def update_price(
         outcomes = apply_price_orders(runtime.client, journal, orders,
                                       max_change_pct=runtime.settings.max_change_pct,
                                       force=force, dry_run=dry_run, on_result=show)
-        failed = any(o.status in ("error", "refused") for o in outcomes)
-        runtime.exit_code = 1 if failed else 0
-    finish(1 if failed else 0)
+        code = int(items_exit_code([o.exit_code or 1 for o in outcomes if o.status in ("error", "refused")]))
+        runtime.exit_code = code
+    finish(code)
 
 
 def history(

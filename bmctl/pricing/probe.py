@@ -83,6 +83,7 @@ class ProbeResult:
     dry_run: bool = False
     planned: list[str] = field(default_factory=list)
     floor_hit: bool = False
+    exit_code: int = 0  # of the error behind an ``error`` outcome (4: rate limits, else 1)
 
     def to_json(self) -> dict[str, Any]:
         def text(value: Money | None) -> str | None:
@@ -189,6 +190,7 @@ class Probe:
         except ItemError as error:
             self.result.outcome = "error"
             self.result.reason = error.message
+            self.result.exit_code = int(error.exit_code)
             if self.probe_id is not None:
                 yield from self._restore_after_failure()
         except DipExpired as error:

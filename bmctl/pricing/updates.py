@@ -28,6 +28,7 @@ class UpdateOutcome:
     status: str = "error"
     reason: str = ""
     request_id: str | None = None
+    exit_code: int = 0  # of a failure: 4 when rate limits refused it, else 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ def apply_price_orders(
         except BmctlError as error:
             outcome.status = "error"
             outcome.reason = error.message
+            outcome.exit_code = int(error.exit_code)
         outcomes.append(outcome)
         if on_result is not None:
             on_result(outcome)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
-from bmctl.errors import ExitCode, UsageError
+from bmctl.errors import ExitCode, UsageError, items_exit_code
 from bmctl.pricing.batch import BatchSummary
 from bmctl.pricing.probe import ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.runner import ProbeRun, ProbeRunOptions
@@ -115,7 +115,8 @@ def run_probe_command(
 
 
 def exit_code_of(summary: BatchSummary, warn: Callable[[str], None]) -> int:
-    """4 when a deadline left probes unstarted, 1 for the breaker or failed items, else 0."""
+    """4 when a deadline left probes unstarted or only rate limits failed them, 1 for the
+    breaker or failed items, else 0."""
     if summary.stopped_by == "breaker":
         held = sum(1 for r in summary.results if r.outcome == "skipped" and "circuit breaker" in r.reason)
         warn(f"bmctl: circuit breaker: more than the allowed number of listings would go to their "
@@ -125,6 +126,7 @@ def exit_code_of(summary: BatchSummary, warn: Callable[[str], None]) -> int:
     if summary.stopped_by == "deadline":
         warn(f"bmctl: deadline: {len(summary.not_started)} probe(s) not started; rerun to resume")
         return ExitCode.LIMITED
-    if summary.failed:
-        return ExitCode.ITEMS_FAILED
-    return ExitCode.OK
+    code = items_exit_code([r.exit_code for r in summary.results if r.outcome == "error"])
+    if code == ExitCode.LIMITED:
+        warn("bmctl: rate limits: probes still refused after every retry; rerun to resume")
+    return code

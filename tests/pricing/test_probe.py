@@ -202,3 +202,34 @@ def test_a_tie_given_away_by_the_search_is_won_back_one_tick_lower(tmp_path: Pat
     assert [body["price"] for _, body in recorder.writes()] == ["60.00", "50.00", "49.99"]
     backbox = world.marketplace.backbox(spec.id, "fr-fr")
     assert backbox is not None and backbox.is_winning
+
+
+def test_probes_refused_only_by_rate_limits_exit_4(tmp_path: Path) -> None:
+    """429 after every retry is "rate limits stopped the run": exit 4, rerunning resumes."""
+    from bmctl.pricing.batch import BatchSummary
+    from bmctl.pricing.probe import ProbeResult
+    from bmctl.pricing.workflow import exit_code_of
+
+    limited = ProbeResult("a", "fr-fr", outcome="error", reason="429", exit_code=4)
+    broken = ProbeResult("b", "fr-fr", outcome="error", reason="404", exit_code=1)
+    warnings: list[str] = []
+    assert exit_code_of(BatchSummary(results=[limited]), warnings.append) == 4
+    assert "rate limits" in warnings[0]
+    assert exit_code_of(BatchSummary(results=[limited, broken]), warnings.append) == 1
+    assert exit_code_of(BatchSummary(results=[ProbeResult("c", "fr-fr", outcome="won")]), warnings.append) == 0
+
+
+def test_a_probe_refused_by_429_after_every_retry_reports_exit_code_4(tmp_path: Path) -> None:
+    from bmctl.traffic.transport import HttpResponse
+
+    spec = listing("100.00", ["95.00"])
+    world = SimWorld([spec])
+
+    class Always429:
+        def send(self, request, timeout):  # type: ignore[no-untyped-def]
+            return HttpResponse(429, {"retry-after": "1"}, b"")
+
+    world.transport = Always429()  # type: ignore[assignment]
+    summary, _ = run_probes(world, tmp_path / "r.db", [ProbeTarget(spec.id, "fr-fr")])
+    (result,) = summary.results
+    assert (result.outcome, result.exit_code) == ("error", 4)
