@@ -32,7 +32,7 @@ def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None 
         return settings.user_agent
     from bmctl.api.client import default_user_agent
 
-    if warn is not None and settings.base_url == "":
+    if warn is not None and settings.base_url == "" and not (settings.company and settings.email):
         warn(
             "warning: no user_agent set; Back Market asks for "
             "BM-{CompanyName}-{IntegrationName};{contact email} (set user_agent, or company and email)"

@@ -75,3 +75,15 @@ def test_budget_carries_over_between_two_runs_sharing_one_database(tmp_path: Pat
     db = open_database(tmp_path / "c.db")
     assert db.execute("select count(*) from rate_limit_logs where status = 429").fetchone()[0] == 0
     assert db.execute("select count(distinct run_id) from rate_limit_logs").fetchone()[0] == 2
+
+
+def test_user_agent_is_built_from_company_and_email_and_warns_only_without_them() -> None:
+    from bmctl.config import Settings
+    from bmctl.runtime import resolve_user_agent
+
+    warnings: list[str] = []
+    agent = resolve_user_agent(Settings(company="Acme", email="ops@acme.test"), warnings.append)
+    assert agent == "BM-Acme-bmctl;ops@acme.test" and warnings == []
+    resolve_user_agent(Settings(), warnings.append)
+    assert len(warnings) == 1 and "user_agent" in warnings[0]
+    assert resolve_user_agent(Settings(user_agent="BM-X-Y;z@x.test"), warnings.append) == "BM-X-Y;z@x.test"
