@@ -123,15 +123,13 @@ class BmctlGroup(TyperGroup):
                 error.message = error.message.rstrip(".") + f". Did you mean {matches[0]!r}?"
             raise
 
-
-
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
-        env_holder: list[Any] = []
+        contexts: list[Any] = []
         try:
             with self.make_context(prog_name or "bmctl", list(sys.argv[1:] if args is None else args),
                                    **extra) as ctx:
-                env_holder.append(ctx)
+                contexts.append(ctx)
                 self.invoke(ctx)
             code = 0
         except EXITS as done:
@@ -142,14 +140,14 @@ class BmctlGroup(TyperGroup):
             shown.show()  # bare `bmctl`: the help, on stderr
             code = ExitCode.BAD_INPUT
         except KeyboardInterrupt:
-            _env_of(env_holder[0] if env_holder else None).stderr.write("bmctl: interrupted\n")
+            _env_of(contexts[0] if contexts else None).stderr.write("bmctl: interrupted\n")
             code = ExitCode.INTERRUPTED
         except (BmctlError, ClickException) as error:
-            code = report_error(_env_of(env_holder[0] if env_holder else None), error)
+            code = report_error(_env_of(contexts[0] if contexts else None), error)
         except BrokenPipeError:
             code = 0  # a reader like `head` went away: not our failure
         except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
-            code = report_error(_env_of(env_holder[0] if env_holder else None), error)
+            code = report_error(_env_of(contexts[0] if contexts else None), error)
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
