@@ -30,7 +30,7 @@ import bisect
 import random
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from bmctl.api.markets import MARKETS, Market
 from bmctl.api.money import Money, tick
@@ -84,6 +84,27 @@ class Drift:
     def __post_init__(self) -> None:
         if self.interval <= 0 or self.step < 0 or not 0 <= self.band < 1:
             raise ValueError("drift needs interval > 0, step >= 0 and 0 <= band < 1")
+
+
+def parse_drift(text: str) -> Drift:
+    """Parse ``interval=60,step=0.01,band=0.10`` (any subset); ValueError says what is wrong."""
+    values: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, raw = (x.strip() for x in part.partition("="))
+        if not sep or key not in ("interval", "step", "band"):
+            raise ValueError(f"{part!r}: expected interval=SECONDS, step=AMOUNT or band=FRACTION")
+        if key in values:
+            raise ValueError(f"{key!r} given twice")
+        try:
+            number = Decimal(raw)
+        except ArithmeticError:
+            raise ValueError(f"{key}={raw!r}: not a number") from None
+        if not number.is_finite():
+            raise ValueError(f"{key}={raw!r}: not a finite number")
+        values[key] = float(number) if key == "interval" else number
+    return Drift(**values)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ latency and timeout faults sleep here, outside the lock, so slow answers do not 
 from __future__ import annotations
 
 import random
+import signal
 import socket
 import sys
 import threading
@@ -126,6 +127,17 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (service managers, ``kill``) like Ctrl-C: stop cleanly, exit 0."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def serve(port: int = 8765, seed_path: str | None = None, settle: float = 2.0, reveal: bool = True,
           token: str = "sandbox", faults: Faults | None = None, host: str = "127.0.0.1",
           announce: Callable[[str], None] = _stderr, *, seed: int = 7,
@@ -154,12 +166,14 @@ def serve(port: int = 8765, seed_path: str | None = None, settle: float = 2.0, r
         server = make_server(app, port, host)
     except OSError as error:
         raise UsageError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    source = seed_path or f"demo catalogue (seed {seed})"
-    auth = "Basic sandbox" if token == "sandbox" else "Basic <the --token value>"
-    announce(f"sandbox marketplace listening on {server.base_url} ({len(marketplace)} listings from "
-             f"{source}; settle {settle:g} s; reveal {'on' if reveal else 'off'}; "
-             f"Authorization: {auth}). Ctrl-C stops it.")
+    _stop_on_sigterm()
     try:
+        source = seed_path or f"demo catalogue (seed {seed})"
+        auth = "Basic sandbox" if token == "sandbox" else "Basic <the --token value>"
+        announce(f"sandbox marketplace listening on {server.base_url} ({len(marketplace)} listings from "
+                 f"{source}; settle {settle:g} s; reveal {'on' if reveal else 'off'}; "
+                 f"{'drift every %g s; ' % drift.interval if drift else ''}"
+                 f"Authorization: {auth}). Ctrl-C stops it.")
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         announce("sandbox stopped")

@@ -45,3 +45,23 @@ def test_port_in_use() -> None:
 def test_bad_port_and_settle() -> None:
     assert invoke(["sandbox", "serve", "--port", "70000"]).exit_code == 2
     assert invoke(["sandbox", "serve", "--settle", "-1"]).exit_code == 2
+
+
+@pytest.mark.parametrize("drift", ["interval=0", "band=1.5", "speed=3", "step=abc", "step=nan", "interval"])
+def test_bad_drift(drift: str) -> None:
+    result = invoke(["sandbox", "serve", "--port", "0", "--drift", drift])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--drift" in lines[0]
+
+
+def test_catalogue_prints_the_seed_file_format(tmp_path: Path) -> None:
+    from bmctl.sandbox.catalogue import demo_catalogue, generate_catalogue, load_catalogue
+
+    demo = invoke(["sandbox", "catalogue"])
+    assert demo.exit_code == 0
+    (tmp_path / "demo.json").write_text(demo.stdout)
+    assert load_catalogue(tmp_path / "demo.json") == demo_catalogue(7)
+    mixed = invoke(["sandbox", "catalogue", "--listings", "5", "--number", "3"])
+    (tmp_path / "mixed.json").write_text(mixed.stdout)
+    assert load_catalogue(tmp_path / "mixed.json") == generate_catalogue(5, seed=3)

@@ -9,6 +9,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -409,5 +410,30 @@ def test_serve_a_seed_file_with_the_waf_on_and_quiet(home: Path, tmp_path: Path)
         raw = requests.get(f"{served.url}/ws/listings/{lid}", headers=AUTH, timeout=5)
         assert raw.status_code == 403 and raw.headers["cf-ray"].endswith("-CDG")
         assert "Cloudflare" in raw.text
+    finally:
+        stop_server(served.process)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_cleanly_on_sigint_and_sigterm(home: Path, signum: int) -> None:
+    served = start_server("--drift", "interval=5,step=0.5,band=0.1", home=home)
+    assert "drift every 5 s" in served.banner
+    served.process.send_signal(signum)
+    assert served.process.wait(timeout=10) == 0
+    rest = served.process.stderr.read() if served.process.stderr else ""  # type: ignore[union-attr]
+    assert "Traceback" not in rest
+
+
+def test_catalogue_command_writes_a_file_serve_reads(home: Path, tmp_path: Path) -> None:
+    seed = tmp_path / "demo.json"
+    printed = subprocess.run([*bmctl_command(), "sandbox", "catalogue"], capture_output=True, text=True,
+                             timeout=60, env=clean_env(HOME=str(home)))
+    assert printed.returncode == 0 and printed.stderr == ""
+    seed.write_text(printed.stdout)
+    assert len(json.loads(printed.stdout)["listings"]) >= 20
+    served = start_server("--seed", str(seed), home=home)
+    try:
+        first = requests.get(f"{served.url}/ws/listings", headers=AUTH, timeout=5).json()["results"][0]
+        assert first["id"] == json.loads(printed.stdout)["listings"][0]["id"]
     finally:
         stop_server(served.process)

@@ -171,3 +171,13 @@ def test_specs_round_trip_current_state() -> None:
     mp.set_price(LID, "fr-fr", eur("94.00"))
     (s,) = mp.specs()
     assert s.offers[0].price == eur("94.00") and s.offers[0].incumbent
+
+
+def test_parse_drift() -> None:
+    from bmctl.sandbox.model import parse_drift
+
+    assert parse_drift("interval=30, step=0.05") == Drift(interval=30.0, step=Decimal("0.05"))
+    assert parse_drift("") == Drift()
+    for bad in ("interval=-1", "band=1", "x=1", "step=inf", "interval=30,interval=40"):
+        with pytest.raises(ValueError):
+            parse_drift(bad)
