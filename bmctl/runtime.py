@@ -32,12 +32,20 @@ def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None 
         return settings.user_agent
     from bmctl.api.client import default_user_agent
 
-    if warn is not None and settings.base_url == "" and not (settings.company and settings.email):
+    if warn is not None and not _is_loopback(settings.base_url) and not (settings.company and settings.email):
         warn(
             "warning: no user_agent set; Back Market asks for "
             "BM-{CompanyName}-{IntegrationName};{contact email} (set user_agent, or company and email)"
         )
     return default_user_agent(settings.company or "unknown", settings.email or "unknown")
+
+
+def _is_loopback(base_url: str) -> bool:
+    """A base URL on this machine (the sandbox, a local stand-in): no one there reads the UA."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(base_url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 NO_TOKEN = "no API token: set BMCTL_TOKEN or `token` in the config file (bmctl config init)"
@@ -80,6 +88,7 @@ class Runtime:
     clock: "Clock | None" = None
     transport: "Transport | None" = None
     warn: Callable[[str], None] | None = None
+    debug: Callable[[str], None] | None = None  # --verbose: one stderr line per failed attempt
     exit_code: int | None = None
     db: Any = field(default=None, init=False)
     run_id: str = field(default="", init=False)
@@ -170,11 +179,20 @@ class Runtime:
             RouteMap.default(),
             transport,
             clock=FlushingClock(self.clock, self._log),
-            on_attempt=self._log.record,
+            on_attempt=self._log.record if self.debug is None else self._record_and_tell,
             max_attempts=self.settings.max_attempts,
             timeout=self.settings.timeout,
             reservation_horizon=self._reservation_horizon(buckets),
         )
+
+    def _record_and_tell(self, attempt: Any) -> None:
+        """Log the attempt, and under --verbose say on stderr what went wrong with it."""
+        self._log.record(attempt)
+        if attempt.outcome != "ok" and self.debug is not None:
+            request = attempt.request
+            what = attempt.error or (f"HTTP {attempt.status}" if attempt.status else attempt.outcome)
+            self.debug(f"bmctl: {request.method} {request.path} attempt {attempt.attempt}: {what} "
+                       f"[{attempt.outcome}]")
 
     def _reservation_horizon(self, buckets: dict[str, Any]) -> float:
         """How far ahead a dip may claim its exit's token: the default horizon, stretched to

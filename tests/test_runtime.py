@@ -87,3 +87,16 @@ def test_user_agent_is_built_from_company_and_email_and_warns_only_without_them(
     resolve_user_agent(Settings(), warnings.append)
     assert len(warnings) == 1 and "user_agent" in warnings[0]
     assert resolve_user_agent(Settings(user_agent="BM-X-Y;z@x.test"), warnings.append) == "BM-X-Y;z@x.test"
+    assert len(warnings) == 1
+
+
+def test_user_agent_warning_also_through_a_proxy_but_not_for_the_local_sandbox() -> None:
+    from bmctl.config import Settings
+    from bmctl.runtime import resolve_user_agent
+
+    warnings: list[str] = []
+    resolve_user_agent(Settings(base_url="https://proxy.example.com"), warnings.append)
+    assert len(warnings) == 1
+    for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
+        resolve_user_agent(Settings(base_url=local), warnings.append)
+    assert len(warnings) == 1

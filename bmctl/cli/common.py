@@ -42,7 +42,7 @@ def open_runtime(env: CliEnv, command: str, *, writing: bool = False, **extra: A
     from bmctl.runtime import Runtime
 
     return Runtime(settings=env.settings, command=command, argv=env.argv, writing=writing,
-                   warn=env.warn, **extra)
+                   warn=env.warn, debug=env.debug if env.verbose else None, **extra)
 
 
 def report_item_error(env: CliEnv, item: str, message: str) -> None:

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from heapq import heappop, heappush
+from http import HTTPStatus
 from typing import Callable, Iterable, Mapping
 
 from bmctl.errors import ConfigError
@@ -461,7 +462,7 @@ class TrafficController:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())
             for b in buckets:
                 b.pause(t1 + (b.spec.penalty if retry_after is None else retry_after))
-            self._report(call, t0, t1, sent_wall, status, "rate_limited", retry_after, None)
+            self._report(call, t0, t1, sent_wall, status, "rate_limited", retry_after, http_error(response))
             if call.attempts < self.max_attempts:
                 # Same priority and same place in line; the paused buckets make it wait.
                 call._enqueued = t1
@@ -469,10 +470,10 @@ class TrafficController:
             else:
                 self._finish(call)
         elif status >= 500 and call.attempts < self.max_attempts:
-            self._report(call, t0, t1, sent_wall, status, "retry", None, None)
+            self._report(call, t0, t1, sent_wall, status, "retry", None, http_error(response))
             self._back_off(call)
         else:
-            self._report(call, t0, t1, sent_wall, status, "http_error", None, None)
+            self._report(call, t0, t1, sent_wall, status, "http_error", None, http_error(response))
             self._finish(call)
 
     def _report(self, call: Call, t0: float, t1: float, sent_wall: float, status: int | None,
@@ -501,3 +502,14 @@ class TrafficController:
             self._queue.push(call, call.priority, call._lane, call._seq)  # type: ignore[arg-type]
 
         self.call_later(delay, requeue)
+
+
+def http_error(response: HttpResponse) -> str:
+    """The log's one-line ``error`` for an HTTP error answer: status, reason and, from the WAF,
+    the cf-ray to quote to support (headers only: bodies may echo what was sent)."""
+    try:
+        text = f"HTTP {response.status} {HTTPStatus(response.status).phrase}"
+    except ValueError:
+        text = f"HTTP {response.status}"
+    ray = response.headers.get("cf-ray")
+    return f"{text} (cf-ray {ray})" if ray else text

@@ -517,6 +517,21 @@ def test_one_500_is_retried(make_sandbox) -> None:  # type: ignore[no-untyped-de
     assert box.app.answers[0].status in (500, 502, 503)
 
 
+def test_verbose_tells_each_failed_attempt_and_the_log_keeps_it(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=["error"])
+    quiet = box.run("competitors", LID, "--format", "json")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    box = make_sandbox(script=["error"])
+    result = box.run("--verbose", "competitors", LID, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    line, = result.stderr.strip().splitlines()
+    assert f"GET /ws/backbox/v1/competitors/{LID} attempt 1: HTTP 5" in line and "[retry]" in line
+    conn = sqlite3.connect(box.db)
+    errors = [row[0] for row in conn.execute("select error from rate_limit_logs order by id")]
+    conn.close()
+    assert errors[0].startswith("HTTP 5") and errors[1:] == [None]
+
+
 def test_one_500_on_the_write_is_retried(make_sandbox) -> None:  # type: ignore[no-untyped-def]
     box = make_sandbox(script=[None, "error"])
     result = box.run("update-price", LID, "99.00", "--format", "json")

@@ -299,6 +299,15 @@ def test_timeouts_and_connection_errors_are_retried() -> None:
         ("timeout", None, "read timed out"), ("connection_error", None, "reset"), ("ok", 200, None)]
 
 
+def test_http_errors_are_logged_with_status_reason_and_cf_ray() -> None:
+    waf = HttpResponse(403, {"cf-ray": "8c1f2e3d4a5b6c7d-CDG"}, b"<html>Attention Required</html>")
+    ctl, _, _, records = make([HttpResponse(503), r429("1"), HttpResponse(599), waf])
+    ctl.execute(get(LIST + "a"))
+    assert [r.error for r in records] == [
+        "HTTP 503 Service Unavailable", "HTTP 429 Too Many Requests", "HTTP 599",
+        "HTTP 403 Forbidden (cf-ray 8c1f2e3d4a5b6c7d-CDG)"]
+
+
 def test_give_up_after_5xx_returns_the_last_answer() -> None:
     ctl, transport, _, records = make([HttpResponse(503)] * 5)
     assert ctl.execute(get(LIST + "a")).status == 503
