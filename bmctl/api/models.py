@@ -208,6 +208,14 @@ class Listing:
             "currency": self.currency,
             "publication_state": self.publication_state,
             "grade": self.grade,
+            # The rest of ListingPublic, as the API gave it (deprecated ids included: older
+            # integrations still key on them).
+            "state": self.state,
+            "warranty_delay": self.warranty_delay,
+            "comment": self.comment,
+            "listing_id": self.legacy_id,
+            "backmarket_id": self.raw.get("backmarket_id"),
+            "shippings": self.raw.get("shippings"),
         }
 
 

@@ -178,8 +178,10 @@ def test_listings_reads_every_page(big: Sandbox) -> None:
     pages = [s for s in big.seen if s == ("GET", "/ws/listings")]
     assert len(pages) == 3  # 50 + 50 + 20
     for key in ("id", "sku", "price", "min_price", "max_price", "quantity", "currency",
-                "publication_state"):
+                "publication_state", "title", "product_id", "grade", "state", "warranty_delay",
+                "comment", "listing_id", "backmarket_id"):
         assert key in rows[0]
+    assert isinstance(rows[0]["listing_id"], int) and isinstance(rows[0]["warranty_delay"], int)
     assert isinstance(rows[0]["price"], str) and rows[0]["currency"] == "EUR"
     assert rows[0]["market"] == "fr-fr"
 
