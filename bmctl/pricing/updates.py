@@ -106,16 +106,25 @@ def _apply_one(client: Any, journal: Journal | None, order: PriceOrder, outcome:
             f" and min_price {order.min_price}" if order.min_price is not None else ""
         )
         return
-    update = client.update_listing(order.listing_id, market=order.market, price=order.price,
-                                   min_price=order.min_price, priority=Priority.NORMAL)
+    snapshot = {"min_price": order.min_price.to_api()} if order.min_price else None
+    try:
+        update = client.update_listing(order.listing_id, market=order.market, price=order.price,
+                                       min_price=order.min_price, priority=Priority.NORMAL)
+    except BmctlError:
+        # A write with no clean answer (malformed, dropped, 5xx) may still have been applied:
+        # history keeps the attempt, as it does for a probe's writes.
+        if journal is not None:
+            journal.record_change(listing_id=order.listing_id, market=order.market, old_price=old,
+                                  new_price=order.price, reason="update", status="error",
+                                  snapshot=snapshot)
+        raise
     outcome.request_id = getattr(update, "request_id", None)
     outcome.status = "updated"
     outcome.reason = f"{old} -> {order.price}" if old is not None else f"set to {order.price}"
     if journal is not None:
         journal.record_change(listing_id=order.listing_id, market=order.market, old_price=old,
                               new_price=order.price, reason="update", status="updated",
-                              request_id=outcome.request_id,
-                              snapshot={"min_price": order.min_price.to_api()} if order.min_price else None)
+                              request_id=outcome.request_id, snapshot=snapshot)
 
 
 def _pct(value: Decimal) -> str:

@@ -565,6 +565,15 @@ def test_malformed_json_is_exit_1(make_sandbox) -> None:  # type: ignore[no-unty
     assert "malformed" in result.stderr
 
 
+def test_a_write_with_a_malformed_answer_stays_in_history(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=[None, "malformed"])  # the read is fine, the write's answer is not
+    result = box.run("update-price", LID, "99.00", "--format", "json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)[0]["status"] == "error"
+    rows = json.loads(box.run("history", LID, "--format", "json").stdout)
+    assert [(r["new_price"], r["reason"], r["status"]) for r in rows] == [("99.00", "update", "error")]
+
+
 def test_a_held_lock_is_exit_5_and_dry_runs_do_not_need_it(sandbox: Sandbox) -> None:
     from bmctl.store.lock import RunLock
 
