@@ -45,6 +45,11 @@ def update_price(
     else:
         orders = [price_order(listing_id, price, market, min_price)]
     with open_runtime(env, "update-price", writing=not dry_run) as runtime, Output(env, UPDATE_FIELDS) as out:
+        if file is not None:  # a batch says what it will cost before it starts
+            from bmctl.pricing.plan import plan_updates
+
+            env.info(plan_updates(len(orders), runtime.settings.limits, jitter=runtime.settings.jitter,
+                                  dry_run=dry_run).describe())
         journal = None if dry_run else Journal(runtime.db, runtime.run_id, runtime.clock.wall)
         if journal is not None:
             for done in recover(runtime.client, journal):

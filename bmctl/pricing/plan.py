@@ -43,13 +43,15 @@ class Plan:
     seconds: float
     bottleneck: str
     warnings: list[str] = field(default_factory=list)
+    items: str = "probe(s)"
 
     def describe(self) -> str:
         parts = ", ".join(
-            f"{name} ~{typical:.0f} (≤{worst:.0f})" for name, (typical, worst) in self.requests.items()
+            f"{name} ~{typical:.0f}" + (f" (≤{worst:.0f})" if worst != typical else "")
+            for name, (typical, worst) in self.requests.items()
         )
         text = (
-            f"plan: {self.probes} probe(s); requests per bucket: {parts}; "
+            f"plan: {self.probes} {self.items}; requests per bucket: {parts}; "
             f"~{_duration(self.seconds)} at the limits ({self.bottleneck} is the bottleneck)"
         )
         return "\n".join([text, *self.warnings])
@@ -79,14 +81,7 @@ def plan_probes(
     typical["global"] = listing_pages + probes * cost.listing_reads + typical["competitors"] + typical["listing_writes"]
     worst["global"] = listing_pages + probes * cost.listing_reads + worst["competitors"] + worst["listing_writes"]
     requests = {name: (typical[name], worst[name]) for name in ("global", "competitors", "listing_writes")}
-    seconds, bottleneck = 0.0, "global"
-    for name, (count, _) in requests.items():
-        spec = limits.get(name)
-        if spec is None or count <= 0:
-            continue
-        needed = max(0.0, count - spec.burst) / rate_of(spec, jitter)
-        if needed > seconds:
-            seconds, bottleneck = needed, name
+    seconds, bottleneck = _time_at_limits(requests, limits, jitter)
     seconds += 2 * settle if probes else 0.0
     plan = Plan(probes=probes, requests=requests, seconds=seconds, bottleneck=bottleneck)
     writes = limits.get("listing_writes")
@@ -103,6 +98,30 @@ def plan_probes(
                 f"{_duration(deadline)}; probes that cannot finish in time are not started (exit 4)"
             )
     return plan
+
+
+def plan_updates(orders: int, limits: Mapping[str, LimitSpec], *, jitter: float,
+                 dry_run: bool = False) -> Plan:
+    """Estimate ``update-price --file``: each order reads its listing, then writes once."""
+    writes = 0 if dry_run else orders
+    requests = {"global": (float(orders + writes),) * 2, "listing_writes": (float(writes),) * 2}
+    seconds, bottleneck = _time_at_limits(requests, limits, jitter)
+    return Plan(probes=orders, requests=requests, seconds=seconds, bottleneck=bottleneck,
+                items="price update(s)" + (" (dry run: reads only)" if dry_run else ""))
+
+
+def _time_at_limits(requests: Mapping[str, tuple[float, float]], limits: Mapping[str, LimitSpec],
+                    jitter: float) -> tuple[float, str]:
+    """Seconds the typical requests take at the buckets' rates, and the slowest bucket."""
+    seconds, bottleneck = 0.0, "global"
+    for name, (count, _) in requests.items():
+        spec = limits.get(name)
+        if spec is None or count <= 0:
+            continue
+        needed = max(0.0, count - spec.burst) / rate_of(spec, jitter)
+        if needed > seconds:
+            seconds, bottleneck = needed, name
+    return seconds, bottleneck
 
 
 def per_probe_seconds(limits: Mapping[str, LimitSpec], jitter: float, cost: ProbeCost) -> float:

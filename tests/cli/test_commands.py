@@ -317,6 +317,8 @@ def test_update_price_file_updates_every_row_and_history_shows_them(sandbox: San
     prices.write_text(f"listing_id,price,market\n{LID},99.50\n{TWO},210.00,de-de\n{JP},14500,ja-jp\n")
     result = sandbox.run("update-price", "--file", str(prices), "--format", "ndjson")
     assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith("plan: 3 price update(s); requests per bucket: global ~6, "
+                                    "listing_writes ~3; ~")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["listing_id"], r["market"], r["status"]) for r in rows] == [
         (LID, "fr-fr", "updated"), (TWO, "de-de", "updated"), (JP, "ja-jp", "updated")]

@@ -360,3 +360,15 @@ def test_a_slow_write_budget_still_lets_dips_through(tmp_path: Path) -> None:
     except TrafficStalled:
         pytest.fail("TrafficStalled: the dip's exit can never be reserved")
     assert [r.outcome for r in summary.results] == ["won"]
+
+
+def test_plan_of_a_price_file_counts_a_read_and_a_write_per_row() -> None:
+    from bmctl.pricing.plan import plan_updates
+
+    plan = plan_updates(1000, DEFAULT_LIMITS, jitter=0.05)
+    assert plan.requests == {"global": (2000.0, 2000.0), "listing_writes": (1000.0, 1000.0)}
+    assert plan.bottleneck == "listing_writes"
+    assert plan.seconds == pytest.approx(999 * 3600.05 / 2000)  # (n - burst) / rate
+    dry = plan_updates(1000, DEFAULT_LIMITS, jitter=0.05, dry_run=True)
+    assert dry.requests["listing_writes"] == (0.0, 0.0) and dry.bottleneck == "global"
+    assert "dry run" in dry.describe()
