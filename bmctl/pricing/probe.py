@@ -175,6 +175,7 @@ class Probe:
         self.dip_started: float | None = None
         self.dip_open = False  # a dip is written and its exit (peak or restore) is not yet
         self.lost_backbox = False  # the peak lost the Backbox and could not win it back
+        self.lost_to_win: Money | None = None  # the price to win the market showed then
         self.snapshot: Any = None
         self.price_uncertain = False  # a write failed: it may or may not have been applied
         self.known_losing: Money | None = None  # lowest price known to lose the Backbox
@@ -294,15 +295,26 @@ class Probe:
                 yield from self._raise_to(target, search=False)
         elif to_win is not None and to_win < self.price:
             pass  # revealed: we hold on a tie, above the outright price; a raise would lose it
-        elif self.price < self.bounds.floor:
-            # Winning below a floor raised since: a losing raise could never be undone (no write
-            # goes below the floor), so the search is not worth the Backbox.
-            result.reason = f"winning at {self.price}, below the floor {self.bounds.floor}; no search"
-        elif self._may_search() and self.price < ceiling and self.params.max_raises > 0:
+        elif self.price < self.bounds.floor and not self._may_search():
+            # Winning below a floor raised since, and the market has shown every allowed price
+            # loses (revealed headroom, or one tick above is known to lose): keep the Backbox.
+            result.reason = f"winning at {self.price}, below the floor {self.bounds.floor}; every allowed price loses"
+        elif (self._may_search() or self.price < self.bounds.floor) and self.price < ceiling \
+                and self.params.max_raises > 0:
+            # Below the floor the search is what brings the price back into the allowed range.
             yield from self._search_up(ceiling)
         self.dip_open = False  # confirmed winning at the dip price, or a raise ended it
         if self.lost_backbox:
             yield from self._restore("restore", "the Backbox was lost during the peak")
+            floor, to_win = self.bounds.floor, self.lost_to_win
+            if result.start_price is not None and result.start_price < floor and to_win is not None \
+                    and to_win < floor:
+                # Started below a floor raised since: the search brought the price back into the
+                # allowed range and found that no allowed price wins.
+                result.outcome = "unwinnable"
+                result.reason = (f"price to win {to_win} is below the floor {floor}; the price "
+                                 f"({result.start_price} was below the floor) is now {self.price}")
+                return
             result.outcome = "lost"
             result.reason = (f"the Backbox was lost during the upward search and could not be won "
                              f"back; price restored to {self.price}")
@@ -393,6 +405,7 @@ class Probe:
                 if confirm is not None and confirm.is_winning:
                     return False
         self.lost_backbox = True
+        self.lost_to_win = to_win
         return False
 
     # --- building blocks -------------------------------------------------------------------

@@ -183,12 +183,37 @@ def test_a_coarse_step_never_rounds_the_dip_below_the_floor(tmp_path: Path) -> N
     assert backbox is not None and backbox.is_winning
 
 
-@pytest.mark.parametrize("reveal", [True, False])
-def test_winning_below_a_raised_floor_is_kept_when_no_allowed_price_wins(tmp_path: Path, reveal: bool) -> None:
-    # Winning at 86.00 against 89.00; the operator's floor is 92.00: every allowed price loses.
+def test_winning_below_a_raised_floor_is_kept_when_the_market_shows_no_allowed_price_wins(
+        tmp_path: Path) -> None:
+    # Winning at 86.00 against 89.00; the operator's floor is 92.00: every allowed price loses,
+    # and the revealed headroom (88.99) says so without a write.
     spec = listing("86.00", ["89.00"], max_price="96.00")
-    result, recorder, world = probe_one(tmp_path, spec, reveal=reveal, floor=money("92.00"))
+    result, recorder, world = probe_one(tmp_path, spec, reveal=True, floor=money("92.00"))
     assert result.outcome == "kept" and recorder.writes() == [], result
+    backbox = world.marketplace.backbox(spec.id, "fr-fr")
+    assert backbox is not None and backbox.is_winning
+
+
+def test_below_a_raised_floor_with_hidden_headroom_the_search_finds_no_allowed_price_wins(
+        tmp_path: Path) -> None:
+    # The same market with the headroom hidden: only a raise can tell. The ceiling loses, the
+    # exact price to win (88.99) is below the floor, so the listing ends at the floor.
+    spec = listing("86.00", ["89.00"], max_price="96.00")
+    result, recorder, world = probe_one(tmp_path, spec, reveal=False, floor=money("92.00"))
+    assert (result.outcome, result.final_price) == ("unwinnable", money("92.00")), result
+    assert [body["price"] for _, body in recorder.writes()] == ["96.00", "92.00"]
+    assert "below the floor" in result.reason
+
+
+@pytest.mark.parametrize("reveal", [True, False])
+def test_winning_below_a_raised_floor_rises_into_the_bounds_to_the_highest_winning_price(
+        tmp_path: Path, reveal: bool) -> None:
+    # Winning at 100.00 against 120.00 with a floor of 105.00: 119.99 is allowed and wins.
+    spec = listing("100.00", ["120.00"], max_price="150.00")
+    result, recorder, world = probe_one(tmp_path, spec, reveal=reveal, floor=money("105.00"))
+    assert (result.outcome, result.final_price) == ("won", money("119.99")), result
+    assert recorder.writes()[-1][1]["price"] == "119.99" and len(recorder.writes()) == (1 if reveal else 2)
+    assert all(money(body["price"]) >= money("105.00") for _, body in recorder.writes())
     backbox = world.marketplace.backbox(spec.id, "fr-fr")
     assert backbox is not None and backbox.is_winning
 

@@ -163,13 +163,23 @@ def run_cases(batch: list[Case], *, reveal: bool, settle: float, params: ProbePa
             # when the market hides the headroom: it cannot be told from real headroom.)
             best = min((case.money(r) for r in case.rivals), default=None)
             step = tick(case.currency)
+            start = case.money(case.price)
             winnable = (best is None or best.with_amount(best.amount - step) >= floor
-                        or (view.is_winning and case.money(case.price) < best))
+                        or (view.is_winning and floor <= start < best))
             if winnable:
                 assert now is not None and now.is_winning, (case, reveal, settle, result)
                 assert result.outcome in ("won", "kept"), (case, result)
+            elif view.is_winning and start < best:
+                # Winning outright below a floor raised since, and no allowed price wins: kept
+                # when the market shows it, else the search ends at an allowed price.
+                assert result.outcome in ("kept", "unwinnable"), (case, result)
+                if result.outcome == "kept":
+                    assert now is not None and now.is_winning and final == start
+                else:
+                    assert floor <= final <= ceiling, (case, result)
             elif view.is_winning:  # a tie held below any winning price the floor allows
-                assert result.outcome in ("kept", "won", "lost"), (case, result)
+                below_floor = ("unwinnable",) if start < floor else ()
+                assert result.outcome in ("kept", "won", "lost", *below_floor), (case, result)
             else:
                 assert result.outcome == "unwinnable", (case, result)
                 assert final == case.money(case.price)
