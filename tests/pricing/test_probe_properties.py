@@ -170,13 +170,15 @@ def run_cases(batch: list[Case], *, reveal: bool, settle: float, params: ProbePa
                 assert now is not None and now.is_winning, (case, reveal, settle, result)
                 assert result.outcome in ("won", "kept"), (case, result)
             elif view.is_winning and start < best:
-                # Winning outright below a floor raised since, and no allowed price wins: kept
-                # when the market shows it, else the search ends at an allowed price.
-                assert result.outcome in ("kept", "unwinnable"), (case, result)
+                # Winning outright below a floor raised since, and no allowed price wins
+                # outright: kept when the market shows it, won when a tie at an allowed price
+                # stays ours (we are the incumbent), else the search ends at an allowed price.
+                assert result.outcome in ("kept", "won", "unwinnable"), (case, result)
                 if result.outcome == "kept":
                     assert now is not None and now.is_winning and final == start
                 else:
                     assert floor <= final <= ceiling, (case, result)
+                    assert (now is not None and now.is_winning) == (result.outcome == "won")
             elif view.is_winning:  # a tie held below any winning price the floor allows
                 below_floor = ("unwinnable",) if start < floor else ()
                 assert result.outcome in ("kept", "won", "lost", *below_floor), (case, result)
