@@ -1,4 +1,5 @@
-"""Batch input: every line validated before any request, clear messages naming the line."""
+"""Batch input read by update-price and probe: every line validated before any request, clear
+messages naming the line; spreadsheet files, repeated listings, strict prices."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from bmctl.api.money import Money
 from bmctl.errors import UsageError
 from bmctl.pricing.targets import (
+    parse_bounds,
     price_order,
     price_orders_from_file,
     probe_targets_from_file,
@@ -74,3 +76,47 @@ def test_price_file_is_validated_whole(tmp_path: Path) -> None:
         price_orders_from_file("-", "fr-fr", io.StringIO("\n"))
     with pytest.raises(UsageError, match="cannot read"):
         price_orders_from_file(str(tmp_path / "missing.csv"), "fr-fr", io.StringIO())
+
+
+def test_bom_and_header_after_a_comment(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_bytes(f"\ufeff# from the spreadsheet\r\nlisting_id,price\r\n{A},10.00\r\n".encode())
+    (order,) = price_orders_from_file(str(path), "fr-fr", io.StringIO())
+    assert order.listing_id == A and order.price.to_api() == "10.00"
+    (target,) = probe_targets_from_file("-", "fr-fr", io.StringIO(f"\ufefflisting_id,floor\n{A},5\n"))
+    assert target.floor is not None and target.floor.to_api() == "5.00"
+
+
+def test_a_listing_twice_in_one_market_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(f"{A},10\n{B},11\n{A.upper()},12\n")
+    with pytest.raises(UsageError, match="line 3: .* already on line 1"):
+        price_orders_from_file(str(path), "fr-fr", io.StringIO())
+    path.write_text(f"{A},10\n{A},11,de-de\n")  # two markets: two orders
+    assert [o.market for o in price_orders_from_file(str(path), "fr-fr", io.StringIO())] == [
+        "fr-fr", "de-de"]
+    with pytest.raises(UsageError, match="already on line 1"):
+        probe_targets_from_file("-", "fr-fr", io.StringIO(f"{A},1,2\n{A},3,4\n"))
+
+
+def test_repeated_ids_are_probed_once() -> None:
+    targets = probe_targets_from_ids([A, B, A, "-"], "fr-fr", None, None, io.StringIO(f"{B}\n"))
+    assert [t.listing_id for t in targets] == [A, B]
+
+
+@pytest.mark.parametrize("price", ["1e3", "1E2", "1_000", "\u0661\u0662", "12,50", "0x10", "- 5",
+                                   "Infinity", "sNaN", "12.5.1", "."])
+def test_prices_are_plain_decimals(price: str) -> None:
+    with pytest.raises(UsageError, match="PRICE"):
+        price_order(A, price, "fr-fr")
+
+
+@pytest.mark.parametrize("price, shown", [("12", "12.00"), ("12.5", "12.50"), (".5", "0.50"),
+                                          ("+7.00", "7.00"), (" 9.99 ", "9.99"), ("13.000", "13.00")])
+def test_plain_decimals_are_accepted(price: str, shown: str) -> None:
+    assert price_order(A, price, "fr-fr").price.to_api() == shown
+
+
+def test_bounds_are_strict_too() -> None:
+    with pytest.raises(UsageError, match="--floor"):
+        parse_bounds("fr-fr", "1e2", None)
