@@ -38,7 +38,7 @@ def rate_of(spec: LimitSpec, jitter: float) -> float:
 class Plan:
     """Estimated requests per bucket for a batch, and what that means in time."""
 
-    probes: int
+    count: int  # probes, or price updates (``items`` says which)
     requests: dict[str, tuple[float, float]]  # bucket -> (typical, worst)
     seconds: float
     bottleneck: str
@@ -51,7 +51,7 @@ class Plan:
             for name, (typical, worst) in self.requests.items()
         )
         text = (
-            f"plan: {self.probes} {self.items}; requests per bucket: {parts}; "
+            f"plan: {self.count} {self.items}; requests per bucket: {parts}; "
             f"~{_duration(self.seconds)} at the limits ({self.bottleneck} is the bottleneck)"
         )
         return "\n".join([text, *self.warnings])
@@ -83,7 +83,7 @@ def plan_probes(
     requests = {name: (typical[name], worst[name]) for name in ("global", "competitors", "listing_writes")}
     seconds, bottleneck = _time_at_limits(requests, limits, jitter)
     seconds += 2 * settle if probes else 0.0
-    plan = Plan(probes=probes, requests=requests, seconds=seconds, bottleneck=bottleneck)
+    plan = Plan(count=probes, requests=requests, seconds=seconds, bottleneck=bottleneck)
     writes = limits.get("listing_writes")
     if deadline is not None and writes is not None:
         budget = writes.burst + rate_of(writes, jitter) * deadline
@@ -106,7 +106,7 @@ def plan_updates(orders: int, limits: Mapping[str, LimitSpec], *, jitter: float,
     writes = 0 if dry_run else orders
     requests = {"global": (float(orders + writes),) * 2, "listing_writes": (float(writes),) * 2}
     seconds, bottleneck = _time_at_limits(requests, limits, jitter)
-    return Plan(probes=orders, requests=requests, seconds=seconds, bottleneck=bottleneck,
+    return Plan(count=orders, requests=requests, seconds=seconds, bottleneck=bottleneck,
                 items="price update(s)" + (" (dry run: reads only)" if dry_run else ""))
 
 
