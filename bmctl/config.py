@@ -6,10 +6,10 @@ import os
 import stat
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from bmctl.errors import ConfigError
-from bmctl.traffic.buckets import DEFAULT_JITTER, DEFAULT_LIMITS, LimitSpec
+from bmctl.traffic.buckets import DEFAULT_LIMITS, LimitSpec
 
 CONFIG_ENV = "BMCTL_CONFIG"
 FORMATS = ("table", "json", "ndjson", "csv")
@@ -54,7 +54,6 @@ class Settings:
     max_attempts: int = 5
     lock_timeout: float = 0.0
     max_change_pct: float = 30.0
-    jitter: float = DEFAULT_JITTER
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     limits: Mapping[str, LimitSpec] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     config_path: str | None = None
@@ -78,7 +77,7 @@ class Settings:
         data["db"] = str(self.db_path)
         data["probe"] = {f.name: getattr(self.probe, f.name) for f in fields(ProbeSettings)}
         data["limits"] = {
-            name: {"limit": s.limit, "window": s.window, "burst": s.burst, "penalty": s.penalty}
+            name: {"limit": s.limit, "window": s.window, "penalty": s.penalty}
             for name, s in self.limits.items()
         }
         return data
@@ -91,7 +90,15 @@ def mask_token(token: str) -> str:
 
 _TOP_KEYS = {f.name: f.type for f in fields(Settings) if f.name not in ("probe", "limits", "config_path")}
 _PROBE_KEYS = {f.name: f.type for f in fields(ProbeSettings)}
-_LIMIT_KEYS = {"limit": "int", "window": "float", "burst": "int", "penalty": "float"}
+_LIMIT_KEYS = {"limit": "int", "window": "float", "penalty": "float"}
+
+# Keys of earlier versions, still accepted (with a warning) and ignored: the budget ledger holds
+# each slot from send until a window after the answer, which needs neither a burst nor a
+# guess of the network's delay spread.
+_DEPRECATED_TOP = {"jitter": "float"}
+_DEPRECATED_LIMIT = {"burst": "int"}
+_DEPRECATION = ("is deprecated and ignored: the budget ledger holds each slot from its send "
+                "until one window after its answer, whatever the delay")
 
 
 def find_config_file(
@@ -144,7 +151,8 @@ def _check_range(name: str, value: Any, where: str) -> None:
         raise ConfigError(f"{where} must not be negative, got {value!r}")
 
 
-def _apply_table(settings: Settings, data: Mapping[str, Any], source: str) -> Settings:
+def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
+                 warn: Callable[[str], None] | None = None) -> Settings:
     """Apply a parsed TOML document (or an equivalent mapping) on top of ``settings``."""
     top: dict[str, Any] = {}
     probe = settings.probe
@@ -161,16 +169,18 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str) -> Se
                 if not isinstance(spec, Mapping):
                     raise ConfigError(f"{source}: [limits.{name}] must be a table")
                 current = limits.get(name, LimitSpec(limit=1, window=1.0))
-                changes = _read_section(spec, _LIMIT_KEYS, f"{source}: [limits.{name}]")
+                where = f"{source}: [limits.{name}]"
+                spec = _drop_deprecated(spec, _DEPRECATED_LIMIT, where, warn)
+                changes = _read_section(spec, _LIMIT_KEYS, where)
                 if name not in limits and not {"limit", "window"} <= changes.keys():
                     raise ConfigError(f"{source}: [limits.{name}] is a new bucket: give limit and window")
-                if changes.get("burst", current.burst) > changes.get("limit", current.limit):
-                    raise ConfigError(f"{source}: [limits.{name}] burst must not exceed limit")
                 try:
                     updated = replace(current, **changes)
                 except ValueError as error:
                     raise ConfigError(f"{source}: [limits.{name}] {error}") from None
                 limits[name] = updated
+        elif key in _DEPRECATED_TOP:
+            _drop_deprecated({key: value}, _DEPRECATED_TOP, source, warn)
         elif key in _TOP_KEYS:
             where = f"{source}: {key!r}"
             top[key] = _coerce(value, _TOP_KEYS[key], where)
@@ -179,6 +189,19 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str) -> Se
         else:
             raise ConfigError(f"{source}: unknown key {key!r}")
     return replace(settings, probe=probe, limits=limits, **top)
+
+
+def _drop_deprecated(data: Mapping[str, Any], deprecated: Mapping[str, str], where: str,
+                     warn: Callable[[str], None] | None) -> dict[str, Any]:
+    """``data`` without its deprecated keys, each checked for type and announced once."""
+    kept = dict(data)
+    for key, kind in deprecated.items():
+        if key in kept:
+            value = _coerce(kept.pop(key), kind, f"{where} {key!r}")
+            _check_range(key, value, f"{where} {key!r}")
+            if warn is not None:
+                warn(f"warning: {where} {key!r} {_DEPRECATION}")
+    return kept
 
 
 _CHOICES = {"headroom": ("auto", "revealed", "hidden")}
@@ -224,7 +247,7 @@ def load_settings(
     path = find_config_file(config, environ)
     if path is not None:
         data = read_config_file(path)
-        settings = _apply_table(settings, data, str(path))
+        settings = _apply_table(settings, data, str(path), warn)
         settings = replace(settings, config_path=str(path))
         if warn is not None and settings.token and _readable_by_others(path):
             warn(f"warning: {path} holds a token and is readable by group or others (chmod 600 it)")

@@ -43,9 +43,9 @@ STARTER = """\
 # update-price refuses a change larger than this percentage without --force.
 # max_change_pct = 30.0
 
-# Seconds of network delay spread allowed for: no interval of window + jitter seconds
-# ever holds more than a bucket's limit of sends.
-# jitter = 0.05
+# (jitter, a guess of the network's delay spread, is no longer needed: the budget ledger
+# holds each slot from its send until one window after its answer. It is accepted with a
+# warning and ignored.)
 
 [probe]
 # Price tick of the upward search; empty means the currency's (0.01, or 1 for JPY).
@@ -64,13 +64,15 @@ STARTER = """\
 # from the answers; revealed never searches upwards; hidden always does (at most max_raises).
 # headroom = "auto"
 
-# Rate-limit buckets (Back Market's published limits). Each takes limit, window (seconds),
-# burst (requests that may go at once, default 1) and penalty (seconds paused after a 429
-# without Retry-After, default 10).
+# Rate-limit buckets (Back Market's published limits). Each takes limit, window (seconds)
+# and penalty (seconds paused after a 429 without Retry-After, default 10). Every bmctl
+# process using the same database shares one budget (the ledger in its budget_holds table):
+# a request holds a slot from its send until `window` seconds after its answer, and is sent
+# only while fewer than `limit` slots are held. `burst` is deprecated and ignored: the
+# ledger sends as fast as the limit allows whenever slots are free.
 [limits.global]
 # limit = 200
 # window = 10.0
-# burst = 1
 # penalty = 10.0
 
 [limits.catalog]

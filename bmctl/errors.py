@@ -59,6 +59,10 @@ class LimitStop(BmctlError):
     exit_code = ExitCode.LIMITED
 
 
+class BudgetUnavailable(LimitStop):
+    """The budget ledger's store could not be reached in time: nothing was sent (rerun resumes)."""
+
+
 class LockHeld(BmctlError):
     """Another bmctl run holds the exclusive run lock."""
 

@@ -16,16 +16,6 @@ if TYPE_CHECKING:
     from bmctl.traffic.transport import Transport
 
 
-def build_buckets(settings: "Settings", clock: "Clock") -> dict[str, Any]:
-    """One token bucket per configured limit."""
-    from bmctl.traffic.buckets import TokenBucket
-
-    return {
-        name: TokenBucket(name, spec, jitter=settings.jitter, clock=clock)
-        for name, spec in settings.limits.items()
-    }
-
-
 def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None = None) -> str:
     """The configured User-Agent, else one built from company and email (with a warning)."""
     if settings.user_agent:
@@ -54,8 +44,7 @@ LOG_FLUSH_SECONDS = 1.0  # the log writer's time-based flush; bounds what a kill
 
 class FlushingClock:
     """The run's clock, flushing buffered log rows before the controller idles: a run killed
-    while it waits (for a token, the Backbox to settle) then loses no log rows, so the next
-    run's buckets are charged with everything this one sent."""
+    while it waits (for a slot, the Backbox to settle) then loses no log rows."""
 
     def __init__(self, clock: "Clock", log: Any) -> None:
         self.clock = clock
@@ -78,8 +67,9 @@ class Runtime:
     """Everything one bmctl command needs to talk to Back Market and record what it did.
 
     Use as a context manager: it opens the database, takes the run lock for writing commands,
-    records the run, charges the buckets with what the log says the last window spent, and on
-    exit flushes the log and closes the run record with the exit code."""
+    records the run, admits every request through the budget ledger in that database (shared
+    with every other bmctl process using it), and on exit flushes the log and the ledger and
+    closes the run record with the exit code."""
 
     settings: "Settings"
     command: str
@@ -94,6 +84,7 @@ class Runtime:
     run_id: str = field(default="", init=False)
     _lock: Any = field(default=None, init=False)
     _log: Any = field(default=None, init=False)
+    _ledger: Any = field(default=None, init=False)
     _controller: "TrafficController | None" = field(default=None, init=False)
     _client: "BackMarketClient | None" = field(default=None, init=False)
 
@@ -130,6 +121,8 @@ class Runtime:
         from bmctl.store.runs import finish_run
 
         try:
+            if self._ledger is not None:
+                self._ledger.close()
             if self._log is not None:
                 self._log.close()
             code = self.exit_code if self.exit_code is not None else (
@@ -147,42 +140,58 @@ class Runtime:
 
     @property
     def controller(self) -> "TrafficController":
-        """The traffic controller, its buckets charged with the last window's sends."""
+        """The traffic controller, admitting through this database's budget ledger."""
         if self._controller is None:
             self._controller = self._build_controller()
         return self._controller
 
-    def _build_controller(self) -> "TrafficController":
-        from bmctl.store.logs import LogWriter, recent_sends
-        from bmctl.traffic.controller import TrafficController
-        from bmctl.traffic.routes import RouteMap
+    @property
+    def ledger(self) -> Any:
+        """The budget ledger (in the run's database), opened on first use."""
+        if self._ledger is None:
+            self._ledger = self._open_ledger()
+        return self._ledger
+
+    def _open_ledger(self) -> Any:
+        from bmctl.store.ledger import POLL_INTERVAL, SqliteLedger
 
         if self.clock is None or self.db is None:
             raise RuntimeError("Runtime must be entered (with ...) before use")
-        buckets = build_buckets(self.settings, self.clock)
-        now_wall = self.clock.wall()
-        longest = max(spec.window for spec in self.settings.limits.values()) + self.settings.jitter
-        sent = recent_sends(self.db, now_wall - longest)
-        self._charge_unlogged_tails(sent, now_wall)
-        for name, bucket in buckets.items():
-            if sent.get(name):
-                bucket.charge(sent[name], now_wall)
+        settings = self.settings
+        # requests applies `timeout` to the connection and again to the answer.
+        in_flight_bound = 2 * settings.timeout
+        return SqliteLedger(
+            settings.db_path, settings.limits, self.clock, run_id=self.run_id,
+            poll_interval=None if getattr(self.clock, "simulated", False) else POLL_INTERVAL,
+            in_flight_bound=in_flight_bound,
+            # A dip lasts at most max_dip; its exit must then still find its claim.
+            claim_ttl=settings.probe.max_dip + in_flight_bound,
+        )
+
+    def _build_controller(self) -> "TrafficController":
+        from bmctl.store.logs import LogWriter
+        from bmctl.store.runs import close_dead_runs, unfinished_runs
+        from bmctl.traffic.controller import TrafficController
+        from bmctl.traffic.routes import RouteMap
+
+        ledger = self.ledger
+        now_wall = self.clock.wall()  # type: ignore[union-attr]
+        close_dead_runs(self.db, unfinished_runs(self.db, now_wall - 86400.0, exclude=self.run_id), now_wall)
         self._log = LogWriter(self.db, self.run_id, flush_seconds=LOG_FLUSH_SECONDS,
-                              clock=self.clock.monotonic)
+                              clock=self.clock.monotonic)  # type: ignore[union-attr]
         transport = self.transport
         if transport is None:
             from bmctl.api.http import RequestsTransport
 
             transport = RequestsTransport()
         return TrafficController(
-            buckets,
+            ledger,
             RouteMap.default(),
             transport,
-            clock=FlushingClock(self.clock, self._log),
+            clock=FlushingClock(self.clock, self._log),  # type: ignore[arg-type]
             on_attempt=self._log.record if self.debug is None else self._record_and_tell,
             max_attempts=self.settings.max_attempts,
             timeout=self.settings.timeout,
-            reservation_horizon=self._reservation_horizon(buckets),
         )
 
     def _record_and_tell(self, attempt: Any) -> None:
@@ -193,33 +202,6 @@ class Runtime:
             what = attempt.error or (f"HTTP {attempt.status}" if attempt.status else attempt.outcome)
             self.debug(f"bmctl: {request.method} {request.path} attempt {attempt.attempt}: {what} "
                        f"[{attempt.outcome}]")
-
-    def _reservation_horizon(self, buckets: dict[str, Any]) -> float:
-        """How far ahead a dip may claim its exit's token: the default horizon, stretched to
-        one token of the slowest bucket (50 writes an hour: a token every 72 s, which a 60 s
-        horizon could never cover, stalling every dip) but never past ``max_dip``, since the
-        exit must be possible before the dip has to end."""
-        from bmctl.traffic.buckets import DEFAULT_HORIZON
-
-        slowest = max(bucket.interval for bucket in buckets.values())
-        return max(DEFAULT_HORIZON, min(slowest, self.settings.probe.max_dip))
-
-    def _charge_unlogged_tails(self, sent: dict[str, list[float]], now_wall: float) -> None:
-        """A run that died (SIGKILL) lost the log rows it had not flushed yet: at most about
-        ``LOG_FLUSH_SECONDS`` of sends plus the one in flight. Charge that tail as if it had been
-        sent just now, for every run that never recorded its end, so that a run starting right
-        after a crash cannot burst past the limit; runs whose process is gone are then closed."""
-        import math
-
-        from bmctl.store.runs import close_dead_runs, unfinished_runs
-        others = unfinished_runs(self.db, now_wall - 86400.0, exclude=self.run_id)
-        if not others:
-            return
-        for name, spec in self.settings.limits.items():
-            rate = (spec.limit - spec.burst + 1) / (spec.window + self.settings.jitter)
-            tail = min(spec.limit, spec.burst + math.ceil(rate * LOG_FLUSH_SECONDS) + 1)
-            sent.setdefault(name, []).extend([now_wall] * (tail * len(others)))
-        close_dead_runs(self.db, others, now_wall)
 
     @property
     def client(self) -> "BackMarketClient":

@@ -86,7 +86,8 @@ def test_limits_override_any_bucket_and_add_new_ones(tmp_path: Path) -> None:
         ("[probe]\nwobble = 1\n", "[probe]: unknown key 'wobble'"),
         ("[limits.global]\nrate = 3\n", "[limits.global]: unknown key 'rate'"),
         ("[limits.orders]\nlimit = 3\n", "new bucket"),
-        ("[limits.global]\nburst = 500\n", "burst must not exceed limit"),
+        ("[limits.global]\nburst = -1\n", "'burst' must be greater than zero"),
+        ("jitter = 'x'\n", "'jitter' must be a number"),
         ('market = "xx-yy"\n', "unknown market 'xx-yy'"),
         ('env = "staging"\n', "unknown environment"),
         ("market = \n", "not valid TOML"),
@@ -143,7 +144,8 @@ def test_example_file_is_the_starter_and_documents_every_key() -> None:
     top_level = {f.name for f in fields(Settings)} - {"probe", "limits", "config_path"}
     assert top_level <= documented
     assert {f.name for f in fields(ProbeSettings)} <= documented
-    assert {"limit", "window", "burst", "penalty"} <= documented
+    assert {"limit", "window", "penalty"} <= documented
+    assert "burst" in example and "jitter" in example  # their deprecation is documented
     for name in ("global", "catalog", "competitors", "listing_writes"):
         assert f"[limits.{name}]" in example
 
@@ -158,8 +160,19 @@ def test_example_with_every_key_uncommented_loads_to_the_defaults(tmp_path: Path
     defaults = Settings()
     assert loaded.probe == defaults.probe
     assert dict(loaded.limits) == dict(defaults.limits)
-    assert (loaded.market, loaded.timeout, loaded.jitter) == (defaults.market, defaults.timeout, defaults.jitter)
+    assert (loaded.market, loaded.timeout) == (defaults.market, defaults.timeout)
 
 
 def test_starter_with_token_parses() -> None:
     assert tomllib.loads(starter_config('to"k'))["token"] == 'to"k'
+
+
+def test_burst_and_jitter_are_accepted_with_a_deprecation_warning_and_ignored(tmp_path: Path) -> None:
+    config = write(tmp_path / "old.toml", "jitter = 0.2\n[limits.listing_writes]\nburst = 1000\nlimit = 1500\n")
+    warnings: list[str] = []
+    loaded = load_settings(str(config), environ={}, warn=warnings.append)
+    assert loaded.limits["listing_writes"].limit == 1500
+    assert not hasattr(loaded, "jitter")
+    assert len(warnings) == 2
+    assert all("deprecated and ignored" in w for w in warnings)
+    assert any("'jitter'" in w for w in warnings) and any("[limits.listing_writes] 'burst'" in w for w in warnings)

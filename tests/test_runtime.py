@@ -43,38 +43,85 @@ def test_rows_are_on_disk_before_a_long_wait_even_if_the_run_never_closes(tmp_pa
     assert rows == 1
 
 
-def test_budget_carries_over_between_two_runs_sharing_one_database(tmp_path: Path) -> None:
-    """Back-to-back runs against the sandbox never put more than the limit in any window:
-    the second run's buckets start from what the first run's log says it spent."""
+class SpyTransport:
+    """Records when each request reached the marketplace (the sandbox app)."""
+
+    def __init__(self, world: SimWorld) -> None:
+        self.world = world
+        self.inner = world.transport
+        self.arrivals: list[tuple[float, str]] = []
+        app = world.app
+        original = app.respond
+
+        def respond(request, decision):  # type: ignore[no-untyped-def]
+            self.arrivals.append((world.clock.monotonic(), request.path))
+            return original(request, decision)
+
+        app.respond = respond  # type: ignore[method-assign]
+
+    def send(self, request, timeout):  # type: ignore[no-untyped-def]
+        return self.inner.send(request, timeout)
+
+
+def competitors_arrivals(spy: SpyTransport) -> list[float]:
     from bmctl.traffic.routes import RouteMap
+
+    routes = RouteMap.default()
+    return sorted(t for t, path in spy.arrivals if "competitors" in routes.lookup("GET", path))
+
+
+def test_back_to_back_runs_sharing_one_database_share_one_budget(tmp_path: Path) -> None:
+    """The second run's first requests wait for the slots the first run still holds: no
+    window of 1 s at the marketplace ever sees more than 2 competitors reads."""
+    from tests.traffic.fakes import max_in_window
 
     spec = listing("100.00", ["95.00"])
     world = SimWorld([spec], latency=0.0)
-    sends: list[tuple[float, str]] = []
-    inner = world.transport
-
-    class Spy:
-        def send(self, request, timeout):  # type: ignore[no-untyped-def]
-            sends.append((world.clock.monotonic(), request.path))
-            return inner.send(request, timeout)
-
+    spy = SpyTransport(world)
     for _ in range(2):
         runtime = world.runtime(tmp_path / "c.db", command="competitors", writing=False)
-        runtime.transport = Spy()
+        runtime.transport = spy
         with runtime:
             for _ in range(5):
                 runtime.client.competitors(spec.id, market="fr-fr")
-    routes = RouteMap.default()
-    times = [t for t, path in sends if "competitors" in routes.lookup("GET", path)]
+    times = competitors_arrivals(spy)
     assert len(times) == 10
-    span = 1.0 + 0.05  # competitors: 2 per (window + jitter)
-    for i, start in enumerate(times):
-        assert sum(1 for t in times[i:] if t < start + span) <= 2
+    assert max_in_window(times, 1.0, closed=True) <= 2
+    assert times[-1] - times[0] < 5.1  # and no slower than the limit allows
     from bmctl.store.db import open_database
 
     db = open_database(tmp_path / "c.db")
     assert db.execute("select count(*) from rate_limit_logs where status = 429").fetchone()[0] == 0
     assert db.execute("select count(distinct run_id) from rate_limit_logs").fetchone()[0] == 2
+
+
+def test_two_runs_open_at_once_share_one_budget(tmp_path: Path) -> None:
+    """Two runtimes on one database at the same time (two processes in one simulated world):
+    their requests interleave and together stay within the limit."""
+    from tests.traffic.fakes import max_in_window
+
+    spec = listing("100.00", ["95.00"])
+    world = SimWorld([spec], latency=0.05)
+    spy = SpyTransport(world)
+    runtimes = [world.runtime(tmp_path / "c.db", command="competitors", writing=False) for _ in range(2)]
+    for runtime in runtimes:
+        runtime.transport = spy
+        runtime.__enter__()
+    try:
+        for _ in range(6):
+            for runtime in runtimes:
+                runtime.client.competitors(spec.id, market="fr-fr")
+    finally:
+        for runtime in runtimes:
+            runtime.__exit__(None, None, None)
+    times = competitors_arrivals(spy)
+    assert len(times) == 12
+    assert max_in_window(times, 1.0, closed=True) <= 2
+    from bmctl.store.db import open_database
+
+    db = open_database(tmp_path / "c.db")
+    statuses = [row[0] for row in db.execute("select status from rate_limit_logs")]
+    assert statuses == [200] * 12
 
 
 def test_user_agent_is_built_from_company_and_email_and_warns_only_without_them() -> None:

@@ -48,8 +48,8 @@ def update_price(
         if file is not None:  # a batch says what it will cost before it starts
             from bmctl.pricing.plan import plan_updates
 
-            env.info(plan_updates(len(orders), runtime.settings.limits, jitter=runtime.settings.jitter,
-                                  dry_run=dry_run).describe())
+            env.info(plan_updates(len(orders), runtime.settings.limits, dry_run=dry_run,
+                                  buckets=runtime.ledger.buckets).describe())
         journal = None if dry_run else Journal(runtime.db, runtime.run_id, runtime.clock.wall)
         if journal is not None:
             for done in recover(runtime.client, journal):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
+from bmctl.traffic.admission import hold_span, send_times, sends_within
 from bmctl.traffic.buckets import LimitSpec
 
 
@@ -29,9 +31,9 @@ def probe_cost(max_raises: int, peek_retries: int) -> ProbeCost:
     )
 
 
-def rate_of(spec: LimitSpec, jitter: float) -> float:
-    """Sustained sends per second a bucket allows."""
-    return (spec.limit - spec.burst + 1) / (spec.window + jitter)
+def rate_of(spec: LimitSpec) -> float:
+    """Sustained sends per second a bucket allows (its documented rate)."""
+    return spec.limit / spec.window
 
 
 @dataclass
@@ -61,14 +63,17 @@ def plan_probes(
     probes: int,
     limits: Mapping[str, LimitSpec],
     *,
-    jitter: float,
     settle: float,
     max_raises: int,
     peek_retries: int,
     deadline: float | None = None,
     listing_pages: int = 0,
+    buckets: Mapping[str, Any] | None = None,
 ) -> Plan:
-    """Estimate a batch of ``probes`` (plus ``listing_pages`` page reads for ``--all``)."""
+    """Estimate a batch of ``probes`` (plus ``listing_pages`` page reads for ``--all``).
+
+    ``buckets`` (the ledger's, when a run has one) make the estimate start from what every
+    process holds now: a batch right after another run spent the hour's writes says so."""
     cost = probe_cost(max_raises, peek_retries)
     typical = {
         "competitors": probes * cost.competitor_reads,
@@ -81,15 +86,15 @@ def plan_probes(
     typical["global"] = listing_pages + probes * cost.listing_reads + typical["competitors"] + typical["listing_writes"]
     worst["global"] = listing_pages + probes * cost.listing_reads + worst["competitors"] + worst["listing_writes"]
     requests = {name: (typical[name], worst[name]) for name in ("global", "competitors", "listing_writes")}
-    seconds, bottleneck = _time_at_limits(requests, limits, jitter)
+    seconds, bottleneck = _time_at_limits(requests, limits, buckets)
     seconds += 2 * settle if probes else 0.0
     plan = Plan(count=probes, requests=requests, seconds=seconds, bottleneck=bottleneck)
     writes = limits.get("listing_writes")
     if deadline is not None and writes is not None:
-        budget = writes.burst + rate_of(writes, jitter) * deadline
+        budget = _sends_within("listing_writes", writes, deadline, buckets)
         if typical["listing_writes"] > budget:
             plan.warnings.append(
-                f"warning: ~{typical['listing_writes']:.0f} writes exceed the ~{budget:.0f} that "
+                f"warning: ~{typical['listing_writes']:.0f} writes exceed the {budget} that "
                 f"listing_writes allows within the deadline; the rest is left for the next run (exit 4)"
             )
         if seconds > deadline:
@@ -100,37 +105,40 @@ def plan_probes(
     return plan
 
 
-def plan_updates(orders: int, limits: Mapping[str, LimitSpec], *, jitter: float,
-                 dry_run: bool = False) -> Plan:
+def plan_updates(orders: int, limits: Mapping[str, LimitSpec], *, dry_run: bool = False,
+                 buckets: Mapping[str, Any] | None = None) -> Plan:
     """Estimate ``update-price --file``: each order reads its listing, then writes once."""
     writes = 0 if dry_run else orders
     requests = {"global": (float(orders + writes),) * 2, "listing_writes": (float(writes),) * 2}
-    seconds, bottleneck = _time_at_limits(requests, limits, jitter)
+    seconds, bottleneck = _time_at_limits(requests, limits, buckets)
     return Plan(count=orders, requests=requests, seconds=seconds, bottleneck=bottleneck,
                 items="price update(s)" + (" (dry run: reads only)" if dry_run else ""))
 
 
 def _time_at_limits(requests: Mapping[str, tuple[float, float]], limits: Mapping[str, LimitSpec],
-                    jitter: float) -> tuple[float, str]:
-    """Seconds the typical requests take at the buckets' rates, and the slowest bucket."""
+                    buckets: Mapping[str, Any] | None) -> tuple[float, str]:
+    """Seconds the typical requests take at the limits, and the slowest bucket."""
     seconds, bottleneck = 0.0, "global"
     for name, (count, _) in requests.items():
         spec = limits.get(name)
         if spec is None or count <= 0:
             continue
-        needed = max(0.0, count - spec.burst) / rate_of(spec, jitter)
+        bucket = buckets.get(name) if buckets is not None else None
+        n = math.ceil(count)
+        if bucket is not None:
+            needed = bucket.time_to_send(n)
+        else:
+            needed = send_times(spec.limit, hold_span(spec.window), 0, (), n, 0.0)
         if needed > seconds:
             seconds, bottleneck = needed, name
     return seconds, bottleneck
 
 
-def per_probe_seconds(limits: Mapping[str, LimitSpec], jitter: float, cost: ProbeCost) -> float:
-    """The bottleneck time one typical probe costs when probes run back to back."""
-    shares = [
-        cost.competitor_reads / rate_of(limits["competitors"], jitter) if "competitors" in limits else 0.0,
-        cost.writes / rate_of(limits["listing_writes"], jitter) if "listing_writes" in limits else 0.0,
-    ]
-    return max(shares)
+def _sends_within(name: str, spec: LimitSpec, seconds: float, buckets: Mapping[str, Any] | None) -> int:
+    bucket = buckets.get(name) if buckets is not None else None
+    if bucket is not None:
+        return int(bucket.sends_within(seconds))
+    return sends_within(spec.limit, hold_span(spec.window), 0, (), seconds, 0.0)
 
 
 def _duration(seconds: float) -> str:

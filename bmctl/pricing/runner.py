@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from bmctl.errors import AuthError, Interrupted
 from bmctl.pricing.batch import Batch, BatchSummary
 from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal
-from bmctl.pricing.plan import Plan, ProbeCost, per_probe_seconds, plan_probes, probe_cost
+from bmctl.pricing.plan import Plan, ProbeCost, plan_probes, probe_cost
 from bmctl.pricing.probe import Probe, ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.recovery import Recovery, recover
 
@@ -72,37 +73,25 @@ class JournalHooks:
         self.revealed = True
 
 
-def probe_time_estimate(controller: Any, limits: Any, jitter: float, cost: ProbeCost,
-                        settle: float) -> Callable[[int], float]:
+def probe_time_estimate(controller: Any, cost: ProbeCost, settle: float) -> Callable[[int], float]:
     """Seconds until one more probe started now would finish, with ``in_flight`` probes ahead of
-    it: two settles, plus the time the buckets need to serve its writes and reads after theirs.
-
-    Writes are counted from the bucket's state now (its burst, what earlier runs spent, the
-    claims reserved for open dips, a 429 pause), not from the sustained rate alone: a batch
-    right after a run that spent the hourly budget starts nothing it cannot finish."""
-    per_probe = per_probe_seconds(limits, jitter, cost)
-
+    it: two settles, plus the time the ledger needs to let its writes and reads through after
+    theirs, from what every process holds now (claims for open dips and a 429 pause included):
+    a batch right after a run that spent the hourly budget starts nothing it cannot finish."""
     buckets = getattr(controller, "buckets", {})
-    horizon = float(getattr(controller, "reservation_horizon", 60.0))
 
     def bucket_wait(name: str, per: float, in_flight: int) -> float | None:
         bucket = buckets.get(name)
         if bucket is None:
             return None
-        needed = (in_flight + 1) * per + bucket.reserved
-        short = max(0.0, needed - bucket.tokens)
-        paused = max(0.0, bucket.paused_until - controller.now())
-        return max(paused, short / bucket.rate)
+        return float(bucket.time_to_send(math.ceil((in_flight + 1) * per)))
 
     def estimate(in_flight: int) -> float:
-        # A dip is sent only with its exit covered: count one more write per probe for it, and
-        # the wait of that exit (at most the reservation horizon, one token's time at most).
-        writes = bucket_wait("listing_writes", cost.writes + 1, in_flight)
-        waits = [writes, bucket_wait("competitors", cost.competitor_reads, in_flight)]
+        # A dip is sent only with its exit claimed: one more write slot per probe.
+        waits = [bucket_wait("listing_writes", cost.writes + 1, in_flight),
+                 bucket_wait("competitors", cost.competitor_reads, in_flight)]
         known = [w for w in waits if w is not None]
-        queue = max(known) if known else (in_flight + 1) * per_probe
-        exit_wait = min(horizon, 1.0 / buckets["listing_writes"].rate) if writes is not None else 0.0
-        return 2 * settle + queue + exit_wait
+        return 2 * settle + (max(known) if known else 0.0)
 
     return estimate
 
@@ -152,9 +141,10 @@ class ProbeRun:
     def plan(self, probes: int, listing_pages: int = 0) -> Plan:
         settings = self.runtime.settings
         params = self.options.params
-        return plan_probes(probes, settings.limits, jitter=settings.jitter, settle=params.settle,
+        return plan_probes(probes, settings.limits, settle=params.settle,
                            max_raises=params.max_raises, peek_retries=params.peek_retries,
-                           deadline=self.options.deadline, listing_pages=listing_pages)
+                           deadline=self.options.deadline, listing_pages=listing_pages,
+                           buckets=self.runtime.ledger.buckets)
 
     def run(self, targets: Sequence[ProbeTarget]) -> BatchSummary:
         """Probe the targets; on Ctrl-C or SIGTERM restore this run's open probes, then raise
@@ -167,7 +157,7 @@ class ProbeRun:
         params = self.options.params
         settings = self.runtime.settings
         cost = probe_cost(params.max_raises, params.peek_retries)
-        estimate = probe_time_estimate(controller, settings.limits, settings.jitter, cost, params.settle)
+        estimate = probe_time_estimate(controller, cost, params.settle)
         deadline = controller.now() + self.options.deadline if self.options.deadline is not None else None
 
         def make_probe(target: ProbeTarget) -> Probe:

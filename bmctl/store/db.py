@@ -131,16 +131,45 @@ _MIGRATION_1 = [
 ]
 
 
-def _m0001_initial(db: sqlite_utils.Database) -> None:
-    # Statement by statement on the connection: executescript() would commit the transaction
-    # the migration runner opened.
-    for statement in _MIGRATION_1:
-        db.conn.execute(statement)
+_MIGRATION_2 = [
+    # The budget ledger (bmctl.store.ledger): one row per slot or claim held, on the ledger
+    # clock of `boot`, with the same moment in UTC for a later boot to carry it over.
+    """create table if not exists budget_holds (
+        id integer primary key,
+        bucket text not null,
+        kind text not null,
+        expires real not null,
+        expires_wall real not null,
+        boot text not null,
+        taken_at real,
+        run_id text,
+        pid integer
+    )""",
+    "create index if not exists idx_budget_holds_bucket_expires on budget_holds (bucket, expires)",
+    "create index if not exists idx_budget_holds_expires on budget_holds (expires)",
+    """create table if not exists budget_pauses (
+        bucket text primary key,
+        until real not null,
+        until_wall real not null,
+        boot text not null
+    )""",
+]
+
+
+def _run_statements(statements: list[str]) -> Callable[[sqlite_utils.Database], None]:
+    def migrate(db: sqlite_utils.Database) -> None:
+        # Statement by statement on the connection: executescript() would commit the
+        # transaction the migration runner opened.
+        for statement in statements:
+            db.conn.execute(statement)
+
+    return migrate
 
 
 #: (name, function) in order; the number prefix is what makes the order visible in the record.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
-    ("0001_initial", _m0001_initial),
+    ("0001_initial", _run_statements(_MIGRATION_1)),
+    ("0002_budget_ledger", _run_statements(_MIGRATION_2)),
 ]
 
 

@@ -1,5 +1,4 @@
-"""The request log (``rate_limit_logs``): a batched writer, carry-over of recent sends, and the
-queries behind ``bmctl logs`` (list, stats, runs, prune), plus ``--since`` parsing."""
+"""The request log (``rate_limit_logs``): a batched writer, and the queries behind ``bmctl logs`` (list, stats, runs, prune), plus ``--since`` parsing."""
 
 from __future__ import annotations
 
@@ -19,9 +18,6 @@ _INSERT = (
     f"insert into rate_limit_logs ({', '.join(LOG_FIELDS)})"
     f" values ({', '.join('?' for _ in LOG_FIELDS)})"
 )
-#: Outcomes of attempts that left the process without an HTTP answer but may have reached the
-#: server: they spent tokens there, so carry-over counts them.
-SENT_WITHOUT_STATUS = ("timeout", "connection_error")
 
 
 class LogWriter:
@@ -134,30 +130,6 @@ class LogWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-# --- carry-over --------------------------------------------------------------------------------
-
-
-def recent_sends(db: Any, since_wall: float) -> dict[str, list[float]]:
-    """Per bucket, the wall times (ascending) of attempts sent at or after ``since_wall``.
-
-    An attempt counts as sent when it got an HTTP status or failed in transit (timeout,
-    connection error): either way it may have reached the server and spent its limits."""
-    placeholders = ", ".join("?" for _ in SENT_WITHOUT_STATUS)
-    rows = db.conn.execute(
-        "select ts, buckets from rate_limit_logs where ts >= ?"
-        f" and (status is not null or outcome in ({placeholders})) order by ts, id",
-        (utc_iso(since_wall), *SENT_WITHOUT_STATUS),
-    )
-    sends: dict[str, list[float]] = {}
-    for ts, buckets in rows:
-        if not buckets:
-            continue
-        wall = parse_utc(ts)
-        for bucket in buckets.split(","):
-            sends.setdefault(bucket, []).append(wall)
-    return sends
 
 
 # --- queries for the CLI -----------------------------------------------------------------------

@@ -95,18 +95,19 @@ def unfinished_runs(db: Any, since_wall: float, exclude: str) -> list[tuple[str,
 
 
 def close_dead_runs(db: Any, runs: list[tuple[str, int | None]], wall: float | None = None) -> list[str]:
-    """Record the end of runs whose process is gone (exit code ``ABANDONED``), so that their
-    possibly unlogged last sends are charged only once."""
+    """Record the end of runs whose process is gone (exit code ``ABANDONED``): ``logs runs``
+    then tells a killed run from one still going."""
     closed = []
     for run_id, pid in runs:
-        if pid is not None and (pid == os.getpid() or _alive(pid)):
+        if pid is not None and (pid == os.getpid() or process_alive(pid)):
             continue
         finish_run(db, run_id, ABANDONED, wall)
         closed.append(run_id)
     return closed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while a process with this pid exists on this host (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

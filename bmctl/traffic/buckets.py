@@ -1,57 +1,39 @@
-"""Token buckets on a monotonic clock: the arithmetic behind "never over the limit".
+"""A published limit and its face in the budget ledger: the seed's bucket vocabulary.
 
-Why capacity ``burst`` and rate ``(limit - burst + 1) / (window + jitter)`` guarantee that no
-half-open interval ``[t, t + W)`` with ``W = window + jitter`` ever holds more than ``limit``
-sends: every send spends one real token and the level never exceeds ``burst``. Take the sends
-``s_0 <= ... <= s_n`` inside one such interval. Just before ``s_0`` the level is at most
-``burst``; until ``s_n`` at most ``rate * (s_n - s_0) < rate * W = limit - burst + 1`` tokens
-flow in (strictly less, because ``s_n - s_0 < W`` in a half-open interval), and the level after
-``s_n`` is still >= 0. So ``n + 1 <= burst + rate * (s_n - s_0) < limit + 1``, i.e. at most
-``limit`` sends. The ``+ 1`` in the rate is exactly what the half-open interval buys.
-
-Implementation: the level is kept as a "theoretical arrival time" ``tat`` (the moment the bucket
-would be full again, GCRA style) instead of a float level refilled in small steps, so rounding
-never accumulates. ``level(now) = burst - max(0, tat - now) / interval`` and a spend is
-``tat = max(tat, now) + interval``. Two float guards keep the proof true in floating point:
-``FLOAT_GUARD`` seconds are added to the window when deriving the rate, and spends are admitted
-up to ``EPSILON`` seconds early so that sleeping "exactly until the token" can never stall on a
-last-ulp rounding (``FLOAT_GUARD`` > ``EPSILON`` + rounding, so the bound above still holds).
+:class:`Bucket` is what the controller admits through (``can_spend``, ``spend``,
+``can_reserve``, ``reserve``, ``spend_reserved``, ``release_reservation``, plus ``settle`` once
+the answer is in and ``pause`` after a 429). Where the slots live — this process's memory or a
+database every process shares — is the ledger's business (``bmctl.traffic.ledger``); the rule
+that decides is :func:`bmctl.traffic.admission.ready_time`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from bmctl.traffic.clock import Clock, SystemClock
+from bmctl.traffic.admission import hold_span, needed_expiries, ready_time, send_times, sends_within
 
-#: Seconds added to ``window + jitter`` when deriving the rate (10 µs: invisible in throughput,
-#: far above float rounding of wall-clock timestamps around 1.8e9 s).
-FLOAT_GUARD = 1e-5
-#: Spends may happen this many seconds before the exact token time (see module docstring).
+#: Admission may happen this many seconds before the exact ready time (float rounding of
+#: "sleep exactly until the slot frees" must never stall the loop).
 EPSILON = 1e-9
 
-DEFAULT_JITTER = 0.05
-DEFAULT_HORIZON = 60.0
-
-_INF = math.inf
+SLOT = "slot"
+CLAIM = "claim"
 
 
 @dataclass(frozen=True)
 class LimitSpec:
-    """A published limit: ``limit`` sends per ``window`` seconds; ``penalty`` = block after a 429."""
+    """A published limit: ``limit`` requests per ``window`` seconds; ``penalty`` = pause after a
+    429 without ``Retry-After``."""
 
     limit: int
     window: float
-    burst: int = 1
     penalty: float = 10.0
 
     def __post_init__(self) -> None:
         if self.limit < 1 or self.window <= 0:
             raise ValueError(f"limit must be >= 1 and window > 0 (got {self.limit}/{self.window})")
-        if not 1 <= self.burst <= self.limit:
-            raise ValueError(f"burst must be between 1 and limit (got {self.burst})")
         if self.penalty < 0:
             raise ValueError("penalty must be >= 0")
 
@@ -64,172 +46,173 @@ DEFAULT_LIMITS: Mapping[str, LimitSpec] = {
 }
 
 
-def _monotonic_source(clock: Clock | Callable[[], float] | None) -> Callable[[], float]:
-    if clock is None:
-        return SystemClock().monotonic
-    monotonic = getattr(clock, "monotonic", None)
-    if monotonic is not None:
-        return monotonic  # type: ignore[no-any-return]
-    if callable(clock):
-        return clock
-    raise TypeError("clock must be a Clock or a callable returning monotonic seconds")
+class BudgetExhausted(RuntimeError):
+    """A spend or reservation was attempted without a free slot (a caller's bug, not input)."""
 
 
-class TokenBucket:
-    """One rate limit as a token bucket: capacity ``burst``, refill ``(limit-burst+1)/(window+jitter)``."""
+class BucketStore(Protocol):
+    """The slots of one bucket, as a ledger keeps them (expiries on the ledger's clock)."""
 
-    __slots__ = (
-        "name", "spec", "jitter", "horizon", "capacity", "rate", "interval", "span",
-        "reserved", "paused_until", "_tat", "_lead", "_now",
-    )
+    def held(self, now: float) -> int:
+        """Slots and claims whose expiry is after ``now``."""
+        ...
 
-    def __init__(
-        self,
-        name: str,
-        spec: LimitSpec,
-        jitter: float = DEFAULT_JITTER,
-        clock: Clock | Callable[[], float] | None = None,
-        *,
-        horizon: float = DEFAULT_HORIZON,
-    ) -> None:
-        if jitter < 0:
-            raise ValueError("jitter must be >= 0")
-        self.name = name
-        self.spec = spec
-        self.jitter = jitter
-        self.horizon = horizon
-        self.capacity = spec.burst
-        #: The interval that must hold at most ``limit`` sends.
-        self.span = spec.window + jitter
-        self.interval = (self.span + FLOAT_GUARD) / (spec.limit - spec.burst + 1)
-        self.rate = 1.0 / self.interval
-        self.reserved = 0
-        self.paused_until = -_INF
-        self._tat = -_INF  # full bucket
-        # A spend is possible while tat - now <= (burst - 1) * interval.
-        self._lead = (spec.burst - 1) * self.interval
-        self._now = _monotonic_source(clock)
+    def earliest(self, k: int, now: float) -> Sequence[float]:
+        """The ``k`` earliest expiries after ``now``, ascending."""
+        ...
+
+    def paused_until(self) -> float: ...
+
+    def take(self, kind: str, expires: float, now: float) -> Any:
+        """Hold a new slot or claim until ``expires``; returns its key."""
+        ...
+
+    def convert(self, key: Any, expires: float, now: float) -> bool:
+        """Turn a live claim into a slot held until ``expires``; False when the claim is gone."""
+        ...
+
+    def is_live(self, key: Any, now: float) -> bool: ...
+
+    def settle(self, key: Any, expires: float) -> None:
+        """The request was answered (or given up): hold its slot until ``expires``."""
+        ...
+
+    def drop(self, key: Any) -> None: ...
+
+    def pause(self, until: float) -> None: ...
+
+
+class Claim:
+    """A reservation: one slot of one bucket held for a request that does not exist yet."""
+
+    __slots__ = ("bucket", "key")
+
+    def __init__(self, bucket: "Bucket", key: Any) -> None:
+        self.bucket = bucket
+        self.key = key
 
     def __repr__(self) -> str:
-        return (f"TokenBucket({self.name!r}, tokens={self.tokens:.3f}/{self.capacity}, "
-                f"reserved={self.reserved}, rate={self.rate:.4f}/s)")
+        return f"Claim({self.bucket.name!r}, {self.key!r})"
 
-    # -- level ------------------------------------------------------------------------------
-    def level_at(self, now: float) -> float:
-        """Tokens at monotonic time ``now`` (negative while a carried-over debt is paid)."""
-        ahead = self._tat - now
-        return self.capacity - ahead * self.rate if ahead > 0 else float(self.capacity)
+
+class Bucket:
+    """One limit, admitted through the ledger that holds its slots.
+
+    ``in_flight_bound``: the longest a request may stay unanswered (the transport's timeouts):
+    a slot whose answer never comes is held that long plus the window. ``claim_ttl``: a
+    reservation lapses after this long (a dead process's claims free themselves)."""
+
+    __slots__ = ("name", "spec", "limit", "span", "_store", "_now", "_in_flight_span", "_claim_ttl")
+
+    def __init__(self, name: str, spec: LimitSpec, store: BucketStore, now: Callable[[], float], *,
+                 in_flight_bound: float, claim_ttl: float) -> None:
+        self.name = name
+        self.spec = spec
+        self.limit = spec.limit
+        self.span = hold_span(spec.window)
+        self._store = store
+        self._now = now
+        self._in_flight_span = in_flight_bound + self.span
+        self._claim_ttl = claim_ttl
+
+    def __repr__(self) -> str:
+        return f"Bucket({self.name!r}, held={self.held()}/{self.limit})"
+
+    # -- reading ------------------------------------------------------------------------------
+    def held(self) -> int:
+        """Slots and claims held now."""
+        return self._store.held(self._now())
 
     @property
-    def tokens(self) -> float:
-        """Tokens now (never above ``burst``; may be negative after :meth:`charge`)."""
-        return self.level_at(self._now())
+    def paused_until(self) -> float:
+        """End of the running 429 pause (``-inf`` when none)."""
+        return self._store.paused_until()
 
-    def refill(self) -> float:
-        """Bring the level up to date and return it (the level is computed lazily from time)."""
-        return self.level_at(self._now())
+    def ready_at(self, need: int = 1, using: Claim | None = None, now: float | None = None) -> float:
+        """When ``need`` slots can be taken (``using``: a live claim of this bucket counts as
+        one of them); ``inf`` when never. ``now``: the instant the caller decides at."""
+        store = self._store
+        if now is None:
+            now = self._now()
+        if using is not None and store.is_live(using.key, now):
+            need -= 1
+        if need <= 0:
+            return ready_time(self.limit, 0, (), 0, now, store.paused_until())
+        held = store.held(now)
+        over = held + need - self.limit
+        earliest = store.earliest(over, now) if 0 < over <= held else ()
+        return ready_time(self.limit, held, earliest, need, now, store.paused_until())
 
-    # -- admission ----------------------------------------------------------------------------
-    def ready_at(self, claims: int | None = None) -> float:
-        """Monotonic time from which one token can be spent leaving ``claims`` reservations
-        covered within the horizon (``None``: the current reservations); ``inf`` when only a
-        release or a reserved spend can make it possible. Pauses are included."""
-        if claims is None:
-            claims = self.reserved
-        # Coverage after the spend: tokens - 1 + rate * horizon >= claims.
-        extra = claims * self.interval - self.horizon
-        if extra <= 0:
-            t = self._tat - self._lead
-        elif extra > self._lead:
-            return _INF  # even a full bucket could not cover the claims
-        else:
-            t = self._tat - self._lead + extra
-        p = self.paused_until
-        return t if t > p else p
+    def time_to_send(self, count: int, round_trip: float = 0.0) -> float:
+        """Seconds until ``count`` more requests can all have been sent, from what the ledger
+        holds now (a running pause included): for plans and deadlines."""
+        now = self._now()
+        store = self._store
+        held = store.held(now)
+        earliest = store.earliest(needed_expiries(self.limit, held, count), now)
+        wait = send_times(self.limit, self.span, held, earliest, count, now, round_trip)
+        return max(wait, store.paused_until() - now)
 
+    def sends_within(self, seconds: float, round_trip: float = 0.0) -> int:
+        """How many requests this bucket can still send in the next ``seconds``."""
+        now = self._now()
+        store = self._store
+        held = store.held(now)
+        earliest = store.earliest(needed_expiries(self.limit, held, None), now)
+        start = max(now, store.paused_until())
+        return sends_within(self.limit, self.span, held, earliest, now + seconds - start, start,
+                            round_trip)
+
+    # -- the seed's vocabulary ----------------------------------------------------------------
     def can_spend(self) -> bool:
-        """A token is here, the bucket is not paused, and the reservations stay covered."""
-        return self.ready_at(self.reserved) <= self._now() + EPSILON
+        """A slot is free (claims count as held) and the bucket is not paused."""
+        return self.ready_at(1) <= self._now() + EPSILON
 
-    def time_until_token(self) -> float:
-        """Seconds until :meth:`can_spend` turns true (pause and reservations included; may be inf)."""
-        return max(0.0, self.ready_at(self.reserved) - self._now())
-
-    def spend(self) -> None:
-        """Spend one token now; raises ``RuntimeError`` when :meth:`can_spend` is false."""
+    def spend(self) -> Any:
+        """Take a slot for a request sent now; returns the key to :meth:`settle` it with."""
         if not self.can_spend():
-            raise RuntimeError(f"bucket {self.name!r}: no token to spend")
-        self.spend_at(self._now())
+            raise BudgetExhausted(f"bucket {self.name!r}: no free slot")
+        now = self._now()
+        return self._store.take(SLOT, now + self._in_flight_span, now)
 
-    def spend_at(self, now: float) -> None:
-        """Spend one token at ``now`` without checks (the controller checked already)."""
-        tat = self._tat
-        self._tat = (tat if tat > now else now) + self.interval
-
-    # -- reservations -------------------------------------------------------------------------
     def can_reserve(self, n: int = 1) -> bool:
-        """``tokens - reserved + rate * horizon >= n``: ``n`` more claims are coverable in the horizon."""
-        return self.tokens - self.reserved + self.rate * self.horizon >= n - EPSILON
+        """``n`` more slots are free now, to be held as claims."""
+        return self.ready_at(n) <= self._now() + EPSILON
 
-    def reserve(self, n: int = 1) -> None:
-        """Claim ``n`` future tokens; raises ``RuntimeError`` when they cannot be covered."""
-        if not self.can_reserve(n):
-            raise RuntimeError(f"bucket {self.name!r}: cannot reserve {n}")
-        self.reserved += n
+    def reserve(self) -> Claim:
+        """Claim one slot for a later request (:meth:`spend_reserved` or
+        :meth:`release_reservation`)."""
+        if not self.can_reserve(1):
+            raise BudgetExhausted(f"bucket {self.name!r}: no slot to reserve")
+        now = self._now()
+        return Claim(self, self._store.take(CLAIM, now + self._claim_ttl, now))
 
-    def can_spend_reserved(self) -> bool:
-        """A reserved spend needs a real token and no pause, nothing more."""
-        return self.reserved > 0 and self.ready_at(0) <= self._now() + EPSILON
+    def can_spend_reserved(self, claim: Claim) -> bool:
+        """The claim's slot can be used now (not paused; a lapsed claim needs a free slot)."""
+        return self.ready_at(1, claim) <= self._now() + EPSILON
 
-    def spend_reserved(self) -> None:
-        """Spend one token for a reservation and drop that claim."""
-        if not self.can_spend_reserved():
-            raise RuntimeError(f"bucket {self.name!r}: no token for the reservation")
-        self.spend_at(self._now())
-        self.reserved -= 1
+    def spend_reserved(self, claim: Claim) -> Any:
+        """Send on a claimed slot (or on a free one if the claim lapsed); returns the slot key."""
+        if not self.can_spend_reserved(claim):
+            raise BudgetExhausted(f"bucket {self.name!r}: no slot for the reservation")
+        now = self._now()
+        if self._store.convert(claim.key, now + self._in_flight_span, now):
+            return claim.key
+        return self._store.take(SLOT, now + self._in_flight_span, now)
 
-    def release_reservation(self, n: int = 1) -> None:
-        """Give ``n`` claims back unused."""
-        self.reserved = max(0, self.reserved - n)
+    def release_reservation(self, claim: Claim) -> None:
+        """Give a claim back unused (idempotent)."""
+        self._store.drop(claim.key)
 
-    # -- penalties and carry-over ---------------------------------------------------------------
+    # -- after the send -----------------------------------------------------------------------
+    def settle(self, key: Any, answered_at: float) -> None:
+        """The answer arrived (or the attempt was given up) at ``answered_at``: the slot stays
+        held one window (and the guard) past it."""
+        self._store.settle(key, answered_at + self.span)
+
     def pause(self, until: float) -> None:
-        """No spend before monotonic time ``until`` (429 penalty); pauses only ever extend."""
-        if until > self.paused_until:
-            self.paused_until = until
+        """No send before ``until`` (429 penalty); pauses only ever extend."""
+        self._store.pause(until)
 
     def is_paused(self) -> bool:
-        """True while a 429 pause is running."""
-        return self._now() < self.paused_until
-
-    def charge(self, send_times_wall: Iterable[float], now_wall: float) -> None:
-        """Carry a previous run's budget over: replay its sends of the last ``window + jitter``
-        (wall-clock UTC seconds) from a full bucket, allowing debt, onto the monotonic clock.
-
-        Call before this bucket's first spend. Sends older than the span can share no interval
-        with a send from now on, so they are ignored; sends "in the future" (clock skew) count
-        as now. Times are replayed relative to ``now_wall`` to keep float rounding small."""
-        horizon = -(self.span + FLOAT_GUARD)
-        rel = sorted(min(0.0, s - now_wall) for s in send_times_wall if s - now_wall > horizon)
-        if not rel:
-            return
-        tat = -_INF
-        interval = self.interval
-        for r in rel:  # no admission check: what was sent was sent, debt is allowed
-            tat = (tat if tat > r else r) + interval
-        mono = self._now() + tat
-        if mono > self._tat:
-            self._tat = mono
-
-
-def make_buckets(
-    limits: Mapping[str, LimitSpec] | None = None,
-    *,
-    clock: Clock | Callable[[], float] | None = None,
-    jitter: float = DEFAULT_JITTER,
-    horizon: float = DEFAULT_HORIZON,
-) -> dict[str, TokenBucket]:
-    """One bucket per limit (defaults: :data:`DEFAULT_LIMITS`), all on the same clock."""
-    specs = DEFAULT_LIMITS if limits is None else limits
-    return {name: TokenBucket(name, spec, jitter, clock, horizon=horizon)
-            for name, spec in specs.items()}
+        return self._now() < self._store.paused_until()

@@ -1,8 +1,10 @@
-"""The TrafficController: a single-threaded event loop that sends requests when tokens allow.
+"""The TrafficController: a single-threaded event loop that sends requests when the ledger allows.
 
 One loop serves everything: it fires due timers, dispatches the best request whose buckets all
-have a token (taken at once, all or nothing), and otherwise sleeps exactly until the next
-token, pause end, retry or timer. Callbacks run inside the loop and may submit more work.
+have a free slot in the budget ledger (taken at once, all or nothing, in one ledger
+transaction), settles each slot when the answer is in, and otherwise sleeps exactly until the
+next slot frees, a pause ends, or a retry or timer is due. Callbacks run inside the loop and may
+submit more work.
 """
 
 from __future__ import annotations
@@ -13,20 +15,18 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from heapq import heappop, heappush
 from http import HTTPStatus
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from bmctl.errors import ConfigError
-from bmctl.traffic.buckets import DEFAULT_HORIZON, EPSILON, TokenBucket
+from bmctl.traffic.buckets import EPSILON, Bucket, Claim
 from bmctl.traffic.clock import Clock
-from bmctl.traffic.queue import _SEQ_BITS, Lane, Priority, RequestQueue
+from bmctl.traffic.ledger import Ledger
+from bmctl.traffic.queue import Lane, Priority, RequestQueue
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
 from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError
 
 _INF = math.inf
 
-
-def _head_key(lane: Lane) -> int:
-    return lane.heap[0][0]
 
 
 class TrafficStalled(RuntimeError):
@@ -53,26 +53,36 @@ class AttemptRecord:
 
 
 class Reservation:
-    """Claims on one future token in each of ``buckets`` (the write that will end a dip)."""
+    """Claims on one slot of each of ``buckets`` (the write that will end a dip)."""
 
-    __slots__ = ("buckets", "active")
+    __slots__ = ("claims", "active")
 
-    def __init__(self, buckets: tuple[TokenBucket, ...]) -> None:
-        self.buckets = buckets
+    def __init__(self, claims: tuple[Claim, ...]) -> None:
+        self.claims = claims
         self.active = True
-        for b in buckets:
-            b.reserved += 1
+
+    @property
+    def buckets(self) -> tuple[Bucket, ...]:
+        return tuple(claim.bucket for claim in self.claims)
+
+    def claim_for(self, bucket: Bucket) -> Claim | None:
+        """This reservation's claim on ``bucket``, if any (and if still active)."""
+        if self.active:
+            for claim in self.claims:
+                if claim.bucket is bucket:
+                    return claim
+        return None
 
     def release(self) -> None:
         """Give the claims back (idempotent)."""
         if self.active:
             self.active = False
-            for b in self.buckets:
-                b.release_reservation()
+            for claim in self.claims:
+                claim.bucket.release_reservation(claim)
 
     def __repr__(self) -> str:
         state = "active" if self.active else "closed"
-        return f"Reservation({[b.name for b in self.buckets]}, {state})"
+        return f"Reservation({[c.bucket.name for c in self.claims]}, {state})"
 
 
 class Call:
@@ -150,11 +160,11 @@ def parse_retry_after(value: str | None, now_wall: float) -> float | None:
 
 
 class TrafficController:
-    """Single-threaded event loop: priority queue + token buckets + timers, over a transport."""
+    """Single-threaded event loop: priority queue + budget ledger + timers, over a transport."""
 
     def __init__(
         self,
-        buckets: Mapping[str, TokenBucket] | Iterable[TokenBucket],
+        ledger: Ledger,
         routes: RouteMap | None,
         transport: Transport,
         *,
@@ -165,18 +175,13 @@ class TrafficController:
         backoff_cap: float = 30.0,
         timeout: float = 30.0,
         rng: random.Random | None = None,
-        reservation_horizon: float = DEFAULT_HORIZON,
     ) -> None:
-        if not isinstance(buckets, Mapping):
-            buckets = {b.name: b for b in buckets}
-        self.buckets: dict[str, TokenBucket] = dict(buckets)
+        self.ledger = ledger
+        self.buckets: Mapping[str, Bucket] = ledger.buckets
         self.routes = DEFAULT_ROUTES if routes is None else routes
         missing = self.routes.bucket_names() - self.buckets.keys()
         if missing:
             raise ConfigError(f"routes use unknown buckets: {', '.join(sorted(missing))}")
-        for b in self.buckets.values():
-            # One horizon for the whole controller: reservations are its business.
-            b.horizon = reservation_horizon
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         self.transport = transport
@@ -187,7 +192,6 @@ class TrafficController:
         self.backoff_cap = backoff_cap
         self.timeout = timeout
         self.rng = rng if rng is not None else random.Random()
-        self.reservation_horizon = reservation_horizon
         self._queue: RequestQueue[Call] = RequestQueue()
         self._timers: list[list] = []  # [when, seq, fn]; fn None = cancelled
         self._timer_seq = 0
@@ -215,7 +219,11 @@ class TrafficController:
         reserve_exit: bool = False,
         reservation: Reservation | None = None,
     ) -> Call:
-        """Queue a request; it is sent by :meth:`run` when its buckets allow."""
+        """Queue a request; it is sent by :meth:`run` when its buckets allow.
+
+        ``reserve_exit``: at dispatch, also claim one slot of each of its buckets for the
+        request that will end what this one starts (``call.reservation``). ``reservation``:
+        send on those claimed slots (retries take free slots like any request)."""
         if type(priority) is not Priority:
             priority = Priority(priority)
         self._call_ids += 1
@@ -227,19 +235,11 @@ class TrafficController:
         lane = call._lane = hit[0]
         call.route = hit[1]
         call.buckets = lane.signature
-        queue = self._queue
         call._reserve_exit = reserve_exit
         if reservation is not None:  # spent at dispatch; call.reservation stays for reserve_exit
             call._use_reservation = reservation
         call._enqueued = self._monotonic()
-        # RequestQueue.push, inlined: submit is half of the per-request cost.
-        queue._seq = seq = queue._seq + 1
-        call._seq = seq
-        heap = lane.heap
-        if not heap:
-            queue._active.append(lane)
-        heappush(heap, ((priority << _SEQ_BITS) | seq, call))
-        queue._len += 1
+        call._seq = self._queue.push(call, priority, lane)
         return call
 
     def _resolve(self, key: tuple[str, str]) -> tuple[Lane[Call], str]:
@@ -279,6 +279,7 @@ class TrafficController:
         for reservation in self._reservations:
             reservation.release()
         self._reservations.clear()
+        self.ledger.flush()
         return dropped
 
     def execute(self, request: HttpRequest, priority: Priority | int = Priority.NORMAL) -> HttpResponse:
@@ -295,9 +296,17 @@ class TrafficController:
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Dispatch, fire timers and sleep until ``until()`` is true or nothing is left."""
+        try:
+            self._loop(until)
+        finally:
+            self.ledger.flush()  # what this process settled is visible to the others now
+
+    def _loop(self, until: Callable[[], bool] | None) -> None:
         timers = self._timers
         monotonic = self._monotonic
         sleep = self.clock.sleep
+        ledger = self.ledger
+        poll = ledger.poll_interval
         while True:
             if until is not None and until():
                 return
@@ -311,46 +320,55 @@ class TrafficController:
             wake = self._dispatch(now) if self._queue._len else _INF
             if wake is None:
                 continue
+            if poll is not None and wake > now + poll and self._queue._len:
+                wake = now + poll  # another process may free a slot before its known expiry
             if timers and timers[0][0] < wake:
                 wake = timers[0][0]
             if wake == _INF:
                 if self._queue._len:
                     raise TrafficStalled(
-                        f"{self._queue._len} request(s) wait for reservations nobody releases")
+                        f"{self._queue._len} request(s) need more slots than their buckets have")
                 return
+            ledger.flush()
             sleep(wake - now)
 
     # -- the dispatch path (hot) ---------------------------------------------------------------
     def _dispatch(self, now: float) -> float | None:
         """Send the best ready request and return None, or return when to look again."""
-        lanes = self._queue._active
+        with self.ledger.transaction():
+            chosen = self._choose(now)
+            if type(chosen) is float:
+                return chosen
+            call, lane = chosen  # type: ignore[misc]
+            slots = self._take(call, lane.payload)
+        self._send(call, lane, slots)
+        return None
+
+    def _choose(self, now: float) -> tuple[Call, Lane[Call]] | float:
+        """The request to send now and its lane, or the time to look again."""
+        lanes = self._queue.active()
         limit = now + EPSILON
         if len(lanes) == 1:  # the common case: no hold-back bookkeeping
             lane = lanes[0]
             call = lane.heap[0][1]
-            ready = self._ready(call, lane.payload)
-            if ready <= limit:
-                self._send(call, lane, now)
-                return None
-            return ready
-        lanes.sort(key=_head_key)  # k lanes, k small
+            ready = self._ready(call, lane.payload, now)
+            return (call, lane) if ready <= limit else ready
         wake = _INF
         held: set[str] | None = None
-        ready_one = self._ready_one
         for lane in lanes:
             call = lane.heap[0][1]
             buckets = lane.payload
             if held is not None and not held.isdisjoint(lane.members):
-                # Held back by a higher-priority head on a shared short bucket; what this head
+                # Held back by a higher-priority head on a shared full bucket; what this head
                 # itself lacks is held for it too (it outranks everything after it).
                 for b in buckets:
-                    if ready_one(call, b) > limit:
+                    if self._ready_one(call, b, now) > limit:
                         held.add(b.name)
                 continue
             ready = -_INF
             short: list[str] | None = None
             for b in buckets:  # one pass: readiness and the buckets this head lacks
-                r = ready_one(call, b)
+                r = self._ready_one(call, b, now)
                 if r > limit:
                     if short is None:
                         short = []
@@ -358,78 +376,61 @@ class TrafficController:
                 if r > ready:
                     ready = r
             if short is None:
-                self._send(call, lane, now)
-                return None
+                return call, lane
             if ready < wake:
                 wake = ready
             # Hold back only the buckets this head lacks: holding every bucket it needs would
-            # let a dip waiting on listing_writes coverage stop all global reads, including
-            # the peeks that finish probes and free that coverage (a deadlock).
+            # let a dip waiting on listing_writes stop all global reads, including the peeks
+            # that finish probes and free those slots (a deadlock).
             if held is None:
                 held = set(short)
             else:
                 held.update(short)
         return wake
 
-    @staticmethod
-    def _ready(call: Call, buckets: tuple[TokenBucket, ...]) -> float:
-        """When every bucket of ``call`` can give it a token (max over its buckets)."""
-        res = call._use_reservation
+    def _ready(self, call: Call, buckets: tuple[Bucket, ...], now: float) -> float:
+        """When every bucket of ``call`` can give it its slots (max over its buckets)."""
         t = -_INF
-        if res is None or not res.active:
-            extra = 1 if call._reserve_exit else 0
-            for b in buckets:
-                claims = b.reserved + extra
-                if claims:
-                    r = b.ready_at(claims)
-                else:  # inlined ready_at(0): no claims to cover, only the token and the pause
-                    r = b._tat - b._lead
-                    if b.paused_until > r:
-                        r = b.paused_until
-                if r > t:
-                    t = r
-        else:
-            held = res.buckets
-            for b in buckets:
-                r = b.ready_at(0) if b in held else b.ready_at(b.reserved)
-                if r > t:
-                    t = r
+        for b in buckets:
+            r = self._ready_one(call, b, now)
+            if r > t:
+                t = r
         return t
 
     @staticmethod
-    def _ready_one(call: Call, b: TokenBucket) -> float:
+    def _ready_one(call: Call, b: Bucket, now: float) -> float:
         res = call._use_reservation
-        if res is not None and res.active and b in res.buckets:
-            return b.ready_at(0)
-        extra = 1 if call._reserve_exit else 0
-        return b.ready_at(b.reserved + extra)
+        claim = res.claim_for(b) if res is not None else None
+        return b.ready_at(2 if call._reserve_exit else 1, claim, now)
 
-    def _send(self, call: Call, lane: Lane[Call], now: float) -> None:
-        """Take the tokens, send, and settle the attempt (done, requeued or backing off)."""
-        queue = self._queue
-        heap = lane.heap
-        heappop(heap)  # RequestQueue.pop, inlined
-        if not heap:
-            queue._active.remove(lane)
-        queue._len -= 1
-        buckets: tuple[TokenBucket, ...] = lane.payload
+    def _take(self, call: Call, buckets: tuple[Bucket, ...]) -> list[tuple[Bucket, Any]]:
+        """Take the call's slots (and its exit's claims) through the buckets, in the open
+        ledger transaction that just found them all free."""
         res = call._use_reservation
+        slots: list[tuple[Bucket, Any]] = []
         if res is not None:
-            call._use_reservation = None  # retries spend normally
-            if res.active:
-                res.active = False
-                self._reservations.discard(res)
-                for b in res.buckets:
-                    b.reserved -= 1  # the claim is consumed now (or dropped if unused)
-        for b in buckets:  # TokenBucket.spend_at, inlined (hot path)
-            tat = b._tat
-            b._tat = (tat if tat > now else now) + b.interval
-        if call._reserve_exit:  # spend + reserve in one step: the exit of a dip is secured
+            call._use_reservation = None  # retries take free slots
+            claims = {claim.bucket: claim for claim in res.claims} if res.active else {}
+            res.active = False
+            self._reservations.discard(res)
+            for b in buckets:
+                claim = claims.pop(b, None)
+                slots.append((b, b.spend_reserved(claim) if claim is not None else b.spend()))
+            for claim in claims.values():  # claims on buckets this request does not use
+                claim.bucket.release_reservation(claim)
+        else:
+            for b in buckets:
+                slots.append((b, b.spend()))
+        if call._reserve_exit:  # the exit of a dip is secured in the same step
             call._reserve_exit = False
-            call.reservation = Reservation(buckets)
+            call.reservation = Reservation(tuple(b.reserve() for b in buckets))
             self._reservations.add(call.reservation)
         call.attempts += 1
+        return slots
 
+    def _send(self, call: Call, lane: Lane[Call], slots: list[tuple[Bucket, Any]]) -> None:
+        """Send, settle the slots, and settle the attempt (done, requeued or backing off)."""
+        self._queue.pop(lane)
         monotonic = self._monotonic
         t0 = monotonic()
         sent_wall = self.clock.wall()
@@ -437,6 +438,8 @@ class TrafficController:
             response = self.transport.send(call.request, self.timeout)
         except TransportError as exc:
             t1 = monotonic()
+            for b, key in slots:  # given up: it may still have reached the server until now
+                b.settle(key, t1)
             call.error = exc
             outcome = "timeout" if exc.kind == "timeout" else "connection_error"
             self._report(call, t0, t1, sent_wall, None, outcome, None, str(exc))
@@ -446,21 +449,16 @@ class TrafficController:
                 self._finish(call)
             return
         t1 = monotonic()
+        for b, key in slots:
+            b.settle(key, t1)
         call.response = response
         status = response.status
-        if status < 400:  # the common case, with _report and _finish inlined
-            on_attempt = self.on_attempt
-            if on_attempt is not None:
-                on_attempt(AttemptRecord(
-                    call.request, call.call_id, call.priority, call.attempts, lane.signature,
-                    call.route, sent_wall, (t0 - call._enqueued) * 1000.0, (t1 - t0) * 1000.0,
-                    status, "ok", None, None))
-            call.done = True
-            if call.on_done is not None:
-                call.on_done(call)  # exceptions propagate out of run(), by design
+        if status < 400:
+            self._report(call, t0, t1, sent_wall, status, "ok", None, None)
+            self._finish(call)
         elif status == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())
-            for b in buckets:
+            for b, _ in slots:
                 b.pause(t1 + (b.spec.penalty if retry_after is None else retry_after))
             self._report(call, t0, t1, sent_wall, status, "rate_limited", retry_after, http_error(response))
             if call.attempts < self.max_attempts:

@@ -137,7 +137,7 @@ class Sandbox:
 
 def start_sandbox(tmp_path: Path, specs: list[ListingSpec] | None = None, *, token: str = "sandbox",
                   script: Iterable[str | None] = (), limits: bool = True, settle: float = 0.0,
-                  reveal: bool = True, fast_writes: bool = True) -> Sandbox:
+                  reveal: bool = True) -> Sandbox:
     from bmctl.sandbox.limits import DEFAULT_LIMITS
 
     marketplace = Marketplace(time.monotonic, settle=settle, reveal=reveal, rng=random.Random(3))
@@ -146,11 +146,4 @@ def start_sandbox(tmp_path: Path, specs: list[ListingSpec] | None = None, *, tok
                       rng=random.Random(5))
     server, url = start_in_thread(app)
     tmp_path.mkdir(parents=True, exist_ok=True)
-    config = None
-    if fast_writes:
-        # The default listing_writes bucket (2000/h, burst 1) spaces writes 1.8 s apart; a
-        # burst keeps multi-write tests quick without changing what is being tested.
-        config = tmp_path / "bmctl.toml"
-        config.write_text("[limits.listing_writes]\nburst = 20\n")
-    return Sandbox(app=app, server=server, url=url, db=tmp_path / "bmctl.db", token=token,
-                   config=config)
+    return Sandbox(app=app, server=server, url=url, db=tmp_path / "bmctl.db", token=token)

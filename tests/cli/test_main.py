@@ -124,7 +124,7 @@ def test_config_init_show_path(isolated_home: Path) -> None:
     data = json.loads(shown.stdout)
     assert data["token"] == "***"
     assert "tok-123" not in shown.stdout
-    assert data["limits"]["competitors"] == {"limit": 2, "window": 1.0, "burst": 1, "penalty": 10.0}
+    assert data["limits"]["competitors"] == {"limit": 2, "window": 1.0, "penalty": 10.0}
 
 
 def test_logs_commands_work_on_a_fresh_machine(isolated_home: Path) -> None:

@@ -36,11 +36,14 @@ random hex; nothing depends on them.
 the seed and context, see :class:`Violation`):
 
 ``limits``
-    For every bucket of bmctl's configured limits, no half-open interval ``[t, t + window +
-    jitter)`` holds more than ``limit`` sends, on the ground truth: the simulated time at which
-    each request entered the transport (every attempt: retries, 429s and requests that timed out
-    or were dropped included), across all runs, killed ones included. Buckets from
-    ``RouteMap.default().lookup``. Tolerance: ``FLOAT_TOL`` (1e-9 s, float noise only).
+    For every bucket of bmctl's configured limits, no closed interval ``[t, t + window]`` holds
+    more than ``limit`` arrivals at the marketplace (the simulated time at which the sandbox app
+    served each request: half the latency after it left), and no half-open ``[t, t + window)``
+    more than ``limit`` sends at the transport (every attempt: retries, 429s and requests that
+    timed out or were dropped included), across all runs, killed ones included: the budget
+    ledger in the shared database is what keeps runs that follow a killed one inside the
+    limits. Buckets from ``RouteMap.default().lookup``. Tolerance: ``FLOAT_TOL`` (1e-9 s, float
+    noise only).
 ``price``
     Every price write (``POST /ws/listings/{id}``) carries ``price`` as a JSON string (parsed with
     ``parse_float``/``parse_int`` hooks: any JSON number is a violation), with no more decimals
@@ -238,8 +241,20 @@ class SoakTransport:
         self.rng = random.Random(soak.config.seed * 7919 + 17)
         self.routes = RouteMap.default()
         self.times: dict[str, list[float]] = {name: [] for name in soak.limits}
+        self.arrivals: dict[str, list[float]] = {name: [] for name in soak.limits}
         self.run: RunRecord | None = None
         self.quiet = False
+        app = self.world.app
+        respond = app.respond
+
+        def respond_and_count(request: HttpRequest, decision: Any) -> HttpResponse:
+            now = self.clock.monotonic()
+            for name in self.routes.lookup(request.method, request.path):
+                if name in self.arrivals:
+                    self.arrivals[name].append(now)
+            return respond(request, decision)
+
+        app.respond = respond_and_count  # type: ignore[method-assign]
 
     def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         soak, run = self.soak, self.run
@@ -308,7 +323,6 @@ class Soak:
         if config.profile not in PROFILES:
             raise ValueError(f"unknown profile {config.profile!r} (known: {', '.join(PROFILES)})")
         self.limits = PROFILES[config.profile]
-        self.jitter = 0.05
         self.background = BACKGROUND if config.waf else replace(BACKGROUND, waf=0.0, challenge=0.0)
         self.token = f"soak-{config.seed}-{self.rng.getrandbits(64):016x}-tok"
         specs = generate_catalogue(config.listings, config.markets, seed=config.seed)
@@ -334,7 +348,7 @@ class Soak:
         self.transport = SoakTransport(self)
         self.write_errors: list[Violation] = []
         self.runs: list[RunRecord] = []
-        self.checked_buckets = {name: 0 for name in self.limits}
+        self.checked_buckets = {(name, kind): 0 for name in self.limits for kind in ("send", "arrival")}
         self.belief: dict[tuple[str, str], tuple[str, int, Decimal | None]] = {}  # key -> (ts, order, price)
         self.last_change_id = 0
         self.last_probe_ts = ""
@@ -436,7 +450,7 @@ class Soak:
         self.result.runs += 1
         self.transport.run = run
         self.transport.quiet = quiet
-        runtime = world.runtime(self.db_path, limits=dict(self.limits), jitter=self.jitter)
+        runtime = world.runtime(self.db_path, limits=dict(self.limits))
         runtime.transport = self.transport
         runtime.__enter__()
         run.run_id = runtime.run_id
@@ -501,6 +515,10 @@ class Soak:
         runtime._release_lock()  # the kernel drops the flock of a dead process
         if runtime.db is not None:
             runtime.db.conn.close()  # no commit: an open transaction would be rolled back
+        ledger = runtime._ledger
+        if ledger is not None:
+            ledger._pending = []  # settles not yet written die with the process
+            ledger._conn.close()
 
     # --- invariants ---------------------------------------------------------------------------
 
@@ -567,24 +585,29 @@ class Soak:
 
     def check_limits(self, run: RunRecord) -> None:
         for name, spec in self.limits.items():
-            times = self.transport.times[name]
-            span = spec.window + self.jitter
-            n = spec.limit
-            start = max(n, self.checked_buckets[name])
-            for i in range(start, len(times)):
-                if times[i] - times[i - n] < span - FLOAT_TOL:
-                    first = times[i - n]
-                    who = [r for r in self.runs if r.start <= first + 1e-12]
-                    raise Violation(
-                        "limits",
-                        f"bucket {name!r}: {n + 1} sends within {times[i] - first:.9f} s < window + "
-                        f"jitter = {span:g} s (limit {n}); short by {span - (times[i] - first):.3g} s",
-                        **self._where(run), window=f"[{first:.6f}, {first + span:.6f}) sim s",
-                        sends=[f"{t:.6f}" for t in times[i - n: i + 1]][-6:],
-                        runs_in_window=[f"#{r.index} {r.market} start {r.start:.3f} killed={r.killed} "
-                                        f"kill={r.kill}" for r in self.runs
-                                        if r.end >= first - 1e-9 and r.start <= times[i]] or who[-1:])
-            self.checked_buckets[name] = max(start, len(times))
+            self._check_window(run, name, spec, "send", self.transport.times[name], closed=False)
+            self._check_window(run, name, spec, "arrival", self.transport.arrivals[name], closed=True)
+
+    def _check_window(self, run: RunRecord, name: str, spec: LimitSpec, kind: str,
+                      times: list[float], *, closed: bool) -> None:
+        span = spec.window
+        n = spec.limit
+        start = max(n, self.checked_buckets[(name, kind)])
+        for i in range(start, len(times)):
+            gap = times[i] - times[i - n]
+            if gap < span - FLOAT_TOL or (closed and gap <= span + FLOAT_TOL):
+                first = times[i - n]
+                who = [r for r in self.runs if r.start <= first + 1e-12]
+                raise Violation(
+                    "limits",
+                    f"bucket {name!r}: {n + 1} {kind}s within {gap:.9f} s, window {span:g} s "
+                    f"(limit {n})",
+                    **self._where(run), window=f"[{first:.6f}, {first + span:.6f}] sim s",
+                    times=[f"{t:.6f}" for t in times[i - n: i + 1]][-6:],
+                    runs_in_window=[f"#{r.index} {r.market} start {r.start:.3f} killed={r.killed} "
+                                    f"kill={r.kill}" for r in self.runs
+                                    if r.end >= first - 1e-9 and r.start <= times[i]] or who[-1:])
+        self.checked_buckets[(name, kind)] = max(start, len(times))
 
     def check_logs(self, run: RunRecord, db: Any) -> None:
         rows = db.execute(

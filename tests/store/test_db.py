@@ -93,11 +93,11 @@ def test_fallback_migrations_without_sqlite_utils_migrations() -> None:
     migrations = dbmod._FallbackMigrations("bmctl")
     for name, fn in dbmod.MIGRATIONS:
         migrations(name=name)(fn)
-    assert migrations.pending(db) == ["0001_initial"]
+    assert migrations.pending(db) == ["0001_initial", "0002_budget_ledger"]
     migrations.apply(db)
     migrations.apply(db)
     assert migrations.pending(db) == []
-    assert db.conn.execute(f"select count(*) from {dbmod.FALLBACK_MIGRATIONS_TABLE}").fetchone()[0] == 1
+    assert db.conn.execute(f"select count(*) from {dbmod.FALLBACK_MIGRATIONS_TABLE}").fetchone()[0] == 2
     assert "rate_limit_logs" in db.table_names()
 
 

@@ -5,7 +5,7 @@ import pytest
 from bmctl.errors import ExitCode, UsageError
 from bmctl.store.db import open_database, utc_iso
 from bmctl.store.logs import (
-    LogWriter, bucket_stats, list_logs, parse_since, percentile, prune, recent_sends,
+    LogWriter, bucket_stats, list_logs, parse_since, percentile, prune,
 )
 from bmctl.store.runs import finish_run, start_run
 
@@ -123,25 +123,6 @@ def test_plain_int_priority_and_missing_listing(db) -> None:  # type: ignore[no-
                            outcome="timeout", latency_ms=30000.0, error="timed out"))
     [row] = list_logs(db)
     assert row["priority"] == "LOW" and row["listing_id"] is None and row["status"] is None
-
-
-# --- recent_sends ------------------------------------------------------------------------------
-
-
-def test_recent_sends_counts_what_reached_the_network(db) -> None:  # type: ignore[no-untyped-def]
-    with LogWriter(db, "r") as log:
-        log.record(attempt(sent_wall=WALL0 - 100, buckets=("global",)))  # too old
-        log.record(attempt(sent_wall=WALL0 + 1, buckets=("global", "competitors")))
-        log.record(attempt(sent_wall=WALL0 + 2, buckets=("global", "competitors"), status=429,
-                           outcome="rate_limited"))
-        log.record(attempt(sent_wall=WALL0 + 3, buckets=("global",), status=None, outcome="timeout"))
-        log.record(attempt(sent_wall=WALL0 + 4, buckets=("global",), status=None,
-                           outcome="connection_error"))
-        log.record(attempt(sent_wall=WALL0 + 5, buckets=("global",), status=None, outcome="cancelled"))
-    sends = recent_sends(db, WALL0)
-    assert sends["competitors"] == [pytest.approx(WALL0 + 1), pytest.approx(WALL0 + 2)]
-    assert sends["global"] == [pytest.approx(WALL0 + t) for t in (1, 2, 3, 4)]
-    assert recent_sends(db, WALL0 + 10) == {}
 
 
 # --- list_logs ---------------------------------------------------------------------------------

@@ -52,13 +52,14 @@ class FakeTransport:
         return [r.path for _, _, r in self.sent]
 
 
-def max_in_window(times: list[float], span: float) -> int:
-    """Most sends inside any half-open interval [t, t + span) (two pointers over sorted times)."""
+def max_in_window(times: list[float], span: float, *, closed: bool = False) -> int:
+    """Most events inside any interval of length ``span``: half-open ``[t, t + span)``, or
+    closed ``[t, t + span]`` (the stricter count) with ``closed`` (two pointers over sorted times)."""
     times = sorted(times)
     best = 0
     lo = 0
     for hi, t in enumerate(times):
-        while t - times[lo] >= span:
+        while (t - times[lo] > span) if closed else (t - times[lo] >= span):
             lo += 1
         best = max(best, hi - lo + 1)
     return best

@@ -1,4 +1,5 @@
-"""TrafficController: dispatch order, buckets, reservations, 429s, retries, timers, callbacks."""
+"""TrafficController: dispatch order, the ledger's slots, reservations, 429s, retries, timers,
+callbacks."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from email.utils import formatdate
 import pytest
 
 from bmctl.errors import ConfigError
-from bmctl.traffic.buckets import LimitSpec, make_buckets
+from bmctl.traffic.admission import MIN_GUARD, hold_span
+from bmctl.traffic.buckets import DEFAULT_LIMITS, LimitSpec
 from bmctl.traffic.controller import (
     AttemptRecord, Call, TrafficController, TrafficStalled, parse_retry_after,
 )
+from bmctl.traffic.ledger import MemoryLedger
 from bmctl.traffic.queue import Priority
 from bmctl.traffic.routes import RouteMap
 from bmctl.traffic.transport import HttpResponse, TransportError
@@ -22,20 +25,24 @@ COMP = "/ws/backbox/v1/competitors/"
 LIST = "/ws/listings/"
 CAT = "/ws/catalog/"
 OK = HttpResponse(200)
+SPAN = 1.0 + MIN_GUARD  # a competitors slot is held this long after its answer
 
 
-def make(answers=(), limits=None, *, latency: float = 0.0, jitter: float = 0.0, **kw):
-    """A controller on a recording SimClock; jitter 0 keeps the expected times round."""
+def make(answers=(), limits=None, *, latency: float = 0.0, claim_ttl: float = 180.0, **kw):
+    """A controller on a recording SimClock and an in-memory ledger."""
     clock = RecordingClock()
     transport = FakeTransport(clock, answers, latency=latency)
-    specs = {"global": LimitSpec(200, 10.0), "catalog": LimitSpec(20, 10.0),
-             "competitors": LimitSpec(2, 1.0), "listing_writes": LimitSpec(2000, 3600.0)}
+    specs = dict(DEFAULT_LIMITS)
     specs.update(limits or {})
     records: list[AttemptRecord] = []
     kw.setdefault("rng", random.Random(7))
-    ctl = TrafficController(make_buckets(specs, clock=clock, jitter=jitter), None, transport, clock=clock,
-                            on_attempt=records.append, **kw)
+    ledger = MemoryLedger(specs, clock.monotonic, claim_ttl=claim_ttl)
+    ctl = TrafficController(ledger, None, transport, clock=clock, on_attempt=records.append, **kw)
     return ctl, transport, clock, records
+
+
+def claims(ctl: TrafficController, bucket: str) -> int:
+    return sum(r["claims"] for r in ctl.ledger.holders() if r["bucket"] == bucket)
 
 
 # -- order ------------------------------------------------------------------------------------
@@ -50,18 +57,18 @@ def test_priority_order_and_fifo_within_a_level() -> None:
 
 
 def test_multi_bucket_all_or_nothing() -> None:
-    ctl, transport, _, _ = make(limits={"global": LimitSpec(5, 100.0, burst=5),
+    ctl, transport, _, _ = make(limits={"global": LimitSpec(5, 100.0),
                                         "competitors": LimitSpec(1, 1.0)})
     glob = ctl.buckets["global"]
-    seen: list[float] = []
+    seen: list[int] = []
     ctl.submit(get(COMP + "a"))
     ctl.submit(get(COMP + "b"))
-    # While b waits for competitors, global must still hold its 4 remaining tokens.
-    ctl.call_at(0.5, lambda: seen.append(glob.tokens))
+    # While b waits for competitors, it must not hold a global slot.
+    ctl.call_at(0.5, lambda: seen.append(glob.held()))
     ctl.run()
-    assert seen[0] == pytest.approx(4.0, abs=0.01)
-    assert transport.times() == pytest.approx([0.0, 1.0], abs=1e-3)
-    assert glob.tokens < 3.1  # both took a global token, at send time
+    assert seen == [1]
+    assert transport.times() == pytest.approx([0.0, SPAN])
+    assert glob.held() == 2  # both took a global slot, at send time
 
 
 def test_disjoint_buckets_pass_a_blocked_request() -> None:
@@ -97,20 +104,26 @@ def test_held_back_request_keeps_its_rank_on_its_own_buckets() -> None:
 
 
 # -- sleeping ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("jitter", [0.0, 0.05])
-def test_sleeps_exactly_until_the_next_token(jitter: float) -> None:
-    ctl, transport, clock, _ = make(jitter=jitter)
-    interval = ctl.buckets["competitors"].interval
+def test_sleeps_exactly_until_a_slot_frees() -> None:
+    ctl, transport, clock, _ = make()
     for i in range(5):
         ctl.submit(get(COMP + str(i)))
     ctl.run()
-    assert clock.sleeps == pytest.approx([interval] * 4, rel=1e-12)
-    assert transport.times() == pytest.approx([i * interval for i in range(5)])
+    assert clock.sleeps == pytest.approx([SPAN, SPAN], rel=1e-12)
+    assert transport.times() == pytest.approx([0.0, 0.0, SPAN, SPAN, 2 * SPAN])
+
+
+def test_a_slot_is_held_from_send_until_a_window_after_the_answer() -> None:
+    ctl, transport, clock, _ = make(latency=0.3)
+    for i in range(4):
+        ctl.submit(get(COMP + str(i)))
+    ctl.run()
+    # Sent at 0 and 0.3 (one at a time), answered at 0.3 and 0.6: free again a window later.
+    assert transport.times() == pytest.approx([0.0, 0.3, 0.3 + SPAN, 0.6 + SPAN])
 
 
 def test_timers_interleave_with_requests() -> None:
     ctl, transport, clock, _ = make()
-    interval = ctl.buckets["competitors"].interval  # ~0.525 s
     events: list[tuple[str, float]] = []
     for i in range(3):
         ctl.submit(get(COMP + str(i)), on_done=lambda c: events.append(("req", ctl.now())))
@@ -119,8 +132,8 @@ def test_timers_interleave_with_requests() -> None:
     cancelled = ctl.call_at(0.9, lambda: events.append(("never", ctl.now())))
     cancelled.cancel()
     ctl.run()
-    assert [e[0] for e in events] == ["req", "t1", "req", "t2", "req"]
-    assert clock.sleeps == pytest.approx([0.3, interval - 0.3, 0.8 - interval, 2 * interval - 0.8])
+    assert [e[0] for e in events] == ["req", "req", "t1", "t2", "req"]
+    assert clock.sleeps == pytest.approx([0.3, 0.5, SPAN - 0.8])
 
 
 def test_callbacks_chain_new_work_and_run_until() -> None:
@@ -159,74 +172,86 @@ def test_exceptions_from_callbacks_propagate_and_the_loop_survives() -> None:
 
 
 # -- reservations -----------------------------------------------------------------------------
-# listing_writes: capacity 2, one token per 10 s, horizon 5 s (0.5 token of look-ahead).
-RES_LIMITS = {"listing_writes": LimitSpec(2, 10.0, burst=2)}
+# listing_writes: 2 slots per 10 s.
+RES_LIMITS = {"listing_writes": LimitSpec(2, 10.0)}
+WSPAN = hold_span(10.0)
 
 
-def test_reserve_exit_then_exit_spends_the_reserved_token_before_others() -> None:
-    ctl, transport, _, _ = make(limits=RES_LIMITS, reservation_horizon=5.0)
+def test_reserve_exit_then_exit_spends_the_claimed_slot_before_others() -> None:
+    ctl, transport, _, _ = make(limits=RES_LIMITS)
     writes = ctl.buckets["listing_writes"]
     dip = ctl.submit(post(LIST + "dip"), Priority.HIGH, reserve_exit=True)
     ctl.submit(post(LIST + "other"), Priority.NORMAL)
     ctl.run(until=lambda: dip.done)
-    assert dip.reservation is not None and writes.reserved == 1
-    # The token left may not go to "other": spending it would leave the exit uncovered.
+    assert dip.reservation is not None and claims(ctl, "listing_writes") == 1
+    # The slot left is the exit's claim: "other" may not take it.
     ctl.call_at(1.0, lambda: ctl.submit(post(LIST + "exit"), Priority.CRITICAL,
                                         reservation=dip.reservation))
     ctl.run()
     assert transport.paths() == [LIST + "dip", LIST + "exit", LIST + "other"]
-    assert transport.times() == pytest.approx([0.0, 1.0, 10.0], abs=1e-3)
-    assert writes.reserved == 0 and not dip.reservation.active
+    assert transport.times() == pytest.approx([0.0, 1.0, WSPAN])
+    assert claims(ctl, "listing_writes") == 0 and not dip.reservation.active
+    assert writes.held() == 2
 
 
-def test_release_returns_the_reserved_token() -> None:
-    ctl, transport, _, _ = make(limits=RES_LIMITS, reservation_horizon=5.0)
+def test_release_returns_the_claimed_slot() -> None:
+    ctl, transport, _, _ = make(limits=RES_LIMITS)
     dip = ctl.submit(post(LIST + "dip"), Priority.HIGH, reserve_exit=True)
     ctl.submit(post(LIST + "other"), Priority.NORMAL)
     ctl.call_at(1.0, lambda: ctl.release(dip.reservation))
     ctl.run()
     assert transport.paths() == [LIST + "dip", LIST + "other"]
-    assert transport.times() == pytest.approx([0.0, 1.0], abs=1e-3)
-    assert ctl.buckets["listing_writes"].reserved == 0
+    assert transport.times() == pytest.approx([0.0, 1.0])
+    assert claims(ctl, "listing_writes") == 0
     ctl.release(dip.reservation)  # idempotent
-    assert ctl.buckets["listing_writes"].reserved == 0
+    assert claims(ctl, "listing_writes") == 0
 
 
 def test_reserve_exit_is_atomic() -> None:
-    ctl, transport, _, _ = make(limits=RES_LIMITS, reservation_horizon=5.0)
+    ctl, transport, _, _ = make(limits=RES_LIMITS)
     glob = ctl.buckets["global"]
     d1 = ctl.submit(post(LIST + "d1"), Priority.HIGH, reserve_exit=True)
     d2 = ctl.submit(post(LIST + "d2"), Priority.HIGH, reserve_exit=True)
-    seen: list[tuple[float, int, bool]] = []
-    # d2 has a token but no coverage for a second exit: nothing of it may be taken.
-    ctl.call_at(2.0, lambda: seen.append((glob.tokens, ctl.buckets["listing_writes"].reserved,
+    seen: list[tuple[int, int, bool]] = []
+    # One write slot is left but d2 needs two (its own and its exit's): it takes nothing.
+    ctl.call_at(2.0, lambda: seen.append((glob.held(), ctl.buckets["listing_writes"].held(),
                                           d2.reservation is None)))
     ctl.call_at(3.0, lambda: ctl.submit(post(LIST + "x1"), Priority.CRITICAL,
                                         reservation=d1.reservation))
     ctl.run()
-    assert seen[0][1:] == (1, True)
-    assert seen[0][0] == pytest.approx(1.0)  # only d1's global token was spent, and refilled
+    assert seen == [(2, 2, True)]  # d1's global slot and claim only
     assert transport.paths() == [LIST + "d1", LIST + "x1", LIST + "d2"]
-    assert transport.times() == pytest.approx([0.0, 3.0, 15.0], abs=1e-3)
-    assert d2.reservation is not None and ctl.buckets["listing_writes"].reserved == 1
+    # d2 waits for both write slots: d1's (free at WSPAN) and x1's (free at 3 + WSPAN).
+    assert transport.times() == pytest.approx([0.0, 3.0, 3.0 + WSPAN])
+    assert d2.reservation is not None and claims(ctl, "listing_writes") == 1
 
 
-def test_retry_of_a_reserved_request_spends_normally() -> None:
+def test_retry_of_a_reserved_request_takes_a_free_slot() -> None:
     ctl, transport, _, records = make([HttpResponse(200), HttpResponse(503), HttpResponse(200)],
-                                      limits=RES_LIMITS, reservation_horizon=30.0)
-    writes = ctl.buckets["listing_writes"]
+                                      limits=RES_LIMITS)
     dip = ctl.submit(post(LIST + "dip"), reserve_exit=True)
     ctl.run()
     exit_call = ctl.submit(post(LIST + "exit"), Priority.CRITICAL, reservation=dip.reservation)
     ctl.run()
     assert exit_call.attempts == 2 and exit_call.response.status == 200
-    assert writes.reserved == 0
+    assert claims(ctl, "listing_writes") == 0
     assert [r.outcome for r in records] == ["ok", "retry", "ok"]
+    assert transport.times()[2] == pytest.approx(WSPAN)  # the retry waited for the dip's slot
+
+
+def test_a_lapsed_claim_still_lets_its_exit_through_when_a_slot_is_free() -> None:
+    ctl, transport, clock, _ = make(limits=RES_LIMITS, claim_ttl=5.0)
+    dip = ctl.submit(post(LIST + "dip"), reserve_exit=True)
+    ctl.run()
+    ctl.call_at(6.0, lambda: ctl.submit(post(LIST + "exit"), Priority.CRITICAL,
+                                        reservation=dip.reservation))
+    ctl.run()
+    assert transport.times() == pytest.approx([0.0, 6.0])
 
 
 def test_stalled_reservations_raise() -> None:
-    ctl, _, _, _ = make(limits={"listing_writes": LimitSpec(1, 10.0)}, reservation_horizon=5.0)
-    ctl.submit(post(LIST + "dip"), reserve_exit=True)  # exit can never be covered
+    ctl, _, _, _ = make(limits={"listing_writes": LimitSpec(1, 10.0)})
+    ctl.submit(post(LIST + "dip"), reserve_exit=True)  # a dip and its exit need two slots of one
     with pytest.raises(TrafficStalled):
         ctl.run()
 
@@ -243,7 +268,8 @@ def test_429_with_retry_after_seconds() -> None:
     ctl.run()
     assert call.response.status == 200 and call.attempts == 2
     assert transport.paths() == [COMP + "a", COMP + "a", LIST + "b"]
-    assert clock.sleeps == pytest.approx([3.0, ctl.buckets["global"].interval])
+    assert clock.sleeps == pytest.approx([3.0])
+    assert transport.times() == pytest.approx([0.0, 3.0, 3.0])
     assert [(r.attempt, r.outcome, r.retry_after, r.status) for r in records[:2]] == [
         (1, "rate_limited", 3.0, 429), (2, "ok", None, 200)]
     assert records[1].queue_wait_ms == pytest.approx(3000.0)  # from the requeue
@@ -341,13 +367,12 @@ def test_attempt_record_fields() -> None:
     ctl.submit(get(COMP + "a"), Priority.HIGH)
     ctl.submit(get(COMP + "b"), Priority.HIGH)
     ctl.run()
-    interval = ctl.buckets["competitors"].interval
     first, second = records
     assert first.buckets == ("global", "competitors") and first.route == "competitors"
     assert first.priority is Priority.HIGH and first.attempt == 1 and first.call_id == 1
     assert first.sent_wall == pytest.approx(1_800_000_000.0)
     assert first.latency_ms == pytest.approx(40.0) and first.queue_wait_ms == 0.0
-    assert second.queue_wait_ms == pytest.approx(interval * 1000)
+    assert second.queue_wait_ms == pytest.approx(40.0)  # behind the first, one at a time
     assert (second.status, second.outcome, second.error) == (200, "ok", None)
 
 
@@ -365,7 +390,8 @@ def test_unknown_bucket_in_routes_is_a_config_error() -> None:
     clock = RecordingClock()
     routes = RouteMap.from_config([("GET", "/x", ["nope"])])
     with pytest.raises(ConfigError, match="nope"):
-        TrafficController(make_buckets(clock=clock), routes, FakeTransport(clock), clock=clock)
+        TrafficController(MemoryLedger(DEFAULT_LIMITS, clock.monotonic), routes, FakeTransport(clock),
+                          clock=clock)
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -377,7 +403,7 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 
 
 def test_call_reservation_is_only_the_one_made_for_it() -> None:
-    ctl, _, _, _ = make(limits=RES_LIMITS, reservation_horizon=30.0)
+    ctl, _, _, _ = make(limits=RES_LIMITS)
     dip = ctl.submit(post(LIST + "dip"), reserve_exit=True)
     ctl.run()
     exit_call = ctl.submit(post(LIST + "exit"), Priority.CRITICAL, reservation=dip.reservation)
@@ -386,8 +412,7 @@ def test_call_reservation_is_only_the_one_made_for_it() -> None:
 
 
 def test_cancel_all_drops_work_and_releases_reservations() -> None:
-    ctl, transport, _, _ = make([HttpResponse(200), HttpResponse(503)], limits=RES_LIMITS,
-                                reservation_horizon=30.0)
+    ctl, transport, _, _ = make([HttpResponse(200), HttpResponse(503)], limits=RES_LIMITS)
     done: list[Call] = []
     dip = ctl.submit(post(LIST + "dip"), reserve_exit=True)
     ctl.run(until=lambda: dip.done)
@@ -395,10 +420,56 @@ def test_cancel_all_drops_work_and_releases_reservations() -> None:
     ctl.run(until=lambda: ctl.queued() == 1 and len(transport.sent) == 2)
     ctl.submit(get(COMP + "a"), on_done=done.append)
     ctl.call_later(1.0, lambda: done.append("timer"))  # type: ignore[arg-type]
-    assert ctl.buckets["listing_writes"].reserved == 1
+    assert claims(ctl, "listing_writes") == 1
     assert ctl.cancel_all() == 2
-    assert ctl.queued() == 0 and ctl.buckets["listing_writes"].reserved == 0
+    assert ctl.queued() == 0 and claims(ctl, "listing_writes") == 0
     assert not dip.reservation.active
     ctl.run()
     assert done == [] and len(transport.sent) == 2
     assert ctl.execute(get(LIST + "after")).status == 200  # the controller is still usable
+
+
+# -- the ledger's other tenants --------------------------------------------------------------
+def test_two_controllers_on_one_ledger_share_the_slots_and_the_pauses() -> None:
+    clock = RecordingClock()
+    ledger = MemoryLedger(DEFAULT_LIMITS, clock.monotonic)
+    first_transport = FakeTransport(clock, [r429("4")])
+    first = TrafficController(ledger, None, first_transport, clock=clock)
+    second_transport = FakeTransport(clock)
+    second = TrafficController(ledger, None, second_transport, clock=clock)
+    first.submit(get(COMP + "a"))
+    first.run(until=lambda: len(first_transport.sent) == 1)  # the 429 is in
+    # The pause is the ledger's: the other controller waits for it too.
+    second.execute(get(LIST + "b"))
+    assert second_transport.times() == pytest.approx([4.0])
+    first.run()  # the retry of a, at 4
+    first.execute(get(COMP + "d"))
+    # first holds both competitors slots now: second waits a window for one.
+    second.execute(get(COMP + "c"))
+    assert second_transport.times() == pytest.approx([4.0, 4.0 + SPAN])
+
+
+def test_a_timeout_holds_its_slot_a_window_past_the_give_up() -> None:
+    ctl, transport, clock, _ = make(limits={"competitors": LimitSpec(1, 1.0)}, backoff_base=0.01)
+    calls = iter([TransportError("timeout", "read timed out")])
+
+    def slow(request):  # type: ignore[no-untyped-def]
+        clock.advance(5.0)  # given up after 5 s
+        raise next(calls)
+
+    transport.answers.append(slow)
+    ctl.execute(get(COMP + "a"))
+    assert transport.times() == pytest.approx([0.0, 5.0 + SPAN])
+
+
+def test_the_loop_looks_again_every_poll_interval_on_a_shared_ledger() -> None:
+    clock = RecordingClock()
+    ledger = MemoryLedger(DEFAULT_LIMITS, clock.monotonic)
+    ledger.poll_interval = 0.25
+    transport = FakeTransport(clock)
+    ctl = TrafficController(ledger, None, transport, clock=clock)
+    for i in range(3):
+        ctl.submit(get(COMP + str(i)))
+    ctl.run()
+    assert clock.sleeps == pytest.approx([0.25, 0.25, 0.25, 0.25, SPAN - 1.0])
+    assert transport.times() == pytest.approx([0.0, 0.0, SPAN])
