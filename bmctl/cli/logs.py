@@ -21,7 +21,7 @@ LOG_COLUMNS = [
 ]
 STATS_COLUMNS = [
     "bucket", "requests", "ok", "rate_limited", "errors", "p50_ms", "p95_ms", "p50_wait_ms",
-    "p95_wait_ms", "rate_per_s", "limit_per_s",
+    "p95_wait_ms", "rate_per_s", "limit_per_s", "held_now", "holders",
 ]
 RUN_COLUMNS = ["id", "command", "started_at", "duration_s", "requests", "exit_code"]
 
@@ -71,18 +71,32 @@ def stats(
     run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
 ) -> None:
     """Per bucket: requests, 2xx, 429, other errors, latency and queue-wait percentiles, achieved
-    rate against the limit.
+    rate against the limit, and the budget ledger now: slots held and by whom (run id, pid).
 
     Example: bmctl logs stats --since 15m --format json
     """
+    from bmctl.store.ledger import SqliteLedger
     from bmctl.store.logs import bucket_stats
+    from bmctl.traffic.clock import SystemClock
 
     since_wall = _since(since)
     env, db = _open(ctx)
-    limits = {name: (spec.limit, spec.window) for name, spec in env.settings.limits.items()}
-    rows = bucket_stats(db, since_wall, limits, run=run)
-    with Output(env, STATS_COLUMNS, title=f"Buckets over {since}") as out:
+    settings = env.settings
+    limits = {name: (spec.limit, spec.window) for name, spec in settings.limits.items()}
+    with SqliteLedger(settings.db_path, settings.limits, SystemClock()) as ledger:
+        holders = ledger.holders()
+        where = ledger.describe()
+    rows = bucket_stats(db, since_wall, limits, run=run, holders=holders)
+    if env.format in ("table", "csv"):
+        rows = [{**row, "holders": _holders_text(row["holders"])} for row in rows]
+    with Output(env, STATS_COLUMNS, title=f"Buckets over {since} · ledger: {where}") as out:
         out.emit_all(rows)
+
+
+def _holders_text(holders: list[dict]) -> str:  # type: ignore[type-arg]
+    return "; ".join(
+        f"{h['run_id'] or '?'} pid {h['pid']}: {h['slots']}" + (f" +{h['claims']} claimed" if h["claims"] else "")
+        for h in holders)
 
 
 @app.command("runs")

@@ -4,11 +4,13 @@ Only commands that use the store import this module, so importing sqlite_utils a
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlite_utils
 
@@ -253,6 +255,30 @@ def open_database(path: str | Path) -> sqlite_utils.Database:
     db = sqlite_utils.Database(str(path))
     # Wait for another process's write instead of failing at once (runs overlap with `logs`).
     db.conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
+    with _setup_lock(None if memory else Path(path)):
+        _set_up(db, memory)
+    return db
+
+
+@contextmanager
+def _setup_lock(path: Path | None) -> Iterator[None]:
+    """Serialise opening among processes (``<db>.setup.lock``): several commands started at
+    once on a fresh database would otherwise race to switch it to WAL and migrate it, and the
+    losers' upgrades from a read to a write fail at once with "database is locked"."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    fd = os.open(f"{path}.setup.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _set_up(db: sqlite_utils.Database, memory: bool) -> None:
     if not memory:
         # WAL: readers (`bmctl logs`) never block the writing run, and commits are cheap.
         db.enable_wal()
@@ -266,7 +292,6 @@ def open_database(path: str | Path) -> sqlite_utils.Database:
     db.conn.execute(f"pragma wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
     db.conn.execute(f"pragma journal_size_limit = {WAL_SIZE_LIMIT}")
     _migrate(db)
-    return db
 
 
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:

@@ -216,6 +216,7 @@ def bucket_stats(
     since_wall: float,
     limits: Mapping[str, tuple[float, float]],
     run: str | None = None,
+    holders: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per bucket, over the attempts logged since ``since_wall`` (optionally of one run).
 
@@ -225,7 +226,10 @@ def bucket_stats(
     ``rate_per_s`` = (sends − 1) / (last send − first send): the rate at which the bucket was
     actually spent over the span of its rows (steady sends every ``window/limit`` seconds give
     exactly ``limit/window``); None with fewer than two sends. ``limit_per_s`` = limit / window.
-    One object per bucket that has rows or a configured limit: configured ones first, in order."""
+    One object per bucket that has rows or a configured limit: configured ones first, in order.
+    With ``holders`` (the budget ledger's, ``Ledger.holders()``): ``held_now``, the slots and
+    claims every process holds now, and ``holders``, who holds them (run id, pid, slots,
+    claims)."""
     sql = (
         "select buckets, status, latency_ms, queue_wait_ms, ts from rate_limit_logs where ts >= ?"
     )
@@ -285,6 +289,12 @@ def bucket_stats(
             "rate_per_s": _round(rate, 4),
             "limit_per_s": _round(limit_per_s, 4),
         })
+    if holders is not None:
+        for row in result:
+            mine = [{k: h[k] for k in ("run_id", "pid", "slots", "claims")}
+                    for h in holders if h["bucket"] == row["bucket"]]
+            row["held_now"] = sum(h["slots"] + h["claims"] for h in mine)
+            row["holders"] = mine
     return result
 
 

@@ -601,6 +601,20 @@ def test_requests_are_logged(sandbox: Sandbox) -> None:
     assert runs[0]["command"] == "update-price" and runs[0]["exit_code"] == 0
 
 
+def test_logs_stats_shows_the_slots_held_now_and_by_whom(sandbox) -> None:  # type: ignore[no-untyped-def]
+    assert sandbox.run("competitors", LID, TWO).exit_code == 0
+    run_id = json.loads(sandbox.run("logs", "runs", "--format", "json").stdout)[0]["id"]
+    stats = {row["bucket"]: row for row in json.loads(sandbox.run("logs", "stats", "--format", "json").stdout)}
+    # Two reads a moment ago: each still holds a global slot (until 10 s after its answer),
+    # whoever asks.
+    (holder,) = stats["global"]["holders"]
+    assert holder == {"run_id": run_id, "pid": holder["pid"], "slots": 2, "claims": 0}
+    assert stats["global"]["held_now"] == 2 and stats["listing_writes"]["held_now"] == 0
+    assert stats["competitors"]["held_now"] <= 2
+    table = sandbox.run("logs", "stats", "--format", "csv")
+    assert f"{run_id} pid" in table.stdout
+
+
 # --- the token never shows ------------------------------------------------------------------------
 
 

@@ -116,3 +116,22 @@ def test_parse_utc_variants() -> None:
     assert parse_utc("2027-01-15T08:00:00") == 1_800_000_000.0
     assert parse_utc("2027-01-15T09:00:00+01:00") == 1_800_000_000.0
     assert parse_utc("2027-01-15T08:00:00.5Z") == 1_800_000_000.5
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """Was a bug: commands started together on a new database raced to switch it to WAL and
+    migrate it, and a loser failed at once with "database is locked"."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from bmctl.store.db import open_database; "
+            "t = float(sys.argv[2]);\nwhile time.time() < t: pass\nopen_database(sys.argv[1])")
+    for attempt in range(3):
+        path = tmp_path / f"fresh{attempt}.db"
+        start = time.time() + 1.0
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(start)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        assert dbmod.applied_migrations(dbmod.open_database(path)) == [name for name, _ in dbmod.MIGRATIONS]

@@ -214,6 +214,17 @@ def test_bucket_stats_by_run(mixed) -> None:  # type: ignore[no-untyped-def]
     assert stats == {"catalog": 1, "global": 2, "listing_writes": 1}
 
 
+def test_bucket_stats_with_the_ledger_holders(mixed) -> None:  # type: ignore[no-untyped-def]
+    holders = [{"bucket": "global", "run_id": "r1", "pid": 7, "slots": 3, "claims": 1, "until_s": 2.0},
+               {"bucket": "global", "run_id": "r2", "pid": 8, "slots": 1, "claims": 0, "until_s": 1.0}]
+    stats = {s["bucket"]: s for s in bucket_stats(mixed, 0, {"global": (200, 10.0), "catalog": (20, 10.0)},
+                                                 holders=holders)}
+    assert stats["global"]["held_now"] == 5
+    assert stats["global"]["holders"] == [{"run_id": "r1", "pid": 7, "slots": 3, "claims": 1},
+                                          {"run_id": "r2", "pid": 8, "slots": 1, "claims": 0}]
+    assert stats["catalog"]["held_now"] == 0 and stats["catalog"]["holders"] == []
+
+
 # --- prune -------------------------------------------------------------------------------------
 
 
