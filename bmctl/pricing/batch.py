@@ -2,7 +2,7 @@
 
 Each probe is a generator (``bmctl.pricing.probe``); the batch submits what it yields to the
 controller and resumes it from the controller's callbacks, so that while one probe waits for
-the Backbox to settle the others use the tokens."""
+the Backbox to settle the others use the free slots."""
 
 from __future__ import annotations
 

@@ -367,8 +367,8 @@ class Probe:
             return False
         if self.probe_id is None:
             self.probe_id = self.hooks.open_probe(self.target, previous, self.bounds)
-        # The first raise after a dip ends it: CRITICAL, on the token reserved for it. Every
-        # raise reserves the token of its own undo.
+        # The first raise after a dip ends it: CRITICAL, on the slot claimed for it. Every
+        # raise claims the slot of its own undo.
         priority = Priority.CRITICAL if self.dip_open else Priority.HIGH
         yield from self._write(target, "peak", priority, use_reservation=True, reserve_exit=True)
         self.dip_open = False
@@ -452,7 +452,7 @@ class Probe:
                use_reservation: bool = False) -> Generator[Action, Any, Any]:
         """One guarded price write, journalled before it is sent and recorded after.
 
-        ``use_reservation`` spends the token reserved by the previous write (if any);
+        ``use_reservation`` sends on the slot the previous write claimed (if any);
         ``reserve_exit`` reserves one for the next, kept in ``self.reservation`` even when this
         write fails (the batch releases what the probe does not use)."""
         if self.bounds is None:
@@ -491,7 +491,7 @@ class Probe:
         return call
 
     def _restore(self, reason: str, why: str) -> Generator[Action, Any, None]:
-        """Put the original price back (within the bounds), CRITICAL, on the reserved token."""
+        """Put the original price back (within the bounds), CRITICAL, on the claimed slot."""
         if self.original is None or self.price is None or self.bounds is None:
             return
         back = self.bounds.clamp(self.original)

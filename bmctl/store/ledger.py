@@ -2,7 +2,8 @@
 
 Tables (migration ``0002_budget_ledger`` in :mod:`bmctl.store.db`):
 
-- ``budget_holds`` — one row per slot or claim: ``bucket``, ``kind`` (``slot`` | ``claim``),
+- ``budget_holds`` — one row per slot or claim: ``bucket``, ``kind`` (``claim``; ``sent``: a
+  request on the wire, its expiry provisional; ``slot``: answered, its expiry final),
   ``expires`` on the ledger clock, ``boot`` (which clock that is), ``expires_wall`` (the same
   moment in UTC, for another boot), ``taken_at``, and the holder's ``run_id`` and ``pid``.
 - ``budget_pauses`` — the end of the running 429 pause per bucket.
@@ -20,6 +21,11 @@ needs (a count and the few earliest expiries, from the ``(bucket, expires)`` ind
 the slots it takes. Writes made outside an admission (a slot settled when its answer arrives, a
 claim released) wait for the next one, or for :meth:`flush`, which the controller calls before
 it idles: one transaction per request, not two.
+
+**Waiting.** A settled slot's expiry is final, so a process waiting for one sleeps exactly until
+it. Another process's request on the wire or claim may free its slot sooner (an early answer,
+a released claim): those count as freeing within ``poll_interval`` (50 ms), so a waiting
+controller looks again that soon, and only then.
 
 **A process that dies** leaves its in-flight slots at their provisional expiry (sent +
 ``in_flight_bound`` + window), which is what the anchored rule asks, and its claims until their
@@ -46,6 +52,8 @@ from bmctl.traffic.ledger import Ledger
 BUSY_TIMEOUT_S = 30.0
 #: While waiting for slots, look again this often: another process may settle one early.
 POLL_INTERVAL = 0.05
+#: ``kind`` of a slot whose request is on the wire (its expiry is provisional until settled).
+SENT = "sent"
 #: Expired rows are deleted at most this often (a filter hides them meanwhile).
 PRUNE_EVERY_S = 1.0
 
@@ -85,9 +93,16 @@ class SqliteBucketStore:
         state = self.ledger._state(self.name)
         if state is not None and state.earliest is not None and len(state.earliest) >= k:
             return state.earliest[:k]
-        rows = self.ledger._rows(
-            "select expires from budget_holds where bucket = ? and expires > ? order by expires limit ?",
-            (self.name, now, max(k, 4)))
+        ledger = self.ledger
+        if ledger.poll_interval is None:
+            rows = ledger._rows(
+                "select expires from budget_holds where bucket = ? and expires > ?"
+                " order by expires limit ?", (self.name, now, max(k, 4)))
+        else:  # another holder's unsettled slot or claim may free by the next look
+            rows = ledger._rows(
+                "select case when kind != 'slot' and run_id is not ? then min(expires, ?) else expires end"
+                " as free_at from budget_holds where bucket = ? and expires > ? order by free_at limit ?",
+                (ledger.run_id, now + ledger.poll_interval, self.name, now, max(k, 4)))
         earliest = [row[0] for row in rows]
         if state is not None:
             state.earliest = earliest
@@ -104,7 +119,7 @@ class SqliteBucketStore:
         return paused
 
     def take(self, kind: str, expires: float, now: float) -> int:
-        return self.ledger._insert(self.name, kind, expires, now)
+        return self.ledger._insert(self.name, SENT if kind == SLOT else kind, expires, now)
 
     def convert(self, key: int, expires: float, now: float) -> bool:
         return self.ledger._convert(self.name, key, expires, now)
@@ -236,7 +251,7 @@ class SqliteLedger(Ledger):
         cursor = self._conn.execute(
             "update budget_holds set kind = ?, expires = ?, expires_wall = ?, taken_at = ?"
             " where id = ? and kind = ? and expires > ?",
-            (SLOT, expires, self._wall_of(expires), now, key, CLAIM, now))
+            (SENT, expires, self._wall_of(expires), now, key, CLAIM, now))
         return cursor.rowcount == 1
 
     def _write(self, bucket: str, sql: str, expires: float | None, key: Any, *, boot: bool = False) -> None:
@@ -283,7 +298,7 @@ class SqliteLedger(Ledger):
     def holders(self) -> list[dict[str, Any]]:
         self.flush()
         rows = self._conn.execute(
-            "select bucket, run_id, pid, sum(kind = 'slot'), sum(kind = 'claim'), max(expires)"
+            "select bucket, run_id, pid, sum(kind != 'claim'), sum(kind = 'claim'), max(expires)"
             " from budget_holds where expires > ? group by bucket, run_id, pid"
             " order by bucket, run_id", (self.now(),)).fetchall()
         now = self.now()

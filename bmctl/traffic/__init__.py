@@ -1,1 +1,1 @@
-"""Traffic control: token buckets, the priority queue, routes and the controller."""
+"""Traffic control: the budget ledger and its buckets, the priority queue, routes and the controller."""

@@ -306,7 +306,6 @@ class TrafficController:
         monotonic = self._monotonic
         sleep = self.clock.sleep
         ledger = self.ledger
-        poll = ledger.poll_interval
         while True:
             if until is not None and until():
                 return
@@ -320,8 +319,6 @@ class TrafficController:
             wake = self._dispatch(now) if self._queue._len else _INF
             if wake is None:
                 continue
-            if poll is not None and wake > now + poll and self._queue._len:
-                wake = now + poll  # another process may free a slot before its known expiry
             if timers and timers[0][0] < wake:
                 wake = timers[0][0]
             if wake == _INF:

@@ -32,10 +32,6 @@ DEFAULT_CLAIM_TTL = 180.0
 class Ledger(AbstractContextManager["Ledger"]):
     """Buckets over one store of slots; subclasses provide the store and its transactions."""
 
-    #: Longest the controller sleeps while waiting for slots: ``None`` when nobody else can
-    #: free a slot meanwhile (this process's memory, or simulated time).
-    poll_interval: float | None = None
-
     def __init__(self, specs: Mapping[str, LimitSpec], now: Callable[[], float], *,
                  in_flight_bound: float = DEFAULT_IN_FLIGHT_BOUND,
                  claim_ttl: float = DEFAULT_CLAIM_TTL) -> None:

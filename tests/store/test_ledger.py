@@ -179,3 +179,19 @@ def test_expired_rows_are_pruned(path: Path) -> None:
     take(a)
     count = sqlite3.connect(path).execute("select count(*) from budget_holds").fetchone()[0]
     assert count == 1
+
+
+def test_a_waiter_looks_again_soon_only_for_what_another_process_may_free_early(path: Path) -> None:
+    clock = SimClock()
+    a = ledger(path, clock, "a", in_flight_bound=60.0)
+    b = SqliteLedger(path, SPECS, clock, run_id="run-b", pid=2, poll_interval=0.05)
+    keys = [take(a) for _ in range(3)]  # on the wire: their expiries are provisional
+    with b.transaction():
+        assert b.buckets["global"].ready_at() == pytest.approx(0.05)
+    for key in keys:
+        a.buckets["global"].settle(key, 1.0)
+    a.flush()
+    with b.transaction():  # settled: final, so b sleeps exactly until the first frees
+        assert b.buckets["global"].ready_at() == pytest.approx(1.0 + hold_span(10.0))
+    with a.transaction():  # a's own view is never shortened
+        assert a.buckets["global"].ready_at() == pytest.approx(1.0 + hold_span(10.0))

@@ -460,16 +460,3 @@ def test_a_timeout_holds_its_slot_a_window_past_the_give_up() -> None:
     transport.answers.append(slow)
     ctl.execute(get(COMP + "a"))
     assert transport.times() == pytest.approx([0.0, 5.0 + SPAN])
-
-
-def test_the_loop_looks_again_every_poll_interval_on_a_shared_ledger() -> None:
-    clock = RecordingClock()
-    ledger = MemoryLedger(DEFAULT_LIMITS, clock.monotonic)
-    ledger.poll_interval = 0.25
-    transport = FakeTransport(clock)
-    ctl = TrafficController(ledger, None, transport, clock=clock)
-    for i in range(3):
-        ctl.submit(get(COMP + str(i)))
-    ctl.run()
-    assert clock.sleeps == pytest.approx([0.25, 0.25, 0.25, 0.25, SPAN - 1.0])
-    assert transport.times() == pytest.approx([0.0, 0.0, SPAN])
