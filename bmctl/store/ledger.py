@@ -126,7 +126,7 @@ class SqliteBucketStore:
 
     def is_live(self, key: int, now: float) -> bool:
         return self.ledger._scalar(
-            "select 1 from budget_holds where id = ? and expires > ?", (key, now)) is not None
+            "select 1 from budget_holds where id = ? and kind = ? and expires > ?", (key, CLAIM, now)) is not None
 
     def settle(self, key: int, expires: float) -> None:
         self.ledger._write(self.name, "update budget_holds set kind = 'slot', expires = ?,"

@@ -71,7 +71,9 @@ class BucketStore(Protocol):
         """Turn a live claim into a slot held until ``expires``; False when the claim is gone."""
         ...
 
-    def is_live(self, key: Any, now: float) -> bool: ...
+    def is_live(self, key: Any, now: float) -> bool:
+        """The key is a claim, not yet spent, released or lapsed."""
+        ...
 
     def settle(self, key: Any, expires: float) -> None:
         """The request was answered (or given up): hold its slot until ``expires``."""

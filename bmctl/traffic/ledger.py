@@ -129,7 +129,7 @@ class MemoryBucketStore:
 
     def is_live(self, key: int, now: float) -> bool:
         entry = self._open.get(key)
-        return entry is not None and entry[1] > now
+        return entry is not None and entry[0] == CLAIM and entry[1] > now
 
     def settle(self, key: int, expires: float) -> None:
         if self._open.pop(key, None) is not None:
