@@ -36,7 +36,9 @@ pid is gone at once.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Mapping
@@ -52,6 +54,10 @@ from bmctl.traffic.ledger import Ledger
 BUSY_TIMEOUT_S = 30.0
 #: While waiting for slots, look again this often: another process may settle one early.
 POLL_INTERVAL = 0.05
+#: Sleep between two attempts to start an admission while another process holds the database.
+RETRY_SLEEP_S = 0.001
+#: SQLite's own busy wait for statements inside a transaction (a checkpoint, rarely).
+IN_TRANSACTION_BUSY_S = 5.0
 #: ``kind`` of a slot whose request is on the wire (its expiry is provisional until settled).
 SENT = "sent"
 #: Expired rows are deleted at most this often (a filter hides them meanwhile).
@@ -158,9 +164,16 @@ class SqliteLedger(Ledger):
         self.pid = os.getpid() if pid is None else pid
         self.boot = boot if boot is not None else _boot_of(clock)
         self.poll_interval = poll_interval
+        # No busy handler of SQLite's own for `begin immediate`: its sleeps grow to 100 ms, so a
+        # process that just committed wins again and again while the others sleep (measured:
+        # one of four contending processes waited 1.5 s). _begin retries every millisecond or
+        # so instead; the statements inside a transaction keep a short handler for the rare
+        # checkpoint.
+        self.busy_timeout = busy_timeout
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout,
                                      check_same_thread=False)
         self._conn.execute("pragma synchronous = NORMAL")
+        self._rng = random.Random()
         self._in_transaction = False
         self._states: dict[str, _BucketState] = {}
         # Deferred writes: (sql, expires or None, key-or-bucket, wall-needed)
@@ -183,12 +196,24 @@ class SqliteLedger(Ledger):
         return _Transaction(self)
 
     def _begin(self) -> None:
+        conn = self._conn
+        conn.execute("pragma busy_timeout = 0")
+        give_up = time.monotonic() + self.busy_timeout
         try:
-            self._conn.execute("begin immediate")
-        except sqlite3.OperationalError as error:
-            raise BudgetUnavailable(
-                f"budget ledger {self.path} unavailable: {error} (another process held it too long)",
-            ) from None
+            while True:
+                try:
+                    conn.execute("begin immediate")
+                    break
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) and "busy" not in str(error):
+                        raise
+                    if time.monotonic() >= give_up:
+                        raise BudgetUnavailable(
+                            f"budget ledger {self.path} unavailable: {error} (another process "
+                            f"held the database for more than {self.busy_timeout:g} s)") from None
+                    time.sleep(RETRY_SLEEP_S * (0.5 + self._rng.random()))
+        finally:
+            conn.execute(f"pragma busy_timeout = {int(IN_TRANSACTION_BUSY_S * 1000)}")
         self._in_transaction = True
         self._states.clear()
         now = self.now()
