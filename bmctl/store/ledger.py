@@ -106,9 +106,10 @@ class SqliteBucketStore:
                 " order by expires limit ?", (self.name, now, max(k, 4)))
         else:  # another holder's unsettled slot or claim may free by the next look
             rows = ledger._rows(
-                "select case when kind != 'slot' and run_id is not ? then min(expires, ?) else expires end"
-                " as free_at from budget_holds where bucket = ? and expires > ? order by free_at limit ?",
-                (ledger.run_id, now + ledger.poll_interval, self.name, now, max(k, 4)))
+                "select case when kind != 'slot' and (run_id is not ? or pid is not ?)"
+                " then min(expires, ?) else expires end as free_at from budget_holds"
+                " where bucket = ? and expires > ? order by free_at limit ?",
+                (ledger.run_id, ledger.pid, now + ledger.poll_interval, self.name, now, max(k, 4)))
         earliest = [row[0] for row in rows]
         if state is not None:
             state.earliest = earliest

@@ -195,3 +195,15 @@ def test_a_waiter_looks_again_soon_only_for_what_another_process_may_free_early(
         assert b.buckets["global"].ready_at() == pytest.approx(1.0 + hold_span(10.0))
     with a.transaction():  # a's own view is never shortened
         assert a.buckets["global"].ready_at() == pytest.approx(1.0 + hold_span(10.0))
+
+
+def test_two_processes_with_one_run_id_still_look_again_for_each_other(path: Path) -> None:
+    """Found by the rate bench: "another holder" was keyed on the run id alone, so two ledgers
+    left on one run id slept until each other's provisional expiry (about a minute)."""
+    clock = SimClock()
+    a = SqliteLedger(path, SPECS, clock, run_id="same", pid=1, poll_interval=None, in_flight_bound=60.0)
+    b = SqliteLedger(path, SPECS, clock, run_id="same", pid=2, poll_interval=0.05)
+    for _ in range(3):
+        take(a)
+    with b.transaction():
+        assert b.buckets["global"].ready_at() == pytest.approx(0.05)
