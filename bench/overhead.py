@@ -1,11 +1,14 @@
 """Controller overhead: CPU microseconds per request with 100,000 queued requests.
 
-bmctl: a TrafficController with the default buckets, RouteMap.default() and a SimClock, over a
-transport that answers 200 at once. 100,000 requests are submitted up front (a mix: 55 % listing
-reads, 25 % competitors reads, 10 % listing writes, 10 % listing pages; priorities CRITICAL /
-HIGH / NORMAL / LOW mixed accordingly), then ``run()`` sends them all (simulated time: the clock
-jumps to each next token). CPU = ``time.process_time()`` over submit + run, divided by 100,000.
-Request objects are built before the clock starts (building them is the client's cost).
+bmctl: a TrafficController admitting through an in-memory budget ledger
+(``MemoryLedger(DEFAULT_LIMITS, clock.monotonic)``: the published limits under the anchored rule,
+each request holding a slot from its send until a window after its answer), RouteMap.default()
+and a SimClock, over a transport that answers 200 at once. 100,000 requests are submitted up
+front (a mix: 55 % listing reads, 25 % competitors reads, 10 % listing writes, 10 % listing
+pages; priorities CRITICAL / HIGH / NORMAL / LOW mixed accordingly), then ``run()`` sends them
+all (simulated time: the clock jumps to each next free slot). CPU = ``time.process_time()``
+over submit + run, divided by 100,000. Request objects are built before the clock starts
+(building them is the client's cost).
 
 Side by side, in the same process and run: PyrateLimiter 4 ``Limiter.try_acquire(name,
 blocking=False)`` over an InMemoryBucket, 100,000 calls, (a) with a limit so high that every call
@@ -13,9 +16,13 @@ is admitted (the recording path), (b) at 200/10 s (almost every call refused: th
 PyrateLimiter only answers "may I?" -- no queue, priorities, multi-bucket routes, reservations,
 retries or scheduling -- so the ratio flatters it.
 
+Also side by side: the previous design (commit 8e18beb: the same controller over token buckets
+with burst 1 and a 50 ms jitter allowance), from the frozen copy in ``bench/legacy/``
+(``token_controller.py``, ``token_buckets.py``), on the same requests; skipped if it is absent.
+
 Each measurement is repeated (--repeat, default 5); median / min / max are reported.
 
-    python bench/overhead.py [--requests 100000] [--repeat 5]
+    python bench/overhead.py [--requests 100000] [--repeat 5] [--quick]
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
 from _common import header, med_min_max, table  # noqa: E402
 
-from bmctl.traffic.buckets import make_buckets  # noqa: E402
+from bmctl.traffic.buckets import DEFAULT_LIMITS  # noqa: E402
 from bmctl.traffic.clock import SimClock  # noqa: E402
 from bmctl.traffic.controller import TrafficController  # noqa: E402
+from bmctl.traffic.ledger import MemoryLedger  # noqa: E402
 from bmctl.traffic.queue import Priority  # noqa: E402
 from bmctl.traffic.routes import RouteMap  # noqa: E402
 from bmctl.traffic.transport import HttpRequest, HttpResponse  # noqa: E402
@@ -79,7 +87,8 @@ def make_requests(n: int, seed: int = 0) -> list[tuple[HttpRequest, Priority]]:
 def bmctl_once(requests: list[tuple[HttpRequest, Priority]]) -> tuple[float, float]:
     clock = SimClock()
     transport = InstantTransport()
-    controller = TrafficController(make_buckets(clock=clock), RouteMap.default(), transport, clock=clock)
+    ledger = MemoryLedger(DEFAULT_LIMITS, clock.monotonic)
+    controller = TrafficController(ledger, RouteMap.default(), transport, clock=clock)
     gc.collect()
     t0 = time.process_time()
     submit = controller.submit
@@ -89,6 +98,27 @@ def bmctl_once(requests: list[tuple[HttpRequest, Priority]]) -> tuple[float, flo
     cpu = time.process_time() - t0
     assert transport.sent == len(requests), transport.sent
     return cpu / len(requests) * 1e6, clock.monotonic()
+
+
+def legacy_once(requests: list[tuple[HttpRequest, Priority]]) -> float | None:
+    """The same run through the previous design (token buckets), or None when its copy is absent."""
+    try:
+        from legacy.token_buckets import make_buckets
+        from legacy.token_controller import TrafficController as TokenController
+    except ImportError:
+        return None
+    clock = SimClock()
+    transport = InstantTransport()
+    controller = TokenController(make_buckets(clock=clock), RouteMap.default(), transport, clock=clock)
+    gc.collect()
+    t0 = time.process_time()
+    submit = controller.submit
+    for req, pri in requests:
+        submit(req, pri)
+    controller.run()
+    cpu = time.process_time() - t0
+    assert transport.sent == len(requests), transport.sent
+    return cpu / len(requests) * 1e6
 
 
 def pyrate_once(n: int, admit_all: bool) -> float:
@@ -112,19 +142,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="20,000 requests, 2 repeats (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.repeat = 20_000, 2
     header(f"Controller overhead ({args.requests:,} queued requests, CPU µs per request)")
     requests = make_requests(args.requests)
-    bm, pa, pr = [], [], []
+    bm, old, pa, pr = [], [], [], []
     simulated = 0.0
     for _ in range(args.repeat):  # interleaved, so drifts in machine load hit all alike
         us, simulated = bmctl_once(requests)
         bm.append(us)
+        legacy = legacy_once(requests)
+        if legacy is not None:
+            old.append(legacy)
         pa.append(pyrate_once(args.requests, True))
         pr.append(pyrate_once(args.requests, False))
     rows = []
     b_med = med_min_max(bm)[0]
-    for label, values in [("bmctl TrafficController (submit + run, mixed routes/priorities)", bm),
+    contenders = [("bmctl TrafficController + MemoryLedger (submit + run, mixed routes/priorities)", bm)]
+    if old:
+        contenders.append(("previous design (8e18beb): same controller over token buckets, burst 1", old))
+    for label, values in [*contenders,
                           ("PyrateLimiter 4 try_acquire, admitted (limit 1e9/s)", pa),
                           ("PyrateLimiter 4 try_acquire, 200/10 s (mostly refused)", pr)]:
         med, lo, hi = med_min_max(values)

@@ -1,0 +1,520 @@
+# FROZEN COPY, for bench/ only: the pre-ledger traffic design (token buckets with `burst` and a
+# `jitter` allowance), `git show 8e18beb:bmctl/traffic/controller.py`, unchanged but for two
+# imports: the buckets come from the copy beside it, the queue (unchanged since) from bmctl.
+# bmctl no longer uses it; it is kept so the benchmark can run it side by side with the
+# budget ledger. Do not edit: it must stay what shipped.
+"""The TrafficController: a single-threaded event loop that sends requests when tokens allow.
+
+One loop serves everything: it fires due timers, dispatches the best request whose buckets all
+have a token (taken at once, all or nothing), and otherwise sleeps exactly until the next
+token, pause end, retry or timer. Callbacks run inside the loop and may submit more work.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from heapq import heappop, heappush
+from http import HTTPStatus
+from typing import Callable, Iterable, Mapping
+
+from bmctl.errors import ConfigError
+from .token_buckets import DEFAULT_HORIZON, EPSILON, TokenBucket
+from bmctl.traffic.clock import Clock
+from bmctl.traffic.queue import _SEQ_BITS, Lane, Priority, RequestQueue  # unchanged since 8e18beb
+from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
+from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError
+
+_INF = math.inf
+
+
+def _head_key(lane: Lane) -> int:
+    return lane.heap[0][0]
+
+
+class TrafficStalled(RuntimeError):
+    """Requests are queued that no token, timer or release can ever let through."""
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One attempt, as the request log stores it."""
+
+    request: HttpRequest
+    call_id: int
+    priority: Priority
+    attempt: int
+    buckets: tuple[str, ...]
+    route: str
+    sent_wall: float
+    queue_wait_ms: float
+    latency_ms: float
+    status: int | None
+    outcome: str  # ok | http_error | rate_limited | retry | timeout | connection_error
+    retry_after: float | None
+    error: str | None
+
+
+class Reservation:
+    """Claims on one future token in each of ``buckets`` (the write that will end a dip)."""
+
+    __slots__ = ("buckets", "active")
+
+    def __init__(self, buckets: tuple[TokenBucket, ...]) -> None:
+        self.buckets = buckets
+        self.active = True
+        for b in buckets:
+            b.reserved += 1
+
+    def release(self) -> None:
+        """Give the claims back (idempotent)."""
+        if self.active:
+            self.active = False
+            for b in self.buckets:
+                b.release_reservation()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "closed"
+        return f"Reservation({[b.name for b in self.buckets]}, {state})"
+
+
+class Call:
+    """A submitted request and its fate; ``done`` turns true once, then ``on_done`` runs."""
+
+    __slots__ = (
+        "request", "priority", "done", "response", "error", "attempts", "reservation",
+        "call_id", "on_done", "route", "buckets",
+        "_lane", "_seq", "_enqueued", "_reserve_exit", "_use_reservation",
+    )
+
+    def __init__(self, request: HttpRequest, priority: Priority, call_id: int,
+                 on_done: Callable[[Call], None] | None) -> None:
+        self.request = request
+        self.priority = priority
+        self.call_id = call_id
+        self.on_done = on_done
+        self.done = False
+        self.response: HttpResponse | None = None
+        self.error: TransportError | None = None
+        self.attempts = 0
+        self.reservation: Reservation | None = None
+        self.route = "other"
+        self.buckets: tuple[str, ...] = ()
+        self._lane: Lane[Call] | None = None
+        self._seq = 0
+        self._enqueued = 0.0
+        self._reserve_exit = False
+        self._use_reservation: Reservation | None = None
+
+    def __repr__(self) -> str:
+        return (f"Call(#{self.call_id} {self.request.method} {self.request.path} "
+                f"{self.priority.name} attempts={self.attempts} done={self.done})")
+
+
+class TimerHandle:
+    """A scheduled callback; :meth:`cancel` stops it from running."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: list) -> None:
+        self._entry = entry
+
+    @property
+    def when(self) -> float:
+        """Monotonic time the callback is due."""
+        return self._entry[0]
+
+    def cancel(self) -> None:
+        """Drop the callback (no-op when it already ran)."""
+        self._entry[2] = None
+
+
+def parse_retry_after(value: str | None, now_wall: float) -> float | None:
+    """Seconds to wait from ``Retry-After`` (delta seconds or an HTTP date), else ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:  # "-0000" dates come back naive: they are UTC
+            from datetime import timezone
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, when.timestamp() - now_wall)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+class TrafficController:
+    """Single-threaded event loop: priority queue + token buckets + timers, over a transport."""
+
+    def __init__(
+        self,
+        buckets: Mapping[str, TokenBucket] | Iterable[TokenBucket],
+        routes: RouteMap | None,
+        transport: Transport,
+        *,
+        clock: Clock,
+        on_attempt: Callable[[AttemptRecord], None] | None = None,
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        timeout: float = 30.0,
+        rng: random.Random | None = None,
+        reservation_horizon: float = DEFAULT_HORIZON,
+    ) -> None:
+        if not isinstance(buckets, Mapping):
+            buckets = {b.name: b for b in buckets}
+        self.buckets: dict[str, TokenBucket] = dict(buckets)
+        self.routes = DEFAULT_ROUTES if routes is None else routes
+        missing = self.routes.bucket_names() - self.buckets.keys()
+        if missing:
+            raise ConfigError(f"routes use unknown buckets: {', '.join(sorted(missing))}")
+        for b in self.buckets.values():
+            # One horizon for the whole controller: reservations are its business.
+            b.horizon = reservation_horizon
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self.transport = transport
+        self.clock = clock
+        self.on_attempt = on_attempt
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.timeout = timeout
+        self.rng = rng if rng is not None else random.Random()
+        self.reservation_horizon = reservation_horizon
+        self._queue: RequestQueue[Call] = RequestQueue()
+        self._timers: list[list] = []  # [when, seq, fn]; fn None = cancelled
+        self._timer_seq = 0
+        self._call_ids = 0
+        self._backing_off = 0  # calls waiting for a retry timer
+        self._monotonic = clock.monotonic
+        self._resolved: dict[tuple[str, str], tuple[Lane[Call], str]] = {}
+        self._reservations: set[Reservation] = set()  # made by reserve_exit, not yet used
+
+    # -- public API -------------------------------------------------------------------------
+    def now(self) -> float:
+        """Monotonic seconds of the controller's clock."""
+        return self._monotonic()
+
+    def queued(self) -> int:
+        """Requests not sent yet: in the queue or waiting for a retry."""
+        return len(self._queue) + self._backing_off
+
+    def submit(
+        self,
+        request: HttpRequest,
+        priority: Priority | int = Priority.NORMAL,
+        *,
+        on_done: Callable[[Call], None] | None = None,
+        reserve_exit: bool = False,
+        reservation: Reservation | None = None,
+    ) -> Call:
+        """Queue a request; it is sent by :meth:`run` when its buckets allow."""
+        if type(priority) is not Priority:
+            priority = Priority(priority)
+        self._call_ids += 1
+        call = Call(request, priority, self._call_ids, on_done)
+        key = (request.method, request.path)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolve(key)
+        lane = call._lane = hit[0]
+        call.route = hit[1]
+        call.buckets = lane.signature
+        queue = self._queue
+        call._reserve_exit = reserve_exit
+        if reservation is not None:  # spent at dispatch; call.reservation stays for reserve_exit
+            call._use_reservation = reservation
+        call._enqueued = self._monotonic()
+        # RequestQueue.push, inlined: submit is half of the per-request cost.
+        queue._seq = seq = queue._seq + 1
+        call._seq = seq
+        heap = lane.heap
+        if not heap:
+            queue._active.append(lane)
+        heappush(heap, ((priority << _SEQ_BITS) | seq, call))
+        queue._len += 1
+        return call
+
+    def _resolve(self, key: tuple[str, str]) -> tuple[Lane[Call], str]:
+        buckets, route = self.routes.resolve(*key)
+        lane = self._queue.lane(buckets)
+        if lane.payload is None:
+            lane.payload = tuple(self.buckets[name] for name in buckets)
+        if len(self._resolved) >= 65_536:  # paths carry listing ids: keep the cache bounded
+            self._resolved.clear()
+        hit = self._resolved[key] = (lane, route)
+        return hit
+
+    def call_at(self, when: float, fn: Callable[[], object]) -> TimerHandle:
+        """Run ``fn()`` in the loop at monotonic time ``when``."""
+        self._timer_seq += 1
+        entry = [when, self._timer_seq, fn]
+        heappush(self._timers, entry)
+        return TimerHandle(entry)
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> TimerHandle:
+        """Run ``fn()`` in the loop ``delay`` seconds from now."""
+        return self.call_at(self._monotonic() + delay, fn)
+
+    def release(self, reservation: Reservation | None) -> None:
+        """Give an unused reservation back (idempotent; ``None`` is ignored)."""
+        if reservation is not None:
+            reservation.release()
+            self._reservations.discard(reservation)
+
+    def cancel_all(self) -> int:
+        """Abandon all queued work (after an interrupt): drop queued requests, pending retries
+        and timers without calling their callbacks, and release every open reservation so that
+        recovery writes are not held back by claims nobody will use. Returns the requests dropped."""
+        dropped = len(self._queue.clear()) + self._backing_off
+        self._timers.clear()
+        self._backing_off = 0
+        for reservation in self._reservations:
+            reservation.release()
+        self._reservations.clear()
+        return dropped
+
+    def execute(self, request: HttpRequest, priority: Priority | int = Priority.NORMAL) -> HttpResponse:
+        """Submit and run until this request is done; raises the last ``TransportError`` when no
+        attempt got an HTTP answer, else returns the last answer (statuses are the caller's)."""
+        call = self.submit(request, priority)
+        self.run(lambda: call.done)
+        if not call.done:
+            raise TrafficStalled(f"{call!r} did not finish")
+        if call.response is None:
+            assert call.error is not None
+            raise call.error
+        return call.response
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Dispatch, fire timers and sleep until ``until()`` is true or nothing is left."""
+        timers = self._timers
+        monotonic = self._monotonic
+        sleep = self.clock.sleep
+        while True:
+            if until is not None and until():
+                return
+            while timers and timers[0][2] is None:
+                heappop(timers)
+            now = monotonic()
+            if timers and timers[0][0] <= now + EPSILON:
+                fn = heappop(timers)[2]
+                fn()
+                continue
+            wake = self._dispatch(now) if self._queue._len else _INF
+            if wake is None:
+                continue
+            if timers and timers[0][0] < wake:
+                wake = timers[0][0]
+            if wake == _INF:
+                if self._queue._len:
+                    raise TrafficStalled(
+                        f"{self._queue._len} request(s) wait for reservations nobody releases")
+                return
+            sleep(wake - now)
+
+    # -- the dispatch path (hot) ---------------------------------------------------------------
+    def _dispatch(self, now: float) -> float | None:
+        """Send the best ready request and return None, or return when to look again."""
+        lanes = self._queue._active
+        limit = now + EPSILON
+        if len(lanes) == 1:  # the common case: no hold-back bookkeeping
+            lane = lanes[0]
+            call = lane.heap[0][1]
+            ready = self._ready(call, lane.payload)
+            if ready <= limit:
+                self._send(call, lane, now)
+                return None
+            return ready
+        lanes.sort(key=_head_key)  # k lanes, k small
+        wake = _INF
+        held: set[str] | None = None
+        ready_one = self._ready_one
+        for lane in lanes:
+            call = lane.heap[0][1]
+            buckets = lane.payload
+            if held is not None and not held.isdisjoint(lane.members):
+                # Held back by a higher-priority head on a shared short bucket; what this head
+                # itself lacks is held for it too (it outranks everything after it).
+                for b in buckets:
+                    if ready_one(call, b) > limit:
+                        held.add(b.name)
+                continue
+            ready = -_INF
+            short: list[str] | None = None
+            for b in buckets:  # one pass: readiness and the buckets this head lacks
+                r = ready_one(call, b)
+                if r > limit:
+                    if short is None:
+                        short = []
+                    short.append(b.name)
+                if r > ready:
+                    ready = r
+            if short is None:
+                self._send(call, lane, now)
+                return None
+            if ready < wake:
+                wake = ready
+            # Hold back only the buckets this head lacks: holding every bucket it needs would
+            # let a dip waiting on listing_writes coverage stop all global reads, including
+            # the peeks that finish probes and free that coverage (a deadlock).
+            if held is None:
+                held = set(short)
+            else:
+                held.update(short)
+        return wake
+
+    @staticmethod
+    def _ready(call: Call, buckets: tuple[TokenBucket, ...]) -> float:
+        """When every bucket of ``call`` can give it a token (max over its buckets)."""
+        res = call._use_reservation
+        t = -_INF
+        if res is None or not res.active:
+            extra = 1 if call._reserve_exit else 0
+            for b in buckets:
+                claims = b.reserved + extra
+                if claims:
+                    r = b.ready_at(claims)
+                else:  # inlined ready_at(0): no claims to cover, only the token and the pause
+                    r = b._tat - b._lead
+                    if b.paused_until > r:
+                        r = b.paused_until
+                if r > t:
+                    t = r
+        else:
+            held = res.buckets
+            for b in buckets:
+                r = b.ready_at(0) if b in held else b.ready_at(b.reserved)
+                if r > t:
+                    t = r
+        return t
+
+    @staticmethod
+    def _ready_one(call: Call, b: TokenBucket) -> float:
+        res = call._use_reservation
+        if res is not None and res.active and b in res.buckets:
+            return b.ready_at(0)
+        extra = 1 if call._reserve_exit else 0
+        return b.ready_at(b.reserved + extra)
+
+    def _send(self, call: Call, lane: Lane[Call], now: float) -> None:
+        """Take the tokens, send, and settle the attempt (done, requeued or backing off)."""
+        queue = self._queue
+        heap = lane.heap
+        heappop(heap)  # RequestQueue.pop, inlined
+        if not heap:
+            queue._active.remove(lane)
+        queue._len -= 1
+        buckets: tuple[TokenBucket, ...] = lane.payload
+        res = call._use_reservation
+        if res is not None:
+            call._use_reservation = None  # retries spend normally
+            if res.active:
+                res.active = False
+                self._reservations.discard(res)
+                for b in res.buckets:
+                    b.reserved -= 1  # the claim is consumed now (or dropped if unused)
+        for b in buckets:  # TokenBucket.spend_at, inlined (hot path)
+            tat = b._tat
+            b._tat = (tat if tat > now else now) + b.interval
+        if call._reserve_exit:  # spend + reserve in one step: the exit of a dip is secured
+            call._reserve_exit = False
+            call.reservation = Reservation(buckets)
+            self._reservations.add(call.reservation)
+        call.attempts += 1
+
+        monotonic = self._monotonic
+        t0 = monotonic()
+        sent_wall = self.clock.wall()
+        try:
+            response = self.transport.send(call.request, self.timeout)
+        except TransportError as exc:
+            t1 = monotonic()
+            call.error = exc
+            outcome = "timeout" if exc.kind == "timeout" else "connection_error"
+            self._report(call, t0, t1, sent_wall, None, outcome, None, str(exc))
+            if call.attempts < self.max_attempts:
+                self._back_off(call)
+            else:
+                self._finish(call)
+            return
+        t1 = monotonic()
+        call.response = response
+        status = response.status
+        if status < 400:  # the common case, with _report and _finish inlined
+            on_attempt = self.on_attempt
+            if on_attempt is not None:
+                on_attempt(AttemptRecord(
+                    call.request, call.call_id, call.priority, call.attempts, lane.signature,
+                    call.route, sent_wall, (t0 - call._enqueued) * 1000.0, (t1 - t0) * 1000.0,
+                    status, "ok", None, None))
+            call.done = True
+            if call.on_done is not None:
+                call.on_done(call)  # exceptions propagate out of run(), by design
+        elif status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())
+            for b in buckets:
+                b.pause(t1 + (b.spec.penalty if retry_after is None else retry_after))
+            self._report(call, t0, t1, sent_wall, status, "rate_limited", retry_after, http_error(response))
+            if call.attempts < self.max_attempts:
+                # Same priority and same place in line; the paused buckets make it wait.
+                call._enqueued = t1
+                self._queue.push(call, call.priority, lane, call._seq)
+            else:
+                self._finish(call)
+        elif status >= 500 and call.attempts < self.max_attempts:
+            self._report(call, t0, t1, sent_wall, status, "retry", None, http_error(response))
+            self._back_off(call)
+        else:
+            self._report(call, t0, t1, sent_wall, status, "http_error", None, http_error(response))
+            self._finish(call)
+
+    def _report(self, call: Call, t0: float, t1: float, sent_wall: float, status: int | None,
+                outcome: str, retry_after: float | None, error: str | None) -> None:
+        on_attempt = self.on_attempt
+        if on_attempt is not None:
+            on_attempt(AttemptRecord(
+                call.request, call.call_id, call.priority, call.attempts, call.buckets,
+                call.route, sent_wall, (t0 - call._enqueued) * 1000.0, (t1 - t0) * 1000.0,
+                status, outcome, retry_after, error))
+
+    def _finish(self, call: Call) -> None:
+        call.done = True
+        if call.on_done is not None:
+            call.on_done(call)  # exceptions propagate out of run(), by design
+
+    def _back_off(self, call: Call) -> None:
+        """Exponential backoff with jitter: base * 2^(n-1), capped, scaled into [50 %, 100 %]."""
+        delay = min(self.backoff_cap, self.backoff_base * (2 ** (call.attempts - 1)))
+        delay *= 0.5 + 0.5 * self.rng.random()
+        self._backing_off += 1
+
+        def requeue() -> None:
+            self._backing_off -= 1
+            call._enqueued = self._monotonic()
+            self._queue.push(call, call.priority, call._lane, call._seq)  # type: ignore[arg-type]
+
+        self.call_later(delay, requeue)
+
+
+def http_error(response: HttpResponse) -> str:
+    """The log's one-line ``error`` for an HTTP error answer: status, reason and, from the WAF,
+    the cf-ray to quote to support (headers only: bodies may echo what was sent)."""
+    try:
+        text = f"HTTP {response.status} {HTTPStatus(response.status).phrase}"
+    except ValueError:
+        text = f"HTTP {response.status}"
+    ray = response.headers.get("cf-ray")
+    return f"{text} (cf-ray {ray})" if ray else text
