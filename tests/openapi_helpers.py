@@ -32,7 +32,8 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-OPENAPI_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "backmarket" / "openapi.yml"
+#: Back Market's document, vendored unedited (vendor/backmarket/README.md says from where).
+OPENAPI_PATH = Path(__file__).resolve().parents[1] / "vendor" / "backmarket" / "openapi.yml"
 _URI = "urn:bmctl:openapi"
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared/backmarket/openapi.yml"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "vendor" / "backmarket" / "openapi.yml"
 _DROP = {"example", "examples", "discriminator", "xml", "externalDocs", "deprecated", "title",
          "description"}
 

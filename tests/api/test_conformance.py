@@ -20,12 +20,10 @@ from tests.api.helpers import (
     page_json,
     update_json,
 )
-from tests.api.openapi_schema import SPEC_PATH, component, request_schema, response_schema, validate
+from tests.api.openapi_schema import component, request_schema, response_schema, validate
 
 LISTING = "/ws/listings/{listingId}"
 COMPETITORS = "/ws/backbox/v1/competitors/{listingId}"
-
-pytestmark = pytest.mark.skipif(not SPEC_PATH.exists(), reason="openapi.yml not found")
 
 
 @pytest.mark.parametrize(
