@@ -44,7 +44,7 @@ def test_a_clone_into_an_empty_folder_runs_the_conformance_tests(tmp_path: Path)
                            env=env, capture_output=True, text=True, check=True)
     assert probe.stdout.strip().startswith(str(clone))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/api/test_conformance.py",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/api/test_conformance.py",
          "tests/sandbox/test_app.py"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
