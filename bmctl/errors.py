@@ -6,7 +6,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes, as PRODUCT.md defines them."""
+    """Process exit codes (docs/REFERENCE.md, "Exit codes")."""
 
     OK = 0
     ITEMS_FAILED = 1
