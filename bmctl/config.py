@@ -88,8 +88,10 @@ def mask_token(token: str) -> str:
     return "***" if token else ""
 
 
-_TOP_KEYS = {f.name: f.type for f in fields(Settings) if f.name not in ("probe", "limits", "config_path")}
-_PROBE_KEYS = {f.name: f.type for f in fields(ProbeSettings)}
+# Field types as written (strings, from `from __future__ import annotations`).
+_TOP_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)
+                             if f.name not in ("probe", "limits", "config_path")}
+_PROBE_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(ProbeSettings)}
 _LIMIT_KEYS = {"limit": "int", "window": "float", "penalty": "float"}
 
 # Keys of earlier versions, still accepted (with a warning) and ignored: the budget ledger holds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from bmctl.cli.clicklib import ABORTS, EXITS, ClickException, NoArgsIsHelpError, UsageError
 import typer
@@ -123,8 +123,9 @@ class BmctlGroup(TyperGroup):
                 error.message = error.message.rstrip(".") + f". Did you mean {matches[0]!r}?"
             raise
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         contexts: list[Any] = []
         try:
             with self.make_context(prog_name or "bmctl", list(sys.argv[1:] if args is None else args),
@@ -133,7 +134,7 @@ class BmctlGroup(TyperGroup):
                 self.invoke(ctx)
             code = 0
         except EXITS as done:
-            code = done.exit_code
+            code = getattr(done, "exit_code", 0)
         except ABORTS:
             code = ExitCode.INTERRUPTED
         except NoArgsIsHelpError as shown:
@@ -229,6 +230,7 @@ def load_command(name: str) -> Any:
     if entry is None:
         return None
     target = getattr(importlib.import_module(entry[0]), entry[1])
+    command: Any
     if isinstance(target, typer.Typer):
         command = typer.main.get_group(target)  # a group even with one command (sandbox serve)
     else:

@@ -133,7 +133,7 @@ class Output:
         # NO_COLOR (any value): no escape codes at all, bold and italic included.
         plain = "NO_COLOR" in os.environ
         console = Console(file=self.env.stdout, no_color=plain, soft_wrap=False,
-                          **({"color_system": None} if plain else {}))
+                          color_system=None if plain else "auto")
         table = Table(title=self.title, header_style="bold")
         for key in keys:
             numeric = any(k in key for k in ("price", "ms", "rate", "requests", "seconds", "count"))

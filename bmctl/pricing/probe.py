@@ -15,7 +15,7 @@ from bmctl.api.money import Money
 from bmctl.errors import BmctlError, ItemError
 from bmctl.pricing.guardrails import Bounds, BoundsRefused, effective_bounds
 from bmctl.traffic.queue import Priority
-from bmctl.traffic.transport import HttpRequest
+from bmctl.traffic.transport import HttpRequest, TransportError
 
 OUTCOMES = ("won", "kept", "unwinnable", "lost", "skipped", "error")
 
@@ -135,7 +135,7 @@ class ProbeHooks(Protocol):
 
     def step(self, probe_id: int, **fields: Any) -> None: ...
 
-    def change(self, probe_id: int | None, target: ProbeTarget, old: Money, new: Money,
+    def change(self, probe_id: int | None, target: ProbeTarget, old: Money | None, new: Money,
                reason: str, snapshot: Any, request_id: str | None, status: str) -> None: ...
 
     def floor_hit(self, target: ProbeTarget) -> bool:
@@ -157,7 +157,7 @@ class Probe:
     """One probe's state and steps; ``run()`` is the generator the batch drives."""
 
     def __init__(self, target: ProbeTarget, client: Any, hooks: ProbeHooks, params: ProbeParams,
-                 parse_error: Callable[[HttpRequest, BaseException], BmctlError]) -> None:
+                 parse_error: Callable[[HttpRequest, TransportError], BmctlError]) -> None:
         self.target = target
         self.client = client
         self.hooks = hooks
@@ -328,8 +328,9 @@ class Probe:
     def _may_search(self) -> bool:
         """Search upwards only when price_to_win may be hiding headroom: after a dip to the
         exact price to win there is none, and a market seen revealing it hides none."""
-        if self.known_losing is not None and self.known_losing <= self.price.with_amount(
-            self.price.amount + self._step()
+        price = self.price
+        if price is not None and self.known_losing is not None and self.known_losing <= price.with_amount(
+            price.amount + self._step()
         ):
             return False
         mode = self.params.headroom

@@ -159,8 +159,8 @@ class SandboxApp:
     def _listings_page(self, request: HttpRequest, headers: dict[str, str], market: Market,
                        request_id: str) -> HttpResponse:
         query = dict(request.query)
-        page = _int_param(query, "page", 1, low=1)
-        size = _int_param(query, "page-size", DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE)
+        page = _int_param(query, "page", 1, low=1) or 1
+        size = _int_param(query, "page-size", DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
         state = _int_param(query, "publication_state", None, low=0, high=4)
         min_q = _int_param(query, "min_quantity", None)
         max_q = _int_param(query, "max_quantity", None)

@@ -45,7 +45,7 @@ class SandboxServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port!s}"
 
     def stop(self) -> None:
         """Stop serving, wake hanging requests and close the socket."""
@@ -66,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else None
         parts = urlsplit(self.path)
-        host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
+        host = self.headers.get("Host") or "%s:%s" % tuple(map(str, self.server.server_address[:2]))
         request = HttpRequest(
             method=self.command, path=parts.path,
             query=tuple(parse_qsl(parts.query, keep_blank_values=True)),

@@ -34,7 +34,7 @@ class Route:
 
 RouteSpec = Route | Sequence[Any] | Mapping[str, Any]
 
-_FALLBACK = ((GLOBAL,), "other")
+_FALLBACK: tuple[tuple[str, ...], str] = ((GLOBAL,), "other")
 
 
 class RouteMap:
