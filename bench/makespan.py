@@ -52,7 +52,7 @@ from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from legacy.tree import TREE_ENV, bmctl_path, old_tree, run_worker  # noqa: E402
+from legacy.tree import bmctl_path, old_tree, run_worker  # noqa: E402
 
 sys.path.insert(0, bmctl_path())  # this repository, or the old design's tree in a worker
 
@@ -249,7 +249,7 @@ def main() -> None:
                     out = run_worker(tree, "bench/makespan.py",
                                      ["--worker", json.dumps({**spec, "inflight": args.inflight})])
                     done[i] = json.loads(out.strip().splitlines()[-1])
-    for i, (label, design, spec) in enumerate(rows_spec):
+    for i, (label, _design, spec) in enumerate(rows_spec):
         if i in done:
             results.append((label, spec, done[i]))
 

@@ -81,16 +81,19 @@ from typing import Any, Callable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
-from _common import header, percentile, table  # noqa: E402
-
 # Imported here, before any fork, so that every child starts with them loaded.
 import requests  # noqa: E402,F401
+from _common import header, percentile, table  # noqa: E402
 
 try:  # the bench extra; a missing one fails its own rows only
     import pyrate_limiter  # noqa: F401
     import requests_ratelimiter  # noqa: F401
 except ImportError:
     pass
+
+from legacy import token_buckets as legacy_buckets  # noqa: E402
+from legacy.token_controller import TrafficController as LegacyTrafficController  # noqa: E402
+from peers.seed_controller import SeedTrafficController  # noqa: E402
 
 from bmctl.api.http import RequestsTransport  # noqa: E402
 from bmctl.config import Settings  # noqa: E402
@@ -108,9 +111,6 @@ from bmctl.traffic.clock import SystemClock  # noqa: E402
 from bmctl.traffic.controller import TrafficController  # noqa: E402
 from bmctl.traffic.routes import RouteMap  # noqa: E402
 from bmctl.traffic.transport import HttpRequest  # noqa: E402
-from legacy import token_buckets as legacy_buckets  # noqa: E402
-from legacy.token_controller import TrafficController as LegacyTrafficController  # noqa: E402
-from peers.seed_controller import SeedTrafficController  # noqa: E402
 
 TOKEN = "sandbox"
 UA = "BM-bench-bmctl;bench@example.invalid"
@@ -332,7 +332,7 @@ def run_seed(job: Job, stats: ClientStats) -> None:
                  "429 retried after 2/4/8 s")
     stop = lambda: time.monotonic() >= job.end_at  # noqa: E731
     try:
-        for spec, path, hdrs in gen:
+        for _spec, path, hdrs in gen:
             if stop():
                 break
             controller.execute(HttpRequest("GET", path, headers=hdrs, base_url=job.url), stop)
@@ -344,7 +344,7 @@ def _plain_loop(job: Job, stats: ClientStats, session, before: Callable[[float],
     """GET until the end: ``before(remaining)`` waits for the limiter (False: stop)."""
     gen = requests_for(WORKLOADS[job.workload], job.client)
     _wait_for_start(job, stats)
-    for spec, path, hdrs in gen:
+    for _spec, path, hdrs in gen:
         remaining = job.end_at - time.monotonic()
         if remaining <= 0 or not before(remaining):
             break

@@ -21,11 +21,12 @@ from http import HTTPStatus
 from typing import Callable, Iterable, Mapping
 
 from bmctl.errors import ConfigError
-from .token_buckets import DEFAULT_HORIZON, EPSILON, TokenBucket
 from bmctl.traffic.clock import Clock
 from bmctl.traffic.queue import _SEQ_BITS, Lane, Priority, RequestQueue  # unchanged since 8e18beb
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
 from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError
+
+from .token_buckets import DEFAULT_HORIZON, EPSILON, TokenBucket
 
 _INF = math.inf
 

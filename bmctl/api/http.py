@@ -20,7 +20,6 @@ class RequestsTransport:
     def __init__(self, session: Any = None) -> None:
         import requests
         from requests.adapters import HTTPAdapter
-
         from urllib3.exceptions import ReadTimeoutError
 
         self._requests = requests

@@ -7,8 +7,8 @@ from typer import Abort, Exit
 try:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 except ImportError:  # Typer releases that depend on the click package
-    from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
     from click.exceptions import Abort as _ClickAbort
+    from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
     from click.exceptions import Exit as _ClickExit
 
     NoArgsIsHelpError = ()  # type: ignore[assignment,misc]

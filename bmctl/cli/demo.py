@@ -22,9 +22,9 @@ def demo(
     """
     from dataclasses import replace
 
-    from bmctl.cli.output import Output
     from bmctl.cli.logs import STATS_COLUMNS
-    from bmctl.cli.probe import PROBE_FIELDS, run_batch
+    from bmctl.cli.output import Output
+    from bmctl.cli.probe import run_batch
     from bmctl.demo import NEXT_STEPS, demo_settings, demo_targets, sandbox_on_loopback
     from bmctl.pricing.runner import ProbeRunOptions
     from bmctl.pricing.workflow import ProbeRequest, probe_params

@@ -6,11 +6,11 @@ import re
 import sys
 from typing import Any, Optional, Sequence
 
-from bmctl.cli.clicklib import ABORTS, EXITS, ClickException, NoArgsIsHelpError, UsageError
 import typer
 from typer.core import TyperGroup
 
 from bmctl import __version__
+from bmctl.cli.clicklib import ABORTS, EXITS, ClickException, NoArgsIsHelpError, UsageError
 from bmctl.cli.env import FORMATS, CliEnv
 from bmctl.errors import BmctlError, ExitCode
 

@@ -7,8 +7,8 @@ from typing import List, Optional
 import typer
 
 from bmctl.cli.common import cli_env, finish, open_runtime, report_item_error
-from bmctl.errors import items_exit_code
 from bmctl.cli.output import Output
+from bmctl.errors import items_exit_code
 
 COMPETITOR_FIELDS = [
     "listing_id", "market", "currency", "price", "min_price", "price_to_win", "winner_price", "is_winning",

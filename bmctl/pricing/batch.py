@@ -70,13 +70,13 @@ class Batch:
             if self.breaker_open():
                 self._stop("breaker")
                 return
-            if self.deadline is not None and self.estimate_seconds is not None:
-                if self.controller.now() + self.estimate_seconds(self.in_flight) > self.deadline:
-                    # Not now: while probes are in flight, one may fit once they finish (this
-                    # runs again each time one does); with none in flight, none ever will.
-                    if self.in_flight == 0:
-                        self._stop("deadline")
-                    return
+            if (self.deadline is not None and self.estimate_seconds is not None
+                    and self.controller.now() + self.estimate_seconds(self.in_flight) > self.deadline):
+                # Not now: while probes are in flight, one may fit once they finish (this runs
+                # again each time one does); with none in flight, none ever will.
+                if self.in_flight == 0:
+                    self._stop("deadline")
+                return
             target = next(self._targets, None)
             if target is None:
                 self._exhausted = True

@@ -155,7 +155,6 @@ class ProbeRun:
         client = self.runtime.client
         hooks = JournalHooks(self.journal, controller, self.breaker)
         params = self.options.params
-        settings = self.runtime.settings
         cost = probe_cost(params.max_raises, params.peek_retries)
         estimate = probe_time_estimate(controller, cost, params.settle)
         deadline = controller.now() + self.options.deadline if self.options.deadline is not None else None

@@ -132,7 +132,6 @@ def probe_targets_from_ids(ids: Iterable[str], market: str, floor: str | None, c
     """Ids from the command line (``-`` reads more ids from stdin, one per line)."""
     market = _market(market, market, "--market")
     low, high = parse_bounds(market, floor, ceiling)
-    targets: list[ProbeTarget] = []
     listing_ids: list[str] = []
     for value in ids:
         if value == "-":

@@ -137,7 +137,7 @@ def demo_catalogue(seed: int = 7) -> list[ListingSpec]:
         market = DEMO_MARKETS[(i + i // len(DEMO_SCENARIOS)) % len(DEMO_MARKETS)]
         kind = "winnable" if scenario == "out_of_stock" else scenario
 
-        def offers(base: Decimal, kind: str = kind, market: str = market) -> tuple[OfferSpec, ...]:
+        def offers(base: Decimal, kind: str = kind, market: str = market, i: int = i) -> tuple[OfferSpec, ...]:
             first = CatalogueScenario.build(kind, market, _scaled(base, market), rng)
             if i % 5 == 0 and market in ("fr-fr", "de-de"):  # some EU listings sell in two markets
                 other = "de-de" if market == "fr-fr" else "fr-fr"
@@ -162,8 +162,10 @@ def generate_catalogue(n: int, markets: Sequence[str] = ("fr-fr", "de-de", "en-g
     for i in range(n):
         market = markets[i % len(markets)]
         kind = rng.choices(names, odds)[0]
-        specs.append(_listing(i, rng, lambda base: (CatalogueScenario.build(
-            kind, market, _scaled(base, market), rng),), rng.randint(1, 12)))
+        def offers(base: Decimal, kind: str = kind, market: str = market) -> tuple[OfferSpec, ...]:
+            return (CatalogueScenario.build(kind, market, _scaled(base, market), rng),)
+
+        specs.append(_listing(i, rng, offers, rng.randint(1, 12)))
     return specs
 
 

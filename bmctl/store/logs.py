@@ -1,4 +1,5 @@
-"""The request log (``rate_limit_logs``): a batched writer, and the queries behind ``bmctl logs`` (list, stats, runs, prune), plus ``--since`` parsing."""
+"""The request log (``rate_limit_logs``): a batched writer, and the queries behind
+``bmctl logs`` (list, stats, runs, prune), plus ``--since`` parsing."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ _ID = r"[^/?#]+"
 #: bmctl's default route map (see docs/ARCHITECTURE.md and the README's limits table).
 DEFAULT_ROUTE_SPECS: tuple[Route, ...] = (
     Route("GET", r"/ws/backbox/v1/competitors/", ("global", "competitors"), "competitors"),
-    Route("POST", rf"/ws/listings/?$", ("global", "listing_writes"), "listing_write"),
+    Route("POST", r"/ws/listings/?$", ("global", "listing_writes"), "listing_write"),
     Route("POST", rf"/ws/listings/{_ID}/?$", ("global", "listing_writes"), "listing_write"),
     Route("GET", r"/ws/listings/?$", ("global",), "listings_page"),
     Route("GET", rf"/ws/listings/{_ID}/?$", ("global",), "listing_read"),

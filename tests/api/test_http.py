@@ -12,6 +12,7 @@ import responses
 from responses import matchers
 from urllib3.exceptions import ReadTimeoutError
 
+from bmctl.api.client import BackMarketClient
 from bmctl.api.errors import AuthFailed, NetworkError, WafBlocked
 from bmctl.api.http import RequestsTransport
 from bmctl.api.money import Money
@@ -27,7 +28,6 @@ from tests.api.helpers import (
     page_json,
     update_json,
 )
-from bmctl.api.client import BackMarketClient
 
 
 def real_client(market: str = "fr-fr", base_url: str = BASE_URL) -> BackMarketClient:

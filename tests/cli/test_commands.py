@@ -164,9 +164,9 @@ def big(tmp_path: Path) -> Iterator[Sandbox]:
 
 def _expected(box: Sandbox, *, min_quantity: int | None = None, state: int | None = None) -> list[str]:
     with box.server.lock:
-        return [l.id for l in box.app.marketplace.listings()
-                if (min_quantity is None or l.quantity >= min_quantity)
-                and (state is None or l.publication_state == state)]
+        return [item.id for item in box.app.marketplace.listings()
+                if (min_quantity is None or item.quantity >= min_quantity)
+                and (state is None or item.publication_state == state)]
 
 
 def test_listings_reads_every_page(big: Sandbox) -> None:

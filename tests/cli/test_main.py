@@ -7,9 +7,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from typer.core import TyperGroup
 import pytest
 import typer
+from typer.core import TyperGroup
 
 from bmctl import __version__
 from bmctl.cli.main import COMMANDS, app, hoist_global_options

@@ -35,7 +35,7 @@ def test_json_keeps_amounts_as_strings() -> None:
 
 
 def test_ndjson_and_csv_stream() -> None:
-    assert [json.loads(l)["price"] for l in render("ndjson").splitlines()] == ["12.30", "9.99"]
+    assert [json.loads(line)["price"] for line in render("ndjson").splitlines()] == ["12.30", "9.99"]
     assert render("csv").splitlines() == ["listing_id,price,is_winning,error", "a,12.30,yes,",
                                           "b,9.99,no,"]
 
@@ -62,17 +62,15 @@ def test_no_color_means_no_escape_codes_on_a_terminal(monkeypatch: pytest.Monkey
 def test_a_failure_before_any_row_prints_nothing(format: str) -> None:
     out = io.StringIO()
     env = CliEnv(stdout=out, stderr=io.StringIO(), format_option=format)
-    with pytest.raises(RuntimeError):
-        with Output(env, ["listing_id"]):
-            raise RuntimeError("no token")
+    with pytest.raises(RuntimeError), Output(env, ["listing_id"]):
+        raise RuntimeError("no token")
     assert out.getvalue() == ""
 
 
 def test_a_failure_after_rows_still_prints_them() -> None:
     out = io.StringIO()
     env = CliEnv(stdout=out, stderr=io.StringIO(), format_option="json")
-    with pytest.raises(RuntimeError):
-        with Output(env) as sink:
-            sink.emit(ROWS[0])
-            raise RuntimeError("401 on the second listing")
+    with pytest.raises(RuntimeError), Output(env) as sink:
+        sink.emit(ROWS[0])
+        raise RuntimeError("401 on the second listing")
     assert [r["listing_id"] for r in json.loads(out.getvalue())] == ["a"]

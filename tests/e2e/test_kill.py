@@ -76,7 +76,7 @@ class Sandbox:
                 return
             except requests.ConnectionError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"sandbox died: {self.process.stderr.read()!r}")  # type: ignore[union-attr]
+                    raise RuntimeError(f"sandbox died: {self.process.stderr.read()!r}") from None  # type: ignore[union-attr]
                 time.sleep(0.05)
         raise RuntimeError("sandbox did not start")
 

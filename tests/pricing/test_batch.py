@@ -357,7 +357,6 @@ def test_a_slow_write_budget_still_lets_dips_through(tmp_path: Path) -> None:
 
 def test_plan_of_a_price_file_counts_a_read_and_a_write_per_row() -> None:
     from bmctl.pricing.plan import plan_updates
-
     from bmctl.traffic.admission import hold_span
 
     plan = plan_updates(1000, DEFAULT_LIMITS)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bmctl.sandbox.app import SandboxApp
 from bmctl.sandbox.catalogue import demo_catalogue
 from bmctl.sandbox.model import Marketplace
-from bmctl.sandbox.app import SandboxApp
 from tests.openapi_helpers import match_path, validate_request_body, validate_response, validate_schema
 from tests.sandbox.helpers import JP, LID, app_for, body, req, spec
 
@@ -47,7 +47,7 @@ def test_listings_pages_validate_and_cover_everything(demo) -> None:
             break
         assert f"page={page + 1}" in data["next"]
         page += 1
-    fr = [l.id for l in mp.listings() if "fr-fr" in l.offers]
+    fr = [item.id for item in mp.listings() if "fr-fr" in item.offers]
     assert seen == fr and data["count"] == len(fr) and page > 1
 
 
@@ -180,7 +180,7 @@ def test_gbp_needs_explicit_currency() -> None:
 
 def test_competitors_array_validates(demo) -> None:
     app, mp = demo
-    two = next(l for l in mp.listings() if len(l.offers) == 2)
+    two = next(item for item in mp.listings() if len(item.offers) == 2)
     path = f"/ws/backbox/v1/competitors/{two.id}"
     r = app.handle(req("GET", path))
     data = check("get", path, r)

@@ -7,8 +7,14 @@ from collections import Counter
 
 import pytest
 
-from bmctl.sandbox.catalogue import (CatalogueError, catalogue_to_json, demo_catalogue,
-                                     generate_catalogue, load_catalogue, save_catalogue)
+from bmctl.sandbox.catalogue import (
+    CatalogueError,
+    catalogue_to_json,
+    demo_catalogue,
+    generate_catalogue,
+    load_catalogue,
+    save_catalogue,
+)
 from bmctl.sandbox.model import Marketplace
 
 

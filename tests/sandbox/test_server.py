@@ -19,8 +19,9 @@ ONE = f"/ws/listings/{LID}"
 
 @pytest.fixture
 def server():
-    mp, _ = market(spec(), spec(ident="22222222-2222-4333-8444-555555555555"), spec("15000", ("14000",), min_price="12000", max_price="20000",
-                                market="ja-jp", ident=JP), settle=0)
+    mp, _ = market(spec(), spec(ident="22222222-2222-4333-8444-555555555555"),
+                   spec("15000", ("14000",), min_price="12000", max_price="20000",
+                        market="ja-jp", ident=JP), settle=0)
     servers = []
 
     def start(faults: Faults | None = None):

@@ -93,7 +93,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bmctl.api.money import tick
 from bmctl.errors import BmctlError, exit_code_for

@@ -15,7 +15,6 @@ from bmctl.sandbox.world import SimWorld
 from bmctl.traffic.routes import RouteMap
 from tests.soak.runner import SoakKilled, Violation, run_soak
 
-
 # --- green: every invariant, scenarios clear of the known bugs --------------------------------
 
 @pytest.mark.parametrize("seed", [0, 2])

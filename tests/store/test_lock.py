@@ -38,9 +38,8 @@ def test_lock_file_beside_database_and_folder_created(tmp_path: Path) -> None:
 
 def test_second_holder_gets_lock_held_with_pid(tmp_path: Path) -> None:
     db_path = str(tmp_path / "bmctl.db")
-    with RunLock(db_path):
-        with pytest.raises(LockHeld) as info:
-            RunLock(db_path).acquire()  # another open file: flock conflicts even in-process
+    with RunLock(db_path), pytest.raises(LockHeld) as info:
+        RunLock(db_path).acquire()  # another open file: flock conflicts even in-process
     message = str(info.value)
     assert message == f"another bmctl run holds the lock on {db_path} (pid {os.getpid()})"
     assert info.value.exit_code == ExitCode.LOCKED == 5
@@ -87,9 +86,8 @@ def test_timeout_succeeds_when_released_while_waiting(tmp_path: Path) -> None:
 def test_zero_timeout_never_sleeps(tmp_path: Path) -> None:
     db_path = tmp_path / "bmctl.db"
     fake = FakeTime()
-    with RunLock(db_path):
-        with pytest.raises(LockHeld):
-            RunLock(db_path, timeout=0, sleep=fake.sleep, clock=fake.clock).acquire()
+    with RunLock(db_path), pytest.raises(LockHeld):
+        RunLock(db_path, timeout=0, sleep=fake.sleep, clock=fake.clock).acquire()
     assert fake.sleeps == []
 
 

@@ -5,7 +5,12 @@ import pytest
 from bmctl.errors import ExitCode, UsageError
 from bmctl.store.db import open_database, utc_iso
 from bmctl.store.logs import (
-    LogWriter, bucket_stats, list_logs, parse_since, percentile, prune,
+    LogWriter,
+    bucket_stats,
+    list_logs,
+    parse_since,
+    percentile,
+    prune,
 )
 from bmctl.store.runs import finish_run, start_run
 

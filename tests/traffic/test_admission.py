@@ -10,7 +10,13 @@ import math
 import pytest
 
 from bmctl.traffic.admission import (
-    CLOCK_RATE_TOLERANCE, MIN_GUARD, guard, hold_span, needed_expiries, ready_time, send_times,
+    CLOCK_RATE_TOLERANCE,
+    MIN_GUARD,
+    guard,
+    hold_span,
+    needed_expiries,
+    ready_time,
+    send_times,
     sends_within,
 )
 

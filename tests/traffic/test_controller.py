@@ -12,7 +12,11 @@ from bmctl.errors import ConfigError
 from bmctl.traffic.admission import MIN_GUARD, hold_span
 from bmctl.traffic.buckets import DEFAULT_LIMITS, LimitSpec
 from bmctl.traffic.controller import (
-    AttemptRecord, Call, TrafficController, TrafficStalled, parse_retry_after,
+    AttemptRecord,
+    Call,
+    TrafficController,
+    TrafficStalled,
+    parse_retry_after,
 )
 from bmctl.traffic.ledger import MemoryLedger
 from bmctl.traffic.queue import Priority

@@ -182,7 +182,8 @@ def test_no_server_window_ever_counts_more_than_the_limit(g, x, procs, timeout, 
     assert_within_limits(arrivals, specs)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(g=spec(), x=spec(), procs=processes(), timeout=st.sampled_from([0.5, 5.0]))
 def test_no_server_window_ever_counts_more_than_the_limit_with_the_sqlite_ledger(
         tmp_path_factory: pytest.TempPathFactory, g, x, procs, timeout) -> None:
