@@ -228,4 +228,6 @@ def test_demo_runs_without_token_or_network(tmp_path: Path) -> None:
     assert len(rows) == 3
     assert {"listing_id", "outcome", "final_price", "writes", "dip_seconds"} <= set(rows[0])
     assert any(row["outcome"] == "won" for row in rows), rows
-    assert not (Path(env["HOME"]) / ".config" / "bmctl").exists() or True
+    # No token, no config: the demo writes nothing but its own database.
+    assert not (Path(env["XDG_CONFIG_HOME"]) / "bmctl").exists()
+    assert (Path(env["XDG_DATA_HOME"]) / "bmctl" / "demo.db").exists()

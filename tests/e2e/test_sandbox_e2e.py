@@ -349,7 +349,7 @@ def test_raw_answers_follow_the_openapi(raw_server: Served) -> None:
         bad = s.post(f"{url}/ws/listings/{lid}", json={"price": "12.345", "currency": "EUR"},
                      timeout=5)
         assert bad.status_code == 400
-        validate_response(LISTING, "post", 400, bad.json())
+        assert validate_response(LISTING, "post", 400, bad.json())
 
         bad_market = s.get(f"{url}/ws/listings/{lid}", headers={"Accept-Language": "xx"}, timeout=5)
         assert bad_market.status_code == 400
@@ -360,7 +360,8 @@ def test_raw_answers_follow_the_openapi(raw_server: Served) -> None:
         assert validate_response(LISTING, "get", 404, missing.json())
         missing_comp = s.get(f"{url}/ws/backbox/v1/competitors/{UNKNOWN}", timeout=5)
         assert missing_comp.status_code == 404
-        validate_response(COMPETITORS, "get", 404, missing_comp.json())
+        if not validate_response(COMPETITORS, "get", 404, missing_comp.json()):
+            validate_schema("ErrorResponseV1", missing_comp.json())  # documented without a schema
 
     for path, template in ((f"/ws/listings/{lid}", LISTING), ("/ws/listings", "/ws/listings")):
         denied = requests.get(f"{url}{path}", headers={"Accept-Language": "fr-fr"}, timeout=5)

@@ -41,15 +41,15 @@ def test_real_requests(server) -> None:
         s.headers.update(AUTH)
         r = s.get(f"{url}/ws/listings", params={"page-size": 1})
         assert r.status_code == 200 and r.headers["x-request-id"]
-        validate_response("/ws/listings", "get", 200, r.json())
+        assert validate_response("/ws/listings", "get", 200, r.json())
         assert r.json()["next"].startswith(url)
         r = s.get(f"{url}{ONE}")
-        validate_response("/ws/listings/{listingId}", "get", 200, r.json())
+        assert validate_response("/ws/listings/{listingId}", "get", 200, r.json())
         r = s.get(f"{url}/ws/backbox/v1/competitors/{LID}")
-        validate_response("/ws/backbox/v1/competitors/{listingId}", "get", 200, r.json())
+        assert validate_response("/ws/backbox/v1/competitors/{listingId}", "get", 200, r.json())
         r = s.post(f"{url}{ONE}", json={"price": "94.99", "currency": "EUR"})
         assert r.status_code == 200 and r.json()["price"] == "94.99"
-        validate_response("/ws/listings/{listingId}", "post", 200, r.json())
+        assert validate_response("/ws/listings/{listingId}", "post", 200, r.json())
 
 
 def test_401_without_auth(server) -> None:
@@ -63,7 +63,7 @@ def test_three_decimals_and_jpy_decimals_refused(server) -> None:
     url = server()
     r = requests.post(f"{url}{ONE}", json={"price": "94.999"}, headers=AUTH, timeout=5)
     assert r.status_code == 400 and "too many decimals" in r.json()
-    validate_response("/ws/listings/{listingId}", "post", 400, r.json())
+    assert validate_response("/ws/listings/{listingId}", "post", 400, r.json())
     r = requests.post(f"{url}/ws/listings/{JP}", json={"price": "13999.5", "currency": "JPY"},
                       headers={**AUTH, "Accept-Language": "ja-jp"}, timeout=5)
     assert r.status_code == 400 and "JPY" in r.json()
@@ -135,14 +135,19 @@ def test_serve_bad_seed_is_usage_error(tmp_path) -> None:
 
 
 def test_stop_without_serving_does_not_hang() -> None:
+    import time
+
     from bmctl.sandbox.server import make_server
     mp, _ = market(spec())
     srv = make_server(SandboxApp(mp))
-    srv.stop()
+    started = time.monotonic()
+    srv.stop()  # serve_forever never ran: its shutdown() would wait forever
+    assert time.monotonic() - started < 5.0
+    assert srv.socket.fileno() == -1  # the listening socket is closed
 
 
 def test_page_past_the_end_is_empty(server) -> None:
     url = server()
     r = requests.get(f"{url}/ws/listings", params={"page": 9}, headers=AUTH, timeout=5)
     assert r.status_code == 200 and r.json()["results"] == [] and r.json()["next"] is None
-    validate_response("/ws/listings", "get", 200, r.json())
+    assert validate_response("/ws/listings", "get", 200, r.json())

@@ -9,7 +9,6 @@ import random
 
 import pytest
 
-from bmctl.pricing.workflow import ProbeRequest
 from bmctl.sandbox.catalogue import generate_catalogue
 from bmctl.sandbox.world import SimWorld
 from bmctl.traffic.routes import RouteMap
@@ -101,4 +100,3 @@ def test_kill_is_not_an_exception() -> None:
     # bmctl catches Exception in places; a death must get through all of them.
     assert not issubclass(SoakKilled, Exception) and issubclass(SoakKilled, BaseException)
     assert issubclass(Violation, AssertionError)
-    assert ProbeRequest(all_listings=True, market="ja-jp").all_listings
