@@ -12,7 +12,6 @@ from bmctl.errors import ConfigError
 from bmctl.traffic.buckets import DEFAULT_LIMITS, LimitSpec
 
 CONFIG_ENV = "BMCTL_CONFIG"
-FORMATS = ("table", "json", "ndjson", "csv")
 
 # Environment variables of the contract and the setting each one sets.
 ENV_VARS: dict[str, str] = {

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from bmctl.api.errors import MalformedResponse, malformed
 from bmctl.api.markets import market_from_country
-from bmctl.api.money import Money, MoneyError
+from bmctl.api.money import Money, MoneyError, money_text
 from bmctl.traffic.transport import HttpRequest, HttpResponse
 
 
@@ -140,8 +140,7 @@ def _kind(value: Any) -> str:
             str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def _amount(money: Money | None) -> str | None:
-    return money.to_api() if money is not None else None
+_amount = money_text
 
 
 @dataclass(frozen=True)

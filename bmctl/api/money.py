@@ -110,3 +110,8 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
+
+
+def money_text(value: Money | None) -> str | None:
+    """The API's decimal string of an amount, or None (JSON null) when there is none."""
+    return value.to_api() if value is not None else None

@@ -15,6 +15,13 @@ if TYPE_CHECKING:
 FORMATS = ("table", "json", "ndjson", "csv")
 
 
+def check_format(chosen: str) -> str:
+    """``chosen`` if it is an output format; bad usage (exit 2) otherwise."""
+    if chosen not in FORMATS:
+        raise UsageError(f"unknown format {chosen!r} (use one of: {', '.join(FORMATS)})")
+    return chosen
+
+
 @dataclass
 class CliEnv:
     """Streams, TTY state and global options, injected so that tests can swap them."""
@@ -46,10 +53,7 @@ class CliEnv:
     @property
     def format(self) -> str:
         """``--format``, else ``table`` on a terminal and ``json`` in pipes and files."""
-        chosen = self.format_option or ("table" if self.stdout_is_tty else "json")
-        if chosen not in FORMATS:
-            raise UsageError(f"unknown format {chosen!r} (use one of: {', '.join(FORMATS)})")
-        return chosen
+        return check_format(self.format_option or ("table" if self.stdout_is_tty else "json"))
 
     @property
     def settings(self) -> "Settings":

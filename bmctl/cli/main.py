@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from bmctl import __version__
 from bmctl.cli.clicklib import ABORTS, EXITS, ClickException, NoArgsIsHelpError, UsageError
-from bmctl.cli.env import FORMATS, CliEnv
+from bmctl.cli.env import FORMATS, CliEnv, check_format
 from bmctl.errors import BmctlError, ExitCode
 
 # Global options may also follow the subcommand (`bmctl competitors ID --format json`):
@@ -193,8 +193,8 @@ def global_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Global options shared by every command."""
-    if format is not None and format not in FORMATS:
-        raise UsageError(f"unknown format {format!r} (use one of: {', '.join(FORMATS)})")
+    if format is not None:
+        check_format(format)  # now, before any command does anything
     ctx.obj = CliEnv(
         config=config,
         overrides={"market": market, "env": env, "base_url": base_url, "db": db,

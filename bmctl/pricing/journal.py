@@ -9,11 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from bmctl.api.money import Money
+from bmctl.api.money import Money, money_text
 
-
-def _text(value: Money | None) -> str | None:
-    return value.to_api() if value is not None else None
+_text = money_text
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,11 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, Callable, Generator, Protocol
 
 from bmctl.api.markets import get_market
-from bmctl.api.money import Money
+from bmctl.api.money import Money, money_text
 from bmctl.errors import BmctlError, ItemError
 from bmctl.pricing.guardrails import Bounds, BoundsRefused, effective_bounds
 from bmctl.traffic.queue import Priority
 from bmctl.traffic.transport import HttpRequest, TransportError
-
-OUTCOMES = ("won", "kept", "unwinnable", "lost", "skipped", "error")
 
 
 @dataclass(frozen=True)
@@ -86,9 +84,7 @@ class ProbeResult:
     exit_code: int = 0  # of the error behind an ``error`` outcome (4: rate limits, else 1)
 
     def to_json(self) -> dict[str, Any]:
-        def text(value: Money | None) -> str | None:
-            return value.to_api() if value is not None else None
-
+        text = money_text
         data: dict[str, Any] = {
             "listing_id": self.listing_id,
             "market": self.market,
@@ -156,7 +152,7 @@ class DipExpired(BmctlError):
 class Probe:
     """One probe's state and steps; ``run()`` is the generator the batch drives."""
 
-    def __init__(self, target: ProbeTarget, client: Any, hooks: ProbeHooks, params: ProbeParams,
+    def __init__(self, target: ProbeTarget, client: ProbeClient, hooks: ProbeHooks, params: ProbeParams,
                  parse_error: Callable[[HttpRequest, TransportError], BmctlError]) -> None:
         self.target = target
         self.client = client

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bmctl.api.money import Money
+from bmctl.api.money import Money, money_text
 from bmctl.errors import AuthError, BmctlError
+from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal, OpenProbe
 from bmctl.traffic.queue import Priority
 
@@ -29,8 +30,8 @@ class Recovery:
             "market": self.probe.market,
             "currency": self.probe.currency,
             "original_price": self.probe.original_price.to_api(),
-            "found_price": self.found_price.to_api() if self.found_price is not None else None,
-            "restored_price": self.restored_price.to_api() if self.restored_price is not None else None,
+            "found_price": money_text(self.found_price),
+            "restored_price": money_text(self.restored_price),
             "status": self.status,
             "reason": self.reason,
         }
@@ -38,12 +39,10 @@ class Recovery:
 
 def restore_price(probe: OpenProbe) -> Money:
     """The price to restore: the original one, kept inside the bounds the probe had."""
-    price = probe.original_price
-    if probe.floor is not None and price < probe.floor:
-        price = probe.floor
-    if probe.ceiling is not None and price > probe.ceiling:
-        price = probe.ceiling
-    return price
+    original = probe.original_price
+    bounds = Bounds(floor=probe.floor if probe.floor is not None else original,
+                    ceiling=probe.ceiling if probe.ceiling is not None else original)
+    return bounds.clamp(original) if bounds.floor <= bounds.ceiling else original
 
 
 def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list[Recovery]:

@@ -6,14 +6,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 
-from bmctl.api.money import Money
+from bmctl.api.money import Money, money_text
 from bmctl.errors import AuthError, BmctlError
 from bmctl.pricing.guardrails import change_pct
 from bmctl.pricing.journal import Journal
 from bmctl.pricing.targets import PriceOrder
 from bmctl.traffic.queue import Priority
-
-STATUSES = ("updated", "unchanged", "dry-run", "refused", "error")
 
 
 @dataclass
@@ -35,7 +33,7 @@ class UpdateOutcome:
             "listing_id": self.listing_id,
             "market": self.market,
             "currency": self.currency,
-            "old_price": self.old_price.to_api() if self.old_price is not None else None,
+            "old_price": money_text(self.old_price),
             "new_price": self.new_price.to_api(),
             "status": self.status,
             "reason": self.reason,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, TextIO
 
 from bmctl.errors import ExitCode, UsageError, items_exit_code
@@ -47,15 +47,11 @@ def probe_params(settings: Any, *, settle: float | None = None, max_raises: int 
                  step: str | None = None, dry_run: bool = False) -> ProbeParams:
     """Probe parameters: the ``[probe]`` settings, overridden by options."""
     probe = settings.probe
-    return ProbeParams(
-        settle=probe.settle if settle is None else settle,
-        max_raises=probe.max_raises if max_raises is None else max_raises,
-        max_dip=probe.max_dip,
-        peek_retries=probe.peek_retries,
-        step=probe.step if step is None else step,
-        dry_run=dry_run,
-        headroom=probe.headroom,
-    )
+    # Every [probe] setting the probe itself uses, by name (the breaker is the run's, not its).
+    shared = {f.name: getattr(probe, f.name) for f in fields(ProbeParams) if hasattr(probe, f.name)}
+    options = {"settle": settle, "max_raises": max_raises, "step": step}
+    shared.update({name: value for name, value in options.items() if value is not None})
+    return ProbeParams(**shared, dry_run=dry_run)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from bmctl.api.markets import MARKETS
-from bmctl.api.money import Money, MoneyError, tick
+from bmctl.api.money import Money, MoneyError, money_text, tick
 from bmctl.sandbox.model import GRADES, ListingSpec, OfferSpec
 
 FORMAT = "bmctl-sandbox-catalogue"
@@ -179,7 +179,7 @@ def catalogue_to_json(specs: Iterable[ListingSpec]) -> dict[str, Any]:
         markets = {}
         for o in s.offers:
             markets[o.market] = {
-                "price": o.price.to_api(), "min_price": o.min_price.to_api() if o.min_price else None,
+                "price": o.price.to_api(), "min_price": money_text(o.min_price),
                 "max_price": o.max_price.to_api(), "competitors": [r.to_api() for r in o.rivals],
                 "incumbent": o.incumbent, "currency": o.price.currency,
             }
