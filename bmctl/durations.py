@@ -27,3 +27,24 @@ def parse_duration(text: str, what: str = "duration") -> float:
     if seconds <= 0:
         raise UsageError(f"bad {what} {text!r}: must be greater than zero")
     return seconds
+
+
+def parse_since(text: str, now_wall: float) -> float:
+    """``30s``/``15m``/``2h``/``7d``/``1w`` ago, or an ISO date/date-time (naive = UTC) -> epoch seconds.
+
+    Bad input raises ``UsageError`` naming the value."""
+    value = (text or "").strip()
+    ago = duration_seconds(value, unit_required=True)  # a bare number would read as a year
+    if ago is not None:
+        return now_wall - ago
+    if value and value[0].isdigit() and len(value) >= 10:  # at least YYYY-MM-DD
+        try:
+            from bmctl.store.db import parse_utc
+
+            return parse_utc(value)
+        except ValueError:
+            pass
+    raise UsageError(
+        f"invalid time {text!r}: use a duration ago (30s, 15m, 2h, 7d, 1w)"
+        " or an ISO date/time in UTC (2026-11-28 or 2026-11-28T01:53:00Z)"
+    )

@@ -169,7 +169,7 @@ class Runtime:
         )
 
     def _build_controller(self) -> "TrafficController":
-        from bmctl.store.logs import LogWriter
+        from bmctl.store.log_writer import LogWriter
         from bmctl.store.runs import close_dead_runs, unfinished_runs
         from bmctl.traffic.controller import TrafficController
         from bmctl.traffic.routes import RouteMap
@@ -178,7 +178,7 @@ class Runtime:
         now_wall = self.clock.wall()  # type: ignore[union-attr]
         close_dead_runs(self.db, unfinished_runs(self.db, now_wall - 86400.0, exclude=self.run_id), now_wall)
         self._log = LogWriter(self.db, self.run_id, flush_seconds=LOG_FLUSH_SECONDS,
-                              clock=self.clock.monotonic)  # type: ignore[union-attr]
+                              clock=self.clock.monotonic, warn=self.warn)  # type: ignore[union-attr]
         transport = self.transport
         if transport is None:
             from bmctl.api.http import RequestsTransport

@@ -36,7 +36,7 @@ def _open(ctx: typer.Context):  # type: ignore[no-untyped-def]
 def _since(text: str) -> float:
     import time
 
-    from bmctl.store.logs import parse_since
+    from bmctl.durations import parse_since
 
     return parse_since(text, time.time())
 

@@ -180,21 +180,22 @@ class ProbeRun:
             with sigterm_as_interrupt():
                 return batch.run(targets)
         except KeyboardInterrupt:
-            self.restore_after_interrupt()
+            self.restore_open_probes()
             raise Interrupted("interrupted: open probes were restored") from None
         except AuthError:
             # One refused request (a 401, the WAF) ends the run; the other probes in flight
             # must not stay dipped until the next run. If authentication is really gone, the
             # restore fails the same way and the journal keeps them for recovery.
             try:
-                self.restore_after_interrupt()
+                self.restore_open_probes()
             except AuthError:
                 pass
             raise
 
-    def restore_after_interrupt(self) -> list[Recovery]:
-        """Abandon queued work and put this run's open probes back (a second Ctrl-C is ignored
-        while this runs: an interrupted restore would leave the work to the next run)."""
+    def restore_open_probes(self) -> list[Recovery]:
+        """Abandon queued work and put this run's open probes back — after Ctrl-C, SIGTERM or an
+        authentication failure (a second Ctrl-C is ignored while this runs: an interrupted
+        restore would leave the work to the next run)."""
         previous = signal.getsignal(signal.SIGINT)
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)

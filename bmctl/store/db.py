@@ -15,8 +15,6 @@ from typing import Any, Callable, Iterator
 import sqlite_utils
 
 MIGRATION_SET = "bmctl"
-#: Used only when this sqlite-utils has no ``sqlite_utils.migrations`` (versions before 4).
-FALLBACK_MIGRATIONS_TABLE = "_bmctl_migrations"
 BUSY_TIMEOUT_MS = 5000
 CACHE_KIB = 32 * 1024
 WAL_AUTOCHECKPOINT_PAGES = 16384
@@ -175,57 +173,12 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
 ]
 
 
-class _FallbackMigrations:
-    """The subset of ``sqlite_utils.migrations.Migrations`` bmctl uses, for sqlite-utils < 4."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._migrations: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = []
-
-    def __call__(self, *, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-        def inner(fn: Callable[..., None]) -> Callable[..., None]:
-            self._migrations.append((name, fn))
-            return fn
-
-        return inner
-
-    def _applied(self, db: sqlite_utils.Database) -> set[str]:
-        if not db[FALLBACK_MIGRATIONS_TABLE].exists():
-            return set()
-        rows = db.conn.execute(
-            f"select name from {FALLBACK_MIGRATIONS_TABLE} where migration_set = ?", (self.name,)
-        )
-        return {row[0] for row in rows}
-
-    def pending(self, db: sqlite_utils.Database) -> list[str]:
-        applied = self._applied(db)
-        return [name for name, _ in self._migrations if name not in applied]
-
-    def apply(self, db: sqlite_utils.Database) -> None:
-        with db.conn:
-            db.conn.execute(
-                f"create table if not exists {FALLBACK_MIGRATIONS_TABLE} (id integer primary key,"
-                " migration_set text, name text, applied_at text, unique (migration_set, name))"
-            )
-        for name, fn in self._migrations:
-            if name not in self._applied(db):
-                with db.atomic():
-                    fn(db)
-                    db.conn.execute(
-                        f"insert into {FALLBACK_MIGRATIONS_TABLE} (migration_set, name, applied_at)"
-                        " values (?, ?, ?)",
-                        (self.name, name, utc_iso(time.time())),
-                    )
-
-
 def build_migrations() -> Any:
-    """The bmctl migration set: ``sqlite_utils.migrations.Migrations`` when available, else the fallback."""
-    try:
-        from sqlite_utils.migrations import Migrations
-    except ImportError:  # sqlite-utils < 4
-        migrations: Any = _FallbackMigrations(MIGRATION_SET)
-    else:
-        migrations = Migrations(MIGRATION_SET)
+    """The bmctl migration set (``sqlite_utils.migrations.Migrations``: one transaction per
+    migration, recorded in ``_sqlite_migrations``)."""
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
     for name, fn in MIGRATIONS:
         migrations(name=name)(fn)
     return migrations
@@ -296,13 +249,4 @@ def _set_up(db: sqlite_utils.Database, memory: bool) -> None:
 
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the bmctl migrations recorded in the database, in the order they were applied."""
-    migrations = build_migrations()
-    if hasattr(migrations, "applied"):
-        return [m.name for m in migrations.applied(db)]
-    if not db[FALLBACK_MIGRATIONS_TABLE].exists():
-        return []
-    rows = db.conn.execute(
-        f"select name from {FALLBACK_MIGRATIONS_TABLE} where migration_set = ? order by id",
-        (MIGRATION_SET,),
-    )
-    return [row[0] for row in rows]
+    return [m.name for m in build_migrations().applied(db)]

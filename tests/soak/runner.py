@@ -23,7 +23,7 @@ after the log row was buffered (``on_attempt``). It unwinds through bmctl (no bm
 bare ``BaseException``; the only ``finally`` blocks on that path restore signal handlers, which a
 real death would not need) up to the run loop, which then does what the OS does to a SIGKILLed
 process and nothing more: the runtime is never ``__exit__``-ed (no run record finished, no log
-``close()``), :class:`~bmctl.store.logs.LogWriter`'s unflushed buffer is dropped, the run lock is
+``close()``), :class:`~bmctl.store.log_writer.LogWriter`'s unflushed buffer is dropped, the run lock is
 released (the kernel drops the ``flock``), and the SQLite connection is closed without commit
 (what was committed stays, an open transaction would be rolled back).
 

@@ -86,21 +86,6 @@ def test_failed_migration_rolls_back_and_stays_pending(db_path: Path,
     assert raw.execute("select count(*) from sqlite_master where name = 'half_done'").fetchone()[0] == 0
 
 
-def test_fallback_migrations_without_sqlite_utils_migrations() -> None:
-    import sqlite_utils
-
-    db = sqlite_utils.Database(memory=True)
-    migrations = dbmod._FallbackMigrations("bmctl")
-    for name, fn in dbmod.MIGRATIONS:
-        migrations(name=name)(fn)
-    assert migrations.pending(db) == ["0001_initial", "0002_budget_ledger"]
-    migrations.apply(db)
-    migrations.apply(db)
-    assert migrations.pending(db) == []
-    assert db.conn.execute(f"select count(*) from {dbmod.FALLBACK_MIGRATIONS_TABLE}").fetchone()[0] == 2
-    assert "rate_limit_logs" in db.table_names()
-
-
 def test_utc_iso_format_and_round_trip() -> None:
     assert utc_iso(0) == "1970-01-01T00:00:00.000000Z"
     assert utc_iso(1_800_000_000.25) == "2027-01-15T08:00:00.250000Z"

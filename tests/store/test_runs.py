@@ -5,7 +5,8 @@ import os
 import re
 
 from bmctl import __version__
-from bmctl.store.logs import LogWriter, list_runs
+from bmctl.store.log_writer import LogWriter
+from bmctl.store.logs import list_runs
 from bmctl.store.runs import finish_run, new_run_id, redact_argv, start_run
 
 from .conftest import WALL0, attempt
