@@ -30,7 +30,7 @@ sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 from _common import header, med_min_max, table  # noqa: E402
 
 from bmctl.store.db import open_database  # noqa: E402
-from bmctl.store.logs import LogWriter  # noqa: E402
+from bmctl.store.log_writer import LogWriter  # noqa: E402
 from bmctl.store.runs import start_run  # noqa: E402
 from bmctl.traffic.controller import AttemptRecord  # noqa: E402
 from bmctl.traffic.queue import Priority  # noqa: E402
