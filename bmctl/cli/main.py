@@ -15,14 +15,26 @@ from bmctl.cli.env import FORMATS, CliEnv, check_format
 from bmctl.errors import BmctlError, ExitCode
 
 # Global options may also follow the subcommand (`bmctl competitors ID --format json`):
-# they are hoisted in front of it before click parses.
-_GLOBAL_WITH_VALUE = {"--config", "--market", "--env", "--base-url", "--db", "--format", "--lock-timeout"}
-_GLOBAL_FLAGS = {"--verbose", "-v", "--quiet", "-q"}
+# they are hoisted in front of it before click parses. Which ones they are is read from the
+# group's own declaration (global_options below), never listed twice.
 _NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
 
-def hoist_global_options(args: list[str]) -> list[str]:
+def global_option_names(params: list[Any]) -> tuple[set[str], set[str]]:
+    """(options that take a value, flags) among a command's declared parameters."""
+    with_value: set[str] = set()
+    flags: set[str] = set()
+    for param in params:
+        names = [*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())]
+        if getattr(param, "is_eager", False):  # --version, --help: they act where they are
+            continue
+        (flags if getattr(param, "is_flag", False) else with_value).update(n for n in names if n.startswith("-"))
+    return with_value, flags
+
+
+def hoist_global_options(args: list[str], names: tuple[set[str], set[str]] | None = None) -> list[str]:
     """Move global options found after the subcommand name to before it."""
+    with_value, flags = names if names is not None else _global_names()
     head: list[str] = []
     index = 0
     while index < len(args):  # up to the subcommand name
@@ -30,7 +42,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
         if arg == "--" or not arg.startswith("-") or arg == "-":
             break
         head.append(arg)
-        if arg in _GLOBAL_WITH_VALUE and index + 1 < len(args):
+        if arg in with_value and index + 1 < len(args):
             head.append(args[index + 1])
             index += 1
         index += 1
@@ -47,9 +59,9 @@ def hoist_global_options(args: list[str]) -> list[str]:
             index += 1
             continue
         name = arg.split("=", 1)[0]
-        if name in _GLOBAL_FLAGS:
+        if name in flags:
             hoisted.append(arg)
-        elif name in _GLOBAL_WITH_VALUE:
+        elif name in with_value:
             hoisted.append(arg)
             if "=" not in arg and index + 1 < len(args):
                 hoisted.append(args[index + 1])
@@ -93,7 +105,7 @@ class BmctlGroup(TyperGroup):
     contract's exit code."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(list(args)))
+        return super().parse_args(ctx, hoist_global_options(list(args), global_option_names(self.params)))
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
@@ -244,3 +256,8 @@ def load_command(name: str) -> Any:
 def run() -> None:
     """Console-script entry point."""
     app()
+
+
+def _global_names() -> tuple[set[str], set[str]]:
+    """The global options as the app declares them (for callers without the built group)."""
+    return global_option_names(typer.main.get_command(app).params)
