@@ -76,11 +76,17 @@ class Interrupted(BmctlError):
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
-    """The exit code for any exception: bmctl's own carry theirs, anything else is a failure."""
+    """The one mapping from how a command ended to the contract's exit code, used both for the
+    process and for its run record: bmctl's errors carry theirs; Ctrl-C, SIGTERM and a closed
+    output pipe (the reader went away: stop like SIGTERM) are 130; the CLI framework's exits
+    and usage errors carry a code (2 for bad usage); anything else is a failure (1)."""
     if isinstance(error, BmctlError):
         return error.exit_code
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, (KeyboardInterrupt, BrokenPipeError)):
         return ExitCode.INTERRUPTED
+    code = getattr(error, "exit_code", None)  # click/Typer: Exit(code), UsageError (2), ...
+    if isinstance(code, int) and not isinstance(code, bool):
+        return ExitCode(code) if code in ExitCode._value2member_map_ else ExitCode.ITEMS_FAILED
     return ExitCode.ITEMS_FAILED
 
 

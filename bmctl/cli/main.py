@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 from bmctl import __version__
 from bmctl.cli.clicklib import ABORTS, EXITS, ClickException, NoArgsIsHelpError, UsageError
 from bmctl.cli.env import FORMATS, CliEnv, check_format
-from bmctl.errors import BmctlError, ExitCode
+from bmctl.errors import BmctlError, ExitCode, exit_code_for
 
 # Global options may also follow the subcommand (`bmctl competitors ID --format json`):
 # they are hoisted in front of it before click parses. Which ones they are is read from the
@@ -85,10 +85,10 @@ def report_error(env: CliEnv, error: BaseException) -> ExitCode:
         env.stderr.write(env.redact(f"bmctl: error: {error.message}") + "\n")
         if error.detail and env.verbose:
             env.stderr.write(env.redact(error.detail) + "\n")
-        return error.exit_code
+        return exit_code_for(error)
     if isinstance(error, ClickException):
         env.stderr.write(env.redact(f"bmctl: error: {error.format_message()}") + "\n")
-        return ExitCode.BAD_INPUT if error.exit_code == 2 else ExitCode(error.exit_code or 1)
+        return exit_code_for(error)
     env.stderr.write(
         env.redact(f"bmctl: internal error: {type(error).__name__}: {error}")
         + ("\n" if env.verbose else " (run with --verbose for details)\n")
@@ -97,7 +97,7 @@ def report_error(env: CliEnv, error: BaseException) -> ExitCode:
         import traceback
 
         env.stderr.write(env.redact("".join(traceback.format_exception(error))))
-    return ExitCode.ITEMS_FAILED
+    return exit_code_for(error)
 
 
 class BmctlGroup(TyperGroup):
@@ -139,31 +139,47 @@ class BmctlGroup(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True,
              windows_expand_args: bool = True, **extra: Any) -> Any:
         contexts: list[Any] = []
+        # The arguments this invocation was given, for its run record (not sys.argv: an
+        # in-process call, as in tests, has its own).
+        self.invoked_args = list(sys.argv[1:] if args is None else args)
         try:
-            with self.make_context(prog_name or "bmctl", list(sys.argv[1:] if args is None else args),
-                                   **extra) as ctx:
+            with self.make_context(prog_name or "bmctl", list(self.invoked_args), **extra) as ctx:
                 contexts.append(ctx)
                 self.invoke(ctx)
             code = 0
         except EXITS as done:
-            code = getattr(done, "exit_code", 0)
+            code = exit_code_for(done)
         except ABORTS:
             code = ExitCode.INTERRUPTED
         except NoArgsIsHelpError as shown:
             shown.show()  # bare `bmctl`: the help, on stderr
             code = ExitCode.BAD_INPUT
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             _env_of(contexts[0] if contexts else None).stderr.write("bmctl: interrupted\n")
-            code = ExitCode.INTERRUPTED
-        except (BmctlError, ClickException) as error:
-            code = report_error(_env_of(contexts[0] if contexts else None), error)
-        except BrokenPipeError:
-            code = 0  # a reader like `head` went away: not our failure
+            code = exit_code_for(stop)
+        except BrokenPipeError as closed:
+            code = exit_code_for(closed)
+            _silence_stdout()
+            _env_of(contexts[0] if contexts else None).stderr.write("bmctl: output closed (broken pipe)\n")
         except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
             code = report_error(_env_of(contexts[0] if contexts else None), error)
+            if isinstance(error, BmctlError) and isinstance(error.__context__, BrokenPipeError):
+                _silence_stdout()
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's final flush must not fail on the closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (tests): nothing to flush at exit
+        pass
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -214,7 +230,7 @@ def global_options(
         format_option=format,
         verbose=verbose,
         quiet=quiet,
-        argv=list(sys.argv[1:]),
+        argv=list(getattr(ctx.command, "invoked_args", sys.argv[1:])),
     )
 
 

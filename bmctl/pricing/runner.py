@@ -107,20 +107,25 @@ class ProbeRunOptions:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Deliver SIGTERM like Ctrl-C, so that open probes are restored before exiting."""
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """Deliver SIGTERM (a service manager, `kill`) and SIGHUP (an SSH session dropping) like
+    Ctrl-C, so that open probes are restored before exiting."""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    installed: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for name in ("SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)  # no SIGHUP on Windows
+            if number is not None:
+                installed[number] = signal.signal(number, handler)
     except ValueError:  # not the main thread (some test runners): nothing to install
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, previous in installed.items():
+            signal.signal(number, previous)
 
 
 class ProbeRun:
@@ -177,11 +182,16 @@ class ProbeRun:
             breaker_open=lambda: self.breaker.tripped,
         )
         try:
-            with sigterm_as_interrupt():
+            with stop_signals_as_interrupt():
                 return batch.run(targets)
         except KeyboardInterrupt:
             self.restore_open_probes()
             raise Interrupted("interrupted: open probes were restored") from None
+        except BrokenPipeError:
+            # The reader of our output went away (`| head -1`): nobody wants the rest, and no
+            # listing may stay dipped because of it. Stop like SIGTERM.
+            self.restore_open_probes()
+            raise Interrupted("output closed (broken pipe): open probes were restored") from None
         except AuthError:
             # One refused request (a 401, the WAF) ends the run; the other probes in flight
             # must not stay dipped until the next run. If authentication is really gone, the

@@ -615,6 +615,22 @@ def test_logs_stats_shows_the_slots_held_now_and_by_whom(sandbox) -> None:  # ty
     assert f"{run_id} pid" in table.stdout
 
 
+def test_the_run_record_holds_the_process_exit_code_and_the_arguments_given(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=[None, None, "waf"])
+    cases = [
+        (["competitors", LID], 0),
+        (["competitors", UNKNOWN], 1),  # an item failed
+        (["probe", LID, "--step", "0.001"], 2),  # bad input, found once the currency is known
+        (["competitors", LID], 3),  # the WAF answers the third request of this box
+        (["update-price", LID, "500.00"], 1),  # refused by the 30 % guard
+    ]
+    for args, expected in cases:
+        result = box.run(*args)
+        assert result.exit_code == expected, (args, result.stderr)
+        (latest,) = json.loads(box.run("logs", "runs", "-n", "1", "--format", "json").stdout)
+        assert (latest["exit_code"], json.loads(latest["argv"])) == (expected, args)
+
+
 # --- the token never shows ------------------------------------------------------------------------
 
 

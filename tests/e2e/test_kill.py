@@ -200,12 +200,14 @@ def test_the_next_writing_run_recovers_first(tmp_path: Path, sandbox: Sandbox, c
     assert row["listing_id"] == other
 
 
-def test_sigint_during_the_dip_restores_and_exits_130(tmp_path: Path, sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_during_the_dip_restores_and_exits_130(tmp_path: Path, sandbox: Sandbox,
+                                                             signum: int) -> None:
     listing_id = sandbox.specs[2].id
     process = start_probe(tmp_path, sandbox, listing_id)
     try:
         wait_for_dip(sandbox, listing_id, process, tmp_path / "bmctl.db")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
@@ -215,6 +217,37 @@ def test_sigint_during_the_dip_restores_and_exits_130(tmp_path: Path, sandbox: S
     assert sandbox.price(listing_id) == "100.00"
     assert journal_states(tmp_path / "bmctl.db") == ["closed"]
     assert b"interrupted" in err.lower()
+
+
+def test_a_closed_output_pipe_stops_like_sigterm_and_leaves_nothing_dipped(tmp_path: Path) -> None:
+    """`bmctl probe ... --format ndjson | head -1`: the reader takes the first line and goes.
+    The next write fails; the run restores what is still open, says so, exits 130, and its
+    run record says 130 too."""
+    no_floor = ListingSpec(id=str(uuid.uuid4()), sku="KILL-NOFLOOR", listing_id=899, offers=(OfferSpec(
+        market="fr-fr", price=eur("100.00"), max_price=eur("200.00"), min_price=None,
+        rivals=(eur("95.00"),)),))
+    specs = [no_floor, *winnable(2)]
+    served = Sandbox(tmp_path, specs)
+    try:
+        process = subprocess.Popen(
+            [*bmctl(), "--format", "ndjson", "probe", *(s.id for s in specs), "--settle", str(SETTLE)],
+            env=client_env(tmp_path, served), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())  # the listing without a floor, at once
+        assert first["outcome"] == "skipped"
+        process.stdout.close()  # `head -1` is done
+        _, err = process.communicate(timeout=60)
+        prices = [served.price(s.id) for s in specs[1:]]
+    finally:
+        served.stop()
+    assert process.returncode == 130, err
+    assert b"broken pipe" in err.lower() and b"restored" in err.lower()
+    db = tmp_path / "bmctl.db"
+    assert set(journal_states(db)) == {"closed"}  # nothing left open ...
+    assert set(prices) <= {"100.00", "94.99"}  # ... each listing back, or won at its final price
+    with sqlite3.connect(db) as conn:
+        (code,) = conn.execute("select exit_code from runs where command = 'probe'").fetchone()
+    assert code == 130
 
 
 def test_demo_runs_without_token_or_network(tmp_path: Path) -> None:
