@@ -117,7 +117,8 @@ def stop_signals_as_interrupt() -> Iterator[None]:
     try:
         for name in ("SIGTERM", "SIGHUP"):
             number = getattr(signal, name, None)  # no SIGHUP on Windows
-            if number is not None:
+            # Under `nohup` SIGHUP is ignored on purpose: the run must outlive the terminal.
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
                 installed[number] = signal.signal(number, handler)
     except ValueError:  # not the main thread (some test runners): nothing to install
         pass
