@@ -47,13 +47,16 @@ def serve() -> tuple[Any, ArrivalsApp, str]:
     return server, app, url
 
 
-def competitors_runs(tmp: Path, url: str, databases: list[Path]) -> list[subprocess.CompletedProcess[str]]:
+def competitors_runs(tmp: Path, url: str, databases: list[Path],
+                     config: Path | None = None) -> list[subprocess.CompletedProcess[str]]:
     """One ``bmctl competitors`` of three reads per database path, all started together."""
     processes = []
     for db in databases:
         env = base_env(tmp)
         env.update(BMCTL_TOKEN="sandbox", BMCTL_BASE_URL=url, BMCTL_DB=str(db),
                    BMCTL_USER_AGENT="BM-tests-bmctl;tests@example.com")
+        if config is not None:
+            env["BMCTL_CONFIG"] = str(config)
         processes.append(subprocess.Popen(
             [*bmctl(), "competitors", LID, TWO, JP, "--format", "json"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -81,8 +84,11 @@ def test_three_processes_on_one_database_stay_inside_the_limits_together(tmp_pat
 
 def test_the_control_on_separate_databases_breaches_the_limit(tmp_path: Path) -> None:
     server, app, url = serve()
+    config = tmp_path / "once.toml"
+    # A 429 ends the item at once, and pauses nothing: no 10 s block to sit out.
+    config.write_text("max_attempts = 1\n[limits.global]\npenalty = 0\n[limits.competitors]\npenalty = 0\n")
     try:
-        competitors_runs(tmp_path, url, [tmp_path / f"own{i}.db" for i in range(3)])
+        competitors_runs(tmp_path, url, [tmp_path / f"own{i}.db" for i in range(3)], config)
     finally:
         server.stop()
     statuses = [status for _, path, status in app.arrivals if path.startswith(COMPETITORS)]
