@@ -41,6 +41,8 @@ def open_runtime(env: CliEnv, command: str, *, writing: bool = False, **extra: A
     """The Runtime (database, run record, lock, controller, client) of a command."""
     from bmctl.runtime import Runtime
 
+    extra.setdefault("clock", env.clock)
+    extra.setdefault("transport", env.transport)
     return Runtime(settings=env.settings, command=command, argv=env.argv, writing=writing,
                    warn=env.warn, debug=env.debug if env.verbose else None, **extra)
 

@@ -24,7 +24,9 @@ def check_format(chosen: str) -> str:
 
 @dataclass
 class CliEnv:
-    """Streams, TTY state and global options, injected so that tests can swap them."""
+    """The environment of one invocation, created once at entry: streams, TTY state, argv, the
+    global options and the settings they give, and the clock and transport every request goes
+    through (None: the system clock and real HTTP). Tests inject a simulated world here."""
 
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
@@ -35,7 +37,23 @@ class CliEnv:
     verbose: bool = False
     quiet: bool = False
     argv: list[str] = field(default_factory=list)
+    clock: Any = None
+    transport: Any = None
     _settings: "Settings | None" = None
+
+    def now_wall(self) -> float:
+        """Wall-clock seconds (UTC) of this invocation's clock."""
+        import time
+
+        return self.clock.wall() if self.clock is not None else time.time()
+
+    def system_clock(self) -> Any:
+        """The clock requests and the ledger run on."""
+        if self.clock is None:
+            from bmctl.traffic.clock import SystemClock
+
+            self.clock = SystemClock()
+        return self.clock
 
     @property
     def stdout_is_tty(self) -> bool:

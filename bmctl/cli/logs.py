@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -33,12 +33,10 @@ def _open(ctx: typer.Context):  # type: ignore[no-untyped-def]
     return env, open_database(env.settings.db_path)
 
 
-def _since(text: str) -> float:
-    import time
-
+def _since(env: Any, text: str) -> float:
     from bmctl.durations import parse_since
 
-    return parse_since(text, time.time())
+    return parse_since(text, env.now_wall())
 
 
 @app.command("list")
@@ -57,8 +55,8 @@ def list_logs(
     """
     from bmctl.store.logs import list_logs as query
 
-    since_wall = _since(since) if since is not None else None
     env, db = _open(ctx)
+    since_wall = _since(env, since) if since is not None else None
     rows = query(db, limit=n, since_wall=since_wall, bucket=bucket, status=status, listing=listing, run=run)
     with Output(env, LOG_COLUMNS if env.format == "table" else None, title="Request log") as out:
         out.emit_all(rows)
@@ -77,13 +75,12 @@ def stats(
     """
     from bmctl.store.ledger import SqliteLedger
     from bmctl.store.logs import bucket_stats
-    from bmctl.traffic.clock import SystemClock
 
-    since_wall = _since(since)
     env, db = _open(ctx)
+    since_wall = _since(env, since)
     settings = env.settings
     limits = {name: (spec.limit, spec.window) for name, spec in settings.limits.items()}
-    with SqliteLedger(settings.db_path, settings.limits, SystemClock()) as ledger:
+    with SqliteLedger(settings.db_path, settings.limits, env.system_clock()) as ledger:
         holders = ledger.holders()
         where = ledger.describe()
     rows = bucket_stats(db, since_wall, limits, run=run, holders=holders)
@@ -136,8 +133,8 @@ def prune(
     """
     from bmctl.store.logs import prune as do_prune
 
-    cutoff = _since(older_than)
     env, db = _open(ctx)
+    cutoff = _since(env, older_than)
     deleted = do_prune(db, cutoff)
     with Output(env, None) as out:
         out.emit(dict(deleted))

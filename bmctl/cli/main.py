@@ -221,9 +221,10 @@ def global_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Global options shared by every command."""
-    if format is not None:
-        check_format(format)  # now, before any command does anything
+    given = ctx.obj if isinstance(ctx.obj, CliEnv) else None  # a caller's clock and transport
     ctx.obj = CliEnv(
+        clock=given.clock if given is not None else None,
+        transport=given.transport if given is not None else None,
         config=config,
         overrides={"market": market, "env": env, "base_url": base_url, "db": db,
                    "lock_timeout": lock_timeout},
@@ -232,6 +233,8 @@ def global_options(
         quiet=quiet,
         argv=list(getattr(ctx.command, "invoked_args", sys.argv[1:])),
     )
+    if format is not None:
+        check_format(format)  # now, before any command does anything
 
 
 # Commands load when they are invoked: `bmctl --help` lists them from this table without

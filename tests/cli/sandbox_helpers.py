@@ -1,19 +1,21 @@
-"""A real sandbox HTTP server on 127.0.0.1 for command-level tests, with request counting and
-scripted one-shot faults."""
+"""The sandbox marketplace for command-level tests, in simulated time: the real CLI runs
+in-process over the in-process transport (no sockets, no waiting on the wall clock), with
+request counting and scripted one-shot faults."""
 
 from __future__ import annotations
 
 import random
 import sqlite3
-import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bmctl.api.money import Money
 from bmctl.sandbox.app import Decision, SandboxApp
+from bmctl.sandbox.inprocess import InProcessTransport
 from bmctl.sandbox.model import ListingSpec, Marketplace, OfferSpec
-from bmctl.sandbox.server import SandboxServer, start_in_thread
+from bmctl.traffic.clock import SimClock
 from tests.cli.helpers import invoke
 
 # Not winning in fr-fr (rivals 95.00 and 110.00): price_to_win 94.99.
@@ -80,15 +82,26 @@ class CountingApp(SandboxApp):
         return [s for s in self.seen if s[0] != "GET"]
 
 
+class _NoServer:
+    """What the tests read of a server: a lock (nothing runs concurrently here) and stop()."""
+
+    lock = nullcontext()
+
+    def stop(self) -> None:
+        pass
+
+
 @dataclass
 class Sandbox:
-    """One running sandbox server and the environment that points bmctl at it."""
+    """A sandbox marketplace on a simulated clock and the environment that points bmctl at it."""
 
     app: CountingApp
-    server: SandboxServer
-    url: str
+    clock: SimClock
+    transport: InProcessTransport
     db: Path
     token: str
+    url: str = "http://127.0.0.1:8765"  # loopback, so no User-Agent warning; nothing listens
+    server: Any = field(default_factory=_NoServer)
     config: Path | None = None
     outputs: list[str] = field(default_factory=list)
 
@@ -99,7 +112,8 @@ class Sandbox:
         return {**base, **extra}
 
     def run(self, *args: str, env: Mapping[str, str] | None = None, input: str | None = None):  # type: ignore[no-untyped-def]
-        result = invoke(list(args), {**self.env(), **(env or {})}, input=input)
+        result = invoke(list(args), {**self.env(), **(env or {})}, input=input, clock=self.clock,
+                        transport=self.transport)
         self.outputs.append(result.stdout + result.stderr)
         assert "Traceback" not in result.stderr, result.stderr
         return result
@@ -140,10 +154,11 @@ def start_sandbox(tmp_path: Path, specs: list[ListingSpec] | None = None, *, tok
                   reveal: bool = True) -> Sandbox:
     from bmctl.sandbox.limits import DEFAULT_LIMITS
 
-    marketplace = Marketplace(time.monotonic, settle=settle, reveal=reveal, rng=random.Random(3))
+    clock = SimClock()
+    marketplace = Marketplace(clock.monotonic, settle=settle, reveal=reveal, rng=random.Random(3))
     marketplace.load(specs if specs is not None else small_catalogue())
     app = CountingApp(marketplace, token, script=script, limits=DEFAULT_LIMITS if limits else None,
                       rng=random.Random(5))
-    server, url = start_in_thread(app)
     tmp_path.mkdir(parents=True, exist_ok=True)
-    return Sandbox(app=app, server=server, url=url, db=tmp_path / "bmctl.db", token=token)
+    return Sandbox(app=app, clock=clock, transport=InProcessTransport(app, clock, latency=0.02),
+                   db=tmp_path / "bmctl.db", token=token)
