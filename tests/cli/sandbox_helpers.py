@@ -112,6 +112,7 @@ class Sandbox:
         return {**base, **extra}
 
     def run(self, *args: str, env: Mapping[str, str] | None = None, input: str | None = None):  # type: ignore[no-untyped-def]
+        self.clock.advance(0.1)  # a process's start-up: two runs never start at one instant
         result = invoke(list(args), {**self.env(), **(env or {})}, input=input, clock=self.clock,
                         transport=self.transport)
         self.outputs.append(result.stdout + result.stderr)

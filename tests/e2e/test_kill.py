@@ -26,7 +26,7 @@ from bmctl.sandbox.model import ListingSpec, OfferSpec
 
 HEADERS = {"Authorization": "Basic sandbox", "Accept-Language": "fr-fr", "Accept": "application/json",
            "User-Agent": "BM-tests-bmctl;tests@example.com"}
-SETTLE = 5.0  # a long settle: the dip stays open (and visible) for seconds
+SETTLE = 2.0  # a long settle: the dip stays open (and visible) for seconds
 
 
 def bmctl() -> list[str]:

@@ -383,8 +383,7 @@ def test_competitors_burst_meets_429_and_the_block(home: Path) -> None:
             refused = s.get(target, timeout=5)
             assert refused.status_code == 429
             validate_schema("ErrorResponseV1", refused.json())  # the spec documents no 429 here
-            time.sleep(1.1)  # the 1 s window is over, but the 10 s block is not
-            assert s.get(target, timeout=5).status_code == 429
+            # The block outlasting the window is tested in simulated time (tests/sandbox/test_limits.py).
             # Other routes are not blocked by the competitors limit.
             assert s.get(f"{served.url}/ws/listings/{lid}", timeout=5).status_code == 200
     finally:

@@ -18,21 +18,22 @@ from tests.soak.runner import SoakKilled, Violation, run_soak
 
 @pytest.mark.parametrize("seed", [0, 2])
 def test_soak_faults_storms_and_deaths(seed: int) -> None:
-    # Cron lines 11 s apart (past the 10 s windows), no WAF 403 and no 401 period.
-    result = run_soak(seed, 2.0, process_gap=11.0, waf=False, auth_per_hour=0.0)
+    # Each cron line right after the other (the ledger carries the budget), no WAF 403 and no
+    # 401 period.
+    result = run_soak(seed, 1.5, waf=False, auth_per_hour=0.0)
     assert result.violation is None, result.summary()
-    assert result.runs >= 24 and result.sends > 1000
+    assert result.runs >= 18 and result.sends > 1000
 
 
 def test_soak_tight_limits() -> None:
-    result = run_soak(3, 1.0, profile="tight", process_gap=11.0, waf=False, auth_per_hour=0.0)
+    result = run_soak(3, 1.0, profile="tight", waf=False, auth_per_hour=0.0)
     assert result.violation is None, result.summary()
     assert result.killed >= 1 and result.injected_429 > 0
 
 
 def test_soak_is_deterministic() -> None:
-    a = run_soak(5, 0.5, process_gap=11.0, waf=False, auth_per_hour=0.0)
-    b = run_soak(5, 0.5, process_gap=11.0, waf=False, auth_per_hour=0.0)
+    a = run_soak(5, 0.5, waf=False, auth_per_hour=0.0)
+    b = run_soak(5, 0.5, waf=False, auth_per_hour=0.0)
     assert (a.sends, a.writes, a.killed, a.injected_429, a.exit_codes) == \
         (b.sends, b.writes, b.killed, b.injected_429, b.exit_codes)
 
@@ -49,7 +50,7 @@ def test_soak_kill_then_next_run_keeps_limits() -> None:
 def test_soak_auth_failure_restores_open_probes() -> None:
     """Was a bug: an AuthError (401, WAF 403) inside a probe ended the run without trying to
     restore its other open probes; ProbeRun.run now restores them (as on Ctrl-C)."""
-    result = run_soak(1, 1.0, process_gap=11.0, auth_per_hour=0.0)
+    result = run_soak(1, 1.0, auth_per_hour=0.0)
     assert result.violation is None, result.summary()
 
 
