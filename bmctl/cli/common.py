@@ -43,10 +43,6 @@ def open_runtime(env: CliEnv, command: str, *, writing: bool = False, **extra: A
 
     extra.setdefault("clock", env.clock)
     extra.setdefault("transport", env.transport)
-    return Runtime(settings=env.settings, command=command, argv=env.argv, writing=writing,
+    settings = extra.pop("settings", None) or env.settings
+    return Runtime(settings=settings, command=command, argv=env.argv, writing=writing,
                    warn=env.warn, debug=env.debug if env.verbose else None, **extra)
-
-
-def report_item_error(env: CliEnv, item: str, message: str) -> None:
-    """One stderr line per failed item (the output carries the reason too)."""
-    env.warn(f"bmctl: {item}: {message}")

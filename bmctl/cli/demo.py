@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from bmctl.cli.common import cli_env, finish
+from bmctl.cli.command import run_command
+from bmctl.cli.common import cli_env
 
 
 def demo(
@@ -20,35 +21,23 @@ def demo(
 
     Example: bmctl demo --format json
     """
-    from dataclasses import replace
+    from functools import partial
 
-    from bmctl.cli.logs import STATS_COLUMNS
-    from bmctl.cli.output import Output
-    from bmctl.cli.probe import run_batch
-    from bmctl.demo import NEXT_STEPS, demo_settings, demo_targets, sandbox_on_loopback
-    from bmctl.pricing.runner import ProbeRunOptions
-    from bmctl.pricing.workflow import ProbeRequest, probe_params
-    from bmctl.runtime import Runtime
-    from bmctl.sandbox.catalogue import DEMO_MARKETS
-    from bmctl.store.logs import bucket_stats
+    from bmctl.cli.probe import PROBE_FIELDS
+    from bmctl.commands.demo import NEXT_STEPS, demo_settings, sandbox_on_loopback
+    from bmctl.commands.demo import demo as core
 
     env = cli_env(ctx)
     db_given = env.overrides.get("db") is not None or bool(env.settings.db)
     with sandbox_on_loopback(settle=settle, reveal=reveal) as base_url:
         settings = demo_settings(env.settings, base_url, db_given)
         env.info(f"demo: sandbox marketplace on {base_url}; database {settings.db_path}")
-        options = ProbeRunOptions(params=replace(probe_params(settings), settle=settle),
-                                  breaker_floor_hits=settings.probe.breaker_floor_hits)
-        with Runtime(settings=settings, command="demo", argv=env.argv, writing=True, warn=env.warn) as runtime:
-            targets = demo_targets(runtime.client, DEMO_MARKETS, limit)
-            request = ProbeRequest(market=settings.market)
-            code = run_batch(env, runtime, request, targets, options)
-            runtime.exit_code = code
-            runtime.flush_logs()
-            if env.format == "table":
-                limits = {name: (spec.limit, spec.window) for name, spec in settings.limits.items()}
-                stats = bucket_stats(runtime.db, 0.0, limits, run=runtime.run_id)
-                with Output(env, STATS_COLUMNS, title=f"Traffic of run {runtime.run_id}") as out:
-                    out.emit_all(stats)
+        try:
+            # Real HTTP to the sandbox on loopback, whatever transport the caller injected.
+            run_command(env, "demo", partial(core, settle=settle, limit=limit), writing=True,
+                        columns=PROBE_FIELDS if env.format == "table" else None, title="Probes",
+                        settings=settings, transport=None)
+        except typer.Exit:  # done, with an exit code: the next steps still apply
+            env.info(NEXT_STEPS)
+            raise
     env.info(NEXT_STEPS)
-    finish(code)

@@ -19,10 +19,7 @@ LOG_COLUMNS = [
     "ts", "run_id", "method", "path", "buckets", "priority", "attempt", "status", "outcome",
     "queue_wait_ms", "latency_ms", "retry_after", "error",
 ]
-STATS_COLUMNS = [
-    "bucket", "requests", "ok", "rate_limited", "errors", "p50_ms", "p95_ms", "p50_wait_ms",
-    "p95_wait_ms", "rate_per_s", "limit_per_s", "held_now", "holders",
-]
+STATS_LEDGER_COLUMNS = ["held_now", "holders"]
 RUN_COLUMNS = ["id", "command", "started_at", "duration_s", "requests", "exit_code"]
 
 
@@ -74,7 +71,7 @@ def stats(
     Example: bmctl logs stats --since 15m --format json
     """
     from bmctl.store.ledger import SqliteLedger
-    from bmctl.store.logs import bucket_stats
+    from bmctl.store.logs import STATS_FIELDS, bucket_stats
 
     env, db = _open(ctx)
     since_wall = _since(env, since)
@@ -86,7 +83,8 @@ def stats(
     rows = bucket_stats(db, since_wall, limits, run=run, holders=holders)
     if env.format in ("table", "csv"):
         rows = [{**row, "holders": _holders_text(row["holders"])} for row in rows]
-    with Output(env, STATS_COLUMNS, title=f"Buckets over {since} · ledger: {where}") as out:
+    columns = [*STATS_FIELDS, *STATS_LEDGER_COLUMNS]
+    with Output(env, columns, title=f"Buckets over {since} · ledger: {where}") as out:
         out.emit_all(rows)
 
 

@@ -6,13 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from bmctl.cli.common import cli_env, finish, open_runtime, report_item_error
-from bmctl.cli.output import Output
-from bmctl.errors import items_exit_code
+from bmctl.cli.command import run_command
+from bmctl.cli.common import cli_env
+from bmctl.commands.market import COMPETITOR_FIELDS
 
-COMPETITOR_FIELDS = [
-    "listing_id", "market", "currency", "price", "min_price", "price_to_win", "winner_price", "is_winning",
-]
 # csv and table carry the failure reason too (empty when the listing was read).
 COMPETITOR_COLUMNS = [*COMPETITOR_FIELDS, "error"]
 LISTING_COLUMNS = ["id", "sku", "price", "min_price", "max_price", "quantity", "currency", "publication_state"]
@@ -27,37 +24,16 @@ def competitors(
 
     Example: bmctl competitors 3fa85f64-5717-4562-b3fc-2c963f66afa6 --format json
     """
+    from functools import partial
+
     from bmctl.api.client import validate_listing_id
-    from bmctl.errors import AuthError, BmctlError
+    from bmctl.commands.market import competitors as core
 
     env = cli_env(ctx)
     # Each id once: a repeated one would only spend the 2-per-second competitors budget again.
     listing_ids = list(dict.fromkeys(validate_listing_id(value) for value in ids))
-    failures: list[int] = []  # exit codes of the failed items
-    with open_runtime(env, "competitors") as runtime, Output(
-        env, COMPETITOR_COLUMNS, title="Backbox", optional=("error",)
-    ) as out:
-        client = runtime.client
-        for listing_id in listing_ids:
-            try:
-                records = client.competitors(listing_id, market=runtime.settings.market)
-            except AuthError:
-                raise
-            except BmctlError as error:
-                failures.append(int(error.exit_code))
-                report_item_error(env, listing_id, error.message)
-                out.emit({**dict.fromkeys(COMPETITOR_FIELDS), "listing_id": listing_id,
-                          "market": runtime.settings.market, "error": error.message})
-                continue
-            if not records:
-                env.info(f"bmctl: {listing_id}: not competing in any Backbox "
-                         "(offline, out of stock or above max_price)")
-            for record in records:
-                data = record.to_json()
-                out.emit({key: data.get(key) for key in COMPETITOR_FIELDS})
-        code = int(items_exit_code(failures))
-        runtime.exit_code = code
-    finish(code)
+    run_command(env, "competitors", partial(core, listing_ids=listing_ids), columns=COMPETITOR_COLUMNS,
+                title="Backbox", optional=("error",))
 
 
 def listings(
@@ -70,12 +46,11 @@ def listings(
 
     Example: bmctl listings --min-quantity 1 --format csv > listings.csv
     """
+    from functools import partial
+
+    from bmctl.commands.market import listings as core
+
     env = cli_env(ctx)
-    with open_runtime(env, "listings") as runtime, Output(
-        env, LISTING_COLUMNS if env.format == "table" else None, title="Listings"
-    ) as out:
-        for listing in runtime.client.iter_listings(
-            min_quantity=min_quantity, publication_state=publication_state, limit=limit,
-            market=runtime.settings.market,
-        ):
-            out.emit(listing.to_json())
+    run_command(env, "listings", partial(core, min_quantity=min_quantity, publication_state=publication_state,
+                                         limit=limit),
+                columns=LISTING_COLUMNS if env.format == "table" else None, title="Listings")

@@ -6,9 +6,9 @@ from typing import Optional
 
 import typer
 
-from bmctl.cli.common import cli_env, finish, open_runtime, report_item_error
+from bmctl.cli.command import run_command
+from bmctl.cli.common import cli_env
 from bmctl.cli.output import Output
-from bmctl.errors import items_exit_code
 
 UPDATE_FIELDS = ["listing_id", "market", "currency", "old_price", "new_price", "status", "reason"]
 HISTORY_COLUMNS = ["ts", "market", "old_price", "new_price", "currency", "reason", "status", "request_id"]
@@ -28,11 +28,11 @@ def update_price(
 
     Example: bmctl update-price 3fa85f64-5717-4562-b3fc-2c963f66afa6 149.90 --dry-run
     """
+    from functools import partial
+
+    from bmctl.commands.prices import update_price as core
     from bmctl.errors import UsageError
-    from bmctl.pricing.journal import Journal
-    from bmctl.pricing.recovery import recover
     from bmctl.pricing.targets import price_order, price_orders_from_file, with_min_price
-    from bmctl.pricing.updates import apply_price_orders
 
     env = cli_env(ctx)
     market = env.settings.market
@@ -44,28 +44,9 @@ def update_price(
         raise UsageError("give ID PRICE, or --file prices.csv")
     else:
         orders = [price_order(listing_id, price, market, min_price)]
-    with open_runtime(env, "update-price", writing=not dry_run) as runtime, Output(env, UPDATE_FIELDS) as out:
-        if file is not None:  # a batch says what it will cost before it starts
-            from bmctl.pricing.plan import plan_updates
-
-            env.info(plan_updates(len(orders), runtime.settings.limits, dry_run=dry_run,
-                                  buckets=runtime.ledger.buckets).describe())
-        journal = None if dry_run else Journal(runtime.db, runtime.run_id, runtime.clock.wall)
-        if journal is not None:
-            for done in recover(runtime.client, journal):
-                env.info(f"recovered {done.probe.listing_id} ({done.probe.market}): {done.reason}")
-
-        def show(outcome):  # type: ignore[no-untyped-def]
-            out.emit(outcome.to_json())
-            if outcome.status in ("error", "refused"):
-                report_item_error(env, outcome.listing_id, outcome.reason)
-
-        outcomes = apply_price_orders(runtime.client, journal, orders,
-                                      max_change_pct=runtime.settings.max_change_pct,
-                                      force=force, dry_run=dry_run, on_result=show)
-        code = int(items_exit_code([o.exit_code or 1 for o in outcomes if o.status in ("error", "refused")]))
-        runtime.exit_code = code
-    finish(code)
+    run_command(env, "update-price", partial(core, orders=orders, from_file=file is not None, force=force,
+                                             dry_run=dry_run),
+                writing=not dry_run, columns=UPDATE_FIELDS)
 
 
 def history(

@@ -6,9 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from bmctl.cli.common import cli_env, finish, open_runtime
-from bmctl.cli.output import Output
-from bmctl.cli.progress import Progress
+from bmctl.cli.command import run_command
+from bmctl.cli.common import cli_env
 
 PROBE_FIELDS = [
     "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "final_price",
@@ -34,8 +33,11 @@ def probe(
 
     Example: bmctl probe --all --deadline 10m --format ndjson
     """
+    from functools import partial
+
+    from bmctl.commands.probe import ProbeRequest, probe_params
+    from bmctl.commands.probe import probe as core
     from bmctl.pricing.runner import ProbeRunOptions
-    from bmctl.pricing.workflow import ProbeRequest, probe_params
 
     env = cli_env(ctx)
     settings = env.settings
@@ -47,10 +49,8 @@ def probe(
     params = probe_params(settings, settle=settle, max_raises=max_raises, step=step, dry_run=dry_run)
     options = ProbeRunOptions(params=params, deadline=_deadline(deadline),
                               breaker_floor_hits=settings.probe.breaker_floor_hits)
-    with open_runtime(env, "probe", writing=not dry_run) as runtime:
-        code = run_batch(env, runtime, request, targets, options)
-        runtime.exit_code = code
-    finish(code)
+    run_command(env, "probe", partial(core, request=request, targets=targets, options=options),
+                writing=not dry_run, columns=PROBE_FIELDS if env.format == "table" else None, title="Probes")
 
 
 def _deadline(text: Optional[str]) -> Optional[float]:
@@ -59,50 +59,14 @@ def _deadline(text: Optional[str]) -> Optional[float]:
     return parse_duration(text, "--deadline") if text is not None else None
 
 
-def run_batch(env, runtime, request, targets, options) -> int:  # type: ignore[no-untyped-def]
-    """Run a probe batch with streamed output and live progress; returns the exit code."""
-    from bmctl.pricing.workflow import run_probe_command
-
-    with Output(env, PROBE_FIELDS if env.format == "table" else None, title="Probes") as out:
-        progress: Progress | None = None
-
-        def started(total: int) -> None:
-            nonlocal progress
-            progress = Progress(env, total, "probing")
-
-        def on_result(result) -> None:  # type: ignore[no-untyped-def]
-            out.emit(result.to_json())
-            if progress is not None:
-                progress.advance(result.outcome)
-
-        try:
-            report = run_probe_command(runtime, request, targets, options, on_start=started,
-                                       on_result=on_result, info=env.info, warn=env.warn)
-        finally:
-            if progress is not None:
-                progress.close()
-    return report.exit_code
-
-
 def recover(ctx: typer.Context) -> None:
     """Put every listing a killed run left in an open probe back at its original price, and
     close the probe (every writing run also does this first).
 
     Example: bmctl recover --format json
     """
-    from bmctl.pricing.journal import Journal
-    from bmctl.pricing.recovery import recover as run_recovery
+    from bmctl.commands.probe import recover as core
 
     env = cli_env(ctx)
-    with open_runtime(env, "recover", writing=True) as runtime:
-        journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
-        if not journal.open_probes():
-            env.info("no open probes: nothing to recover")
-            done = []
-        else:
-            done = run_recovery(runtime.client, journal)
-        with Output(env, RECOVER_COLUMNS if env.format == "table" else None, title="Recovered") as out:
-            out.emit_all(item.to_json() for item in done)
-        failed = any(item.status == "error" for item in done)
-        runtime.exit_code = 1 if failed else 0
-    finish(1 if failed else 0)
+    run_command(env, "recover", core, writing=True, recover=False,
+                columns=RECOVER_COLUMNS if env.format == "table" else None, title="Recovered")

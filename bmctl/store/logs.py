@@ -87,6 +87,13 @@ class _BucketAcc:
         self.last: str | None = None
 
 
+#: The fields of a ``bucket_stats`` row (``held_now`` and ``holders`` follow with the ledger's).
+STATS_FIELDS = (
+    "bucket", "requests", "ok", "rate_limited", "errors", "p50_ms", "p95_ms", "p50_wait_ms",
+    "p95_wait_ms", "rate_per_s", "limit_per_s",
+)
+
+
 def bucket_stats(
     db: Any,
     since_wall: float,
@@ -99,9 +106,10 @@ def bucket_stats(
     A row counts once for each bucket it spent. ``ok`` = HTTP 2xx/3xx (the controller's ``ok``),
     ``rate_limited`` = 429, ``errors`` = everything else (other 4xx/5xx, timeouts, connection
     errors), so ``requests = ok + rate_limited + errors``. Percentiles interpolate linearly.
-    ``rate_per_s`` = (sends − 1) / (last send − first send): the rate at which the bucket was
-    actually spent over the span of its rows (steady sends every ``window/limit`` seconds give
-    exactly ``limit/window``); None with fewer than two sends. ``limit_per_s`` = limit / window.
+    ``rate_per_s`` = sends / (last send − first send + window): the rate at which the bucket was
+    spent, on the same footing as the limit — sends in bursts of ``limit`` a window apart, the
+    most the limit allows, give ``limit/window`` and never more (without a configured window:
+    (sends − 1) / span); None with fewer than two sends. ``limit_per_s`` = limit / window.
     One object per bucket that has rows or a configured limit: configured ones first, in order.
     With ``holders`` (the budget ledger's, ``Ledger.holders()``): ``held_now``, the slots and
     claims every process holds now, and ``holders``, who holds them (run id, pid, slots,
@@ -146,11 +154,13 @@ def bucket_stats(
         a.latencies.sort()
         a.waits.sort()
         rate = None
+        limit = limits.get(name)
         if a.requests >= 2 and a.first is not None and a.last is not None:
             span = parse_utc(a.last) - parse_utc(a.first)
-            if span > 0:
+            if limit and limit[1]:
+                rate = a.requests / (span + float(limit[1]))
+            elif span > 0:
                 rate = (a.requests - 1) / span
-        limit = limits.get(name)
         limit_per_s = (float(limit[0]) / float(limit[1])) if limit and limit[1] else None
         result.append({
             "bucket": name,

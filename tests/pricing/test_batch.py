@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from bmctl.api.money import Money
+from bmctl.commands.probe import ProbeRequest, probe
+from bmctl.commands.run import CommandContext
 from bmctl.errors import ExitCode
 from bmctl.pricing.probe import ProbeParams, ProbeTarget
 from bmctl.pricing.runner import ProbeRunOptions
-from bmctl.pricing.workflow import ProbeRequest, run_probe_command
 from bmctl.sandbox.catalogue import generate_catalogue
 from bmctl.sandbox.model import Drift
 from bmctl.sandbox.world import SimWorld
@@ -170,8 +171,9 @@ def test_breaker_stops_new_probes_and_exits_1(tmp_path: Path) -> None:
     warnings: list[str] = []
     with world.runtime(tmp_path / "p.db", probe_breaker_floor_hits=3) as runtime:
         options = ProbeRunOptions(params=ProbeParams(settle=2.0), max_in_flight=2, breaker_floor_hits=3)
-        report = run_probe_command(runtime, ProbeRequest(ids=[t.listing_id for t in targets]), targets,
-                                   options, warn=warnings.append)
+        report = probe(CommandContext(runtime, warn=warnings.append),
+                       ProbeRequest(ids=[t.listing_id for t in targets]),
+                       targets, options)
     assert report.exit_code == ExitCode.ITEMS_FAILED
     assert report.summary.stopped_by == "breaker"
     won = [r for r in report.summary.results if r.outcome == "won"]
@@ -192,8 +194,9 @@ def test_breaker_with_every_probe_in_flight_still_exits_1(tmp_path: Path) -> Non
     warnings: list[str] = []
     with world.runtime(tmp_path / "p.db") as runtime:
         options = ProbeRunOptions(params=ProbeParams(settle=2.0), max_in_flight=16, breaker_floor_hits=2)
-        report = run_probe_command(runtime, ProbeRequest(ids=[t.listing_id for t in targets]), targets,
-                                   options, warn=warnings.append)
+        report = probe(CommandContext(runtime, warn=warnings.append),
+                       ProbeRequest(ids=[t.listing_id for t in targets]),
+                       targets, options)
     assert report.exit_code == ExitCode.ITEMS_FAILED
     outcomes = sorted(r.outcome for r in report.summary.results)
     assert outcomes.count("won") == 2
@@ -216,9 +219,9 @@ def test_deadline_starts_no_probe_that_cannot_finish_and_exits_4(tmp_path: Path)
     with world.runtime(tmp_path / "p.db", limits=lim) as runtime:
         start = world.clock.monotonic()
         options = ProbeRunOptions(params=ProbeParams(settle=2.0), deadline=120.0)
-        report = run_probe_command(runtime, ProbeRequest(ids=[t.listing_id for t in targets]), targets,
-                                   options, info=infos.append, warn=warnings.append,
-                                   on_result=lambda r: finished_at.append(world.clock.monotonic()))
+        context = CommandContext(runtime, info=infos.append, warn=warnings.append,
+                                 emit=lambda row: finished_at.append(world.clock.monotonic()))
+        report = probe(context, ProbeRequest(ids=[t.listing_id for t in targets]), targets, options)
     assert report.exit_code == ExitCode.LIMITED
     summary = report.summary
     assert summary.stopped_by == "deadline"
@@ -316,8 +319,9 @@ def test_deadline_counts_the_write_budget_an_earlier_run_spent(tmp_path: Path) -
         start = world.clock.monotonic()
         targets = [ProbeTarget(s.id, "fr-fr") for s in specs[10:]]
         options = ProbeRunOptions(params=ProbeParams(settle=2.0), deadline=120.0)
-        report = run_probe_command(runtime, ProbeRequest(ids=[t.listing_id for t in targets]), targets,
-                                   options, warn=warnings.append)
+        report = probe(CommandContext(runtime, warn=warnings.append),
+                       ProbeRequest(ids=[t.listing_id for t in targets]),
+                       targets, options)
         elapsed = world.clock.monotonic() - start
     assert report.exit_code == ExitCode.LIMITED
     assert report.summary.results == [] and len(report.summary.not_started) == 4

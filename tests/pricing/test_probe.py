@@ -231,17 +231,18 @@ def test_a_tie_given_away_by_the_search_is_won_back_one_tick_lower(tmp_path: Pat
 
 def test_probes_refused_only_by_rate_limits_exit_4(tmp_path: Path) -> None:
     """429 after every retry is "rate limits stopped the run": exit 4, rerunning resumes."""
+    from bmctl.commands.probe import outcome_of
     from bmctl.pricing.batch import BatchSummary
     from bmctl.pricing.probe import ProbeResult
-    from bmctl.pricing.workflow import exit_code_of
 
     limited = ProbeResult("a", "fr-fr", outcome="error", reason="429", exit_code=4)
     broken = ProbeResult("b", "fr-fr", outcome="error", reason="404", exit_code=1)
     warnings: list[str] = []
-    assert exit_code_of(BatchSummary(results=[limited]), warnings.append) == 4
+    assert outcome_of(BatchSummary(results=[limited]), warnings.append).exit_code == 4
     assert "rate limits" in warnings[0]
-    assert exit_code_of(BatchSummary(results=[limited, broken]), warnings.append) == 1
-    assert exit_code_of(BatchSummary(results=[ProbeResult("c", "fr-fr", outcome="won")]), warnings.append) == 0
+    assert outcome_of(BatchSummary(results=[limited, broken]), warnings.append).exit_code == 1
+    assert outcome_of(BatchSummary(results=[ProbeResult("c", "fr-fr", outcome="won")]),
+                      warnings.append).exit_code == 0
 
 
 def test_a_probe_refused_by_429_after_every_retry_reports_exit_code_4(tmp_path: Path) -> None:

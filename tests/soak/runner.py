@@ -6,8 +6,8 @@ three markets, drifting competitors) and plays cron: every 15 minutes, one ``bmc
 process: new :class:`~bmctl.runtime.Runtime`, same database, same world so time continues; a
 ``process_gap`` of simulated start-up time between them). A run that overruns its slot makes cron's
 next line wait (the lock would exit 5 anyway): the next run starts at the next free slot.
-Each run goes through :func:`bmctl.pricing.workflow.run_probe_command` exactly as the CLI does
-(recover, enumerate, plan, batch), with a ``deadline`` so the three runs fit the slot.
+Each run goes through :func:`bmctl.commands.run.execute` and the probe command's core exactly
+as the CLI does (recover, enumerate, plan, batch), with a ``deadline`` so the three runs fit the slot.
 
 **Faults** (all drawn from the seed, replayed exactly): a low background rate of the sandbox's own
 faults (5xx, timeouts, dropped connections, malformed JSON, the WAF's HTML 403, the JSON
@@ -92,13 +92,15 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from email.utils import formatdate
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bmctl.api.money import tick
+from bmctl.commands.probe import ProbeRequest, probe, probe_params
+from bmctl.commands.run import CommandContext, execute
 from bmctl.errors import BmctlError, exit_code_for
 from bmctl.pricing.runner import ProbeRunOptions
-from bmctl.pricing.workflow import ProbeRequest, probe_params, run_probe_command
 from bmctl.sandbox.catalogue import generate_catalogue
 from bmctl.sandbox.faults import Faults
 from bmctl.sandbox.model import Drift
@@ -473,10 +475,9 @@ class Soak:
             controller.on_attempt = on_attempt
             options = ProbeRunOptions(params=probe_params(runtime.settings), deadline=cfg.deadline,
                                       breaker_floor_hits=runtime.settings.probe.breaker_floor_hits)
-            report = run_probe_command(runtime, ProbeRequest(all_listings=True, market=market), [],
-                                       options, on_result=run.results.append,
-                                       warn=run.warnings.append)
-            runtime.exit_code = report.exit_code
+            context = CommandContext(runtime, emit=run.results.append, warn=run.warnings.append)
+            execute(context, partial(probe, request=ProbeRequest(all_listings=True, market=market),
+                                     targets=[], options=options), recover=True)
             runtime.__exit__(None, None, None)
         except SoakKilled as death:
             self._die(runtime)
@@ -684,8 +685,8 @@ class Soak:
         self._update_belief(db)
         open_rows = db.execute("select id, run_id, listing_id, market, state, original_price,"
                                " current_price from probes where state != 'closed'").fetchall()
-        failed_restore = {(r.listing_id.lower(), r.market) for r in run.results
-                          if "restore failed" in (r.reason or "")}
+        failed_restore = {(r["listing_id"].lower(), r["market"]) for r in run.results
+                          if "restore failed" in (r["reason"] or "")}
         could_not = " ".join(w for w in run.warnings if "could not restore" in w)
         open_keys = set()
         for pid, rid, lid, market, state, original, current in open_rows:

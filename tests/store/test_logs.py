@@ -103,17 +103,29 @@ def test_bucket_stats_known_dataset(db) -> None:  # type: ignore[no-untyped-def]
     assert (comp["requests"], comp["ok"], comp["rate_limited"], comp["errors"]) == (10, 7, 1, 2)
     assert comp["p50_ms"] == 55.0 and comp["p95_ms"] == 95.5
     assert comp["p50_wait_ms"] == 4.5 and comp["p95_wait_ms"] == 8.55
-    assert comp["rate_per_s"] == 2.0  # 9 intervals over 4.5 s
+    assert comp["rate_per_s"] == pytest.approx(10 / (4.5 + 1.0), abs=1e-4)  # 10 sends, 4.5 s + a window
     assert comp["limit_per_s"] == 2.0
     glob = stats["global"]
     assert glob["requests"] == 12 and glob["ok"] == 9
-    assert glob["rate_per_s"] == pytest.approx(11 / 9.0, abs=1e-4)
+    assert glob["rate_per_s"] == pytest.approx(12 / (9.0 + 10.0), abs=1e-4)
     assert glob["limit_per_s"] == 20.0
     assert stats["catalog"] == {"bucket": "catalog", "requests": 0, "ok": 0, "rate_limited": 0,
                                 "errors": 0, "p50_ms": None, "p95_ms": None, "p50_wait_ms": None,
                                 "p95_wait_ms": None, "rate_per_s": None, "limit_per_s": 2.0}
     assert stats["mystery"]["requests"] == 1 and stats["mystery"]["limit_per_s"] is None
     assert stats["mystery"]["rate_per_s"] is None  # one send has no rate
+
+
+def test_rate_per_s_never_exceeds_the_limit_for_traffic_the_limit_allows(db) -> None:  # type: ignore[no-untyped-def]
+    """Bursts of `limit` sends one window apart (the most a sliding window allows) read as the
+    limit, not above it (the old (n - 1) / span read 2.3/s for 2/s here)."""
+    with LogWriter(db, "r") as log:
+        for pair in range(4):
+            for _ in range(2):
+                log.record(attempt(sent_wall=WALL0 + pair * 1.001, buckets=("global", "competitors")))
+    (comp,) = [s for s in bucket_stats(db, WALL0, {"competitors": (2, 1.0)}) if s["bucket"] == "competitors"]
+    assert comp["rate_per_s"] <= comp["limit_per_s"] == 2.0
+    assert comp["rate_per_s"] == pytest.approx(8 / 4.003, abs=1e-3)
 
 
 def test_bucket_stats_by_run(mixed) -> None:  # type: ignore[no-untyped-def]

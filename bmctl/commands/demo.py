@@ -1,4 +1,4 @@
-"""``bmctl demo``: the main job end to end on the embedded sandbox, no token and no network."""
+"""``demo``: the main job end to end on the embedded sandbox, no token and no network."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Iterator
 
+from bmctl.commands.run import CommandContext, Outcome
 from bmctl.config import Settings
 
 
@@ -53,3 +54,25 @@ Run the same against Back Market:
   bmctl probe --all --deadline 10m
 Rehearse on the sandbox over HTTP: bmctl sandbox serve (token: sandbox)."""
 
+
+def demo(ctx: CommandContext, *, settle: float, limit: int | None) -> Outcome:
+    """Probe every listing with stock in every demo market (the runtime points at the sandbox),
+    then show this run's traffic per bucket."""
+    from dataclasses import replace
+
+    from bmctl.commands.probe import ProbeRequest, probe, probe_params
+    from bmctl.pricing.runner import ProbeRunOptions
+    from bmctl.sandbox.catalogue import DEMO_MARKETS
+    from bmctl.store.logs import STATS_FIELDS, bucket_stats
+
+    runtime = ctx.runtime
+    settings = ctx.settings
+    options = ProbeRunOptions(params=replace(probe_params(settings), settle=settle),
+                              breaker_floor_hits=settings.probe.breaker_floor_hits)
+    targets = demo_targets(runtime.client, DEMO_MARKETS, limit)
+    outcome = probe(ctx, ProbeRequest(market=settings.market), targets, options)
+    runtime.flush_logs()
+    limits = {name: (spec.limit, spec.window) for name, spec in settings.limits.items()}
+    ctx.table(bucket_stats(runtime.db, 0.0, limits, run=runtime.run_id), list(STATS_FIELDS),
+              f"Traffic of run {runtime.run_id}")
+    return outcome

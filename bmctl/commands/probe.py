@@ -1,11 +1,13 @@
-"""The probe command's flow: validate input, recover, enumerate, plan, run, decide the exit code."""
+"""``probe`` and ``recover``: the probe command's flow (validate the input, enumerate ``--all``,
+plan, run the batch, decide the outcome) and putting back what killed runs left open."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, TextIO
 
-from bmctl.errors import ExitCode, UsageError, items_exit_code
+from bmctl.commands.run import CommandContext, Outcome
+from bmctl.errors import ExitCode, UsageError
 from bmctl.pricing.batch import BatchSummary
 from bmctl.pricing.probe import ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.runner import ProbeRun, ProbeRunOptions
@@ -54,14 +56,6 @@ def probe_params(settings: Any, *, settle: float | None = None, max_raises: int 
     return ProbeParams(**shared, dry_run=dry_run)
 
 
-@dataclass
-class ProbeReport:
-    """The end of a probe command: the batch summary and the exit code it means."""
-
-    summary: BatchSummary
-    exit_code: int
-
-
 def check_step(params: ProbeParams, targets: list[ProbeTarget]) -> None:
     """A bad ``--step`` is bad input, found before any request."""
     from bmctl.api.markets import get_market
@@ -75,27 +69,29 @@ def check_step(params: ProbeParams, targets: list[ProbeTarget]) -> None:
             raise UsageError(str(error)) from None
 
 
-def run_probe_command(
-    runtime: Any,
-    request: ProbeRequest,
-    targets: list[ProbeTarget],
-    options: ProbeRunOptions,
-    *,
-    on_start: Callable[[int], None] | None = None,
-    on_result: Callable[[ProbeResult], None] | None = None,
-    info: Callable[[str], None] = lambda text: None,
-    warn: Callable[[str], None] = lambda text: None,
-) -> ProbeReport:
-    """Recover (writing runs), enumerate ``--all``, print the plan, run the batch."""
+@dataclass
+class ProbeOutcome(Outcome):
+    """A probe command's outcome, with the batch it ran (results, probes not started, why)."""
+
+    summary: BatchSummary | None = None
+
+
+def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget],
+          options: ProbeRunOptions) -> ProbeOutcome:
+    """Enumerate ``--all``, print the plan, run the batch with live progress; the outcome says
+    which probes failed, or why the run stopped early (deadline: 4, circuit breaker: 1)."""
     from bmctl.pricing.targets import parse_bounds
 
     check_step(options.params, targets or [ProbeTarget("", request.market)])
-    run = ProbeRun(runtime, options, on_result=on_result)
-    client = runtime.client  # a missing token fails here, before anything is sent
-    if not options.params.dry_run:
-        for done in run.recover_first():
-            warn(f"recovered {done.probe.listing_id} ({done.probe.market}) left open by run "
-                 f"{done.probe.run_id}: {done.reason}")
+    advance: list[Callable[[str], None]] = []  # the progress line, once the batch size is known
+
+    def on_result(result: ProbeResult) -> None:
+        ctx.emit(result.to_json())
+        for step in advance:
+            step(result.outcome)
+
+    run = ProbeRun(ctx.runtime, options, on_result=on_result)
+    client = ctx.runtime.client  # a missing token fails here, before anything is sent
     pages = 0
     if request.all_listings:
         listings = list(client.iter_listings(min_quantity=1, market=request.market))
@@ -103,26 +99,42 @@ def run_probe_command(
         floor, ceiling = parse_bounds(request.market, request.floor, request.ceiling)
         targets = [ProbeTarget(listing.id, request.market, floor, ceiling) for listing in listings]
     plan = run.plan(len(targets))
-    info(plan.describe() + (f" (after {pages} listing page(s))" if pages else ""))
-    if on_start is not None:
-        on_start(len(targets))
+    ctx.info(plan.describe() + (f" (after {pages} listing page(s))" if pages else ""))
+    advance.append(ctx.progress(len(targets)))
     summary = run.run(targets)
-    return ProbeReport(summary, exit_code_of(summary, warn))
+    return outcome_of(summary, ctx.warn)
 
 
-def exit_code_of(summary: BatchSummary, warn: Callable[[str], None]) -> int:
-    """4 when a deadline left probes unstarted or only rate limits failed them, 1 for the
-    breaker or failed items, else 0."""
+def outcome_of(summary: BatchSummary, warn: Callable[[str], None]) -> ProbeOutcome:
+    """The breaker stopped the run (exit 1), a deadline left probes unstarted (4), or the
+    failed probes decide (4 when only rate limits failed them); each said on ``warn``."""
     if summary.stopped_by == "breaker":
         held = sum(1 for r in summary.results if r.outcome == "skipped" and "circuit breaker" in r.reason)
         warn(f"bmctl: circuit breaker: more than the allowed number of listings would go to their "
              f"floor; {len(summary.not_started)} probe(s) not started, {held} held back from their "
              "floor. Check the floors (breaker_floor_hits in the config).")
-        return ExitCode.ITEMS_FAILED
+        return ProbeOutcome(stopped=ExitCode.ITEMS_FAILED, summary=summary)
     if summary.stopped_by == "deadline":
         warn(f"bmctl: deadline: {len(summary.not_started)} probe(s) not started; rerun to resume")
-        return ExitCode.LIMITED
-    code = items_exit_code([r.exit_code for r in summary.results if r.outcome == "error"])
-    if code == ExitCode.LIMITED:
+        return ProbeOutcome(stopped=ExitCode.LIMITED, summary=summary)
+    outcome = ProbeOutcome(failures=[r.exit_code for r in summary.results if r.outcome == "error"],
+                           summary=summary)
+    if outcome.exit_code == ExitCode.LIMITED:
         warn("bmctl: rate limits: probes still refused after every retry; rerun to resume")
-    return code
+    return outcome
+
+
+def recover(ctx: CommandContext) -> Outcome:
+    """Put every listing a killed run left in an open probe back at its original price and
+    close the probe; one row per probe handled (none when nothing was open)."""
+    from bmctl.pricing.journal import Journal
+    from bmctl.pricing.recovery import recover as put_back
+
+    runtime = ctx.runtime
+    journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
+    done = put_back(runtime.client, journal) if journal.open_probes() else []
+    if not done:
+        ctx.info("no open probes: nothing to recover")
+    for item in done:
+        ctx.emit(item.to_json())
+    return Outcome(failures=[1 for item in done if item.status == "error"])
