@@ -166,22 +166,24 @@ def run_cases(batch: list[Case], *, reveal: bool, settle: float, params: ProbePa
             start = case.money(case.price)
             winnable = (best is None or best.with_amount(best.amount - step) >= floor
                         or (view.is_winning and floor <= start < best))
+            winning = now is not None and now.is_winning
             if winnable:
-                assert now is not None and now.is_winning, (case, reveal, settle, result)
-                assert result.outcome in ("won", "kept"), (case, result)
+                assert winning, (case, reveal, settle, result)
+                assert result.outcome == ("won" if final != start else "kept"), (case, result)
             elif view.is_winning and start < best:
                 # Winning outright below a floor raised since, and no allowed price wins
                 # outright: kept when the market shows it, won when a tie at an allowed price
                 # stays ours (we are the incumbent), else the search ends at an allowed price.
-                assert result.outcome in ("kept", "won", "unwinnable"), (case, result)
-                if result.outcome == "kept":
-                    assert now is not None and now.is_winning and final == start
-                else:
+                expected = ("kept" if final == start else "won") if winning else "unwinnable"
+                assert result.outcome == expected, (case, result)
+                if result.outcome != "kept":
                     assert floor <= final <= ceiling, (case, result)
-                    assert (now is not None and now.is_winning) == (result.outcome == "won")
             elif view.is_winning:  # a tie held below any winning price the floor allows
-                below_floor = ("unwinnable",) if start < floor else ()
-                assert result.outcome in ("kept", "won", "lost", *below_floor), (case, result)
+                if winning:
+                    expected = "kept" if final == start else "won"
+                else:  # the tie was given away: back at the start, or unwinnable below the floor
+                    expected = "unwinnable" if start < floor else "lost"
+                assert result.outcome == expected, (case, result)
             else:
                 assert result.outcome == "unwinnable", (case, result)
                 assert final == case.money(case.price)
