@@ -98,11 +98,21 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
         pages = max(1, -(-len(listings) // 50))
         floor, ceiling = parse_bounds(request.market, request.floor, request.ceiling)
         targets = [ProbeTarget(listing.id, request.market, floor, ceiling) for listing in listings]
+    if request.all_listings or request.file is not None:
+        targets = least_recently_probed_first(run.journal, targets)
     plan = run.plan(len(targets))
     ctx.info(plan.describe() + (f" (after {pages} listing page(s))" if pages else ""))
     advance.append(ctx.progress(len(targets)))
     summary = run.run(targets)
     return outcome_of(summary, ctx.warn)
+
+
+def least_recently_probed_first(journal: Any, targets: list[ProbeTarget]) -> list[ProbeTarget]:
+    """Never probed first, then the longest ago: successive runs cut short by ``--deadline``
+    take turns over the whole catalogue instead of probing its head again and again. The order
+    is stable, so listings probed at the same moment keep the order they came in."""
+    last = journal.last_probed()
+    return sorted(targets, key=lambda t: last.get((t.listing_id.lower(), t.market), ""))
 
 
 def outcome_of(summary: BatchSummary, warn: Callable[[str], None]) -> ProbeOutcome:

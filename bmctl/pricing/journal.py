@@ -104,6 +104,13 @@ class Journal:
              result.get("writes", 0), result.get("dip_seconds"), now, now, now),
         )
 
+    def last_probed(self) -> dict[tuple[str, str], str]:
+        """When each (listing, market) was last probed (its latest probe's end, UTC text)."""
+        rows = self.db.conn.execute(
+            "select listing_id, market, max(coalesce(finished_at, updated_at, started_at)) from probes"
+            " group by listing_id, market")
+        return {(lid.lower(), market): ts for lid, market, ts in rows if lid and ts}
+
     def open_probes(self) -> list[OpenProbe]:
         """Every probe left open, by this run or a killed one, oldest first."""
         rows = self.db.conn.execute(

@@ -371,3 +371,30 @@ def test_plan_of_a_price_file_counts_a_read_and_a_write_per_row() -> None:
     dry = plan_updates(1000, DEFAULT_LIMITS, dry_run=True)
     assert dry.requests["listing_writes"] == (0.0, 0.0) and dry.bottleneck == "global"
     assert "dry run" in dry.describe()
+
+
+def test_deadline_bounded_runs_take_turns_over_the_whole_catalogue(tmp_path: Path) -> None:
+    """`probe --all --deadline`: each run probes least-recently-probed listings first, so runs
+    that each finish part of the catalogue cover all of it within ceil(catalogue / capacity)."""
+    import math
+    from functools import partial
+
+    from bmctl.commands.run import execute
+
+    specs = generate_catalogue(36, markets=("fr-fr",), seed=3)
+    world = SimWorld(specs, settle=2.0, seed=3)
+    probed: list[set[str]] = []
+    for _ in range(6):
+        with world.runtime(tmp_path / "cron.db") as runtime:
+            rows: list[dict] = []
+            options = ProbeRunOptions(params=ProbeParams(settle=2.0), deadline=25.0, max_in_flight=4)
+            request = ProbeRequest(all_listings=True, market="fr-fr")
+            execute(CommandContext(runtime, emit=rows.append),
+                    partial(probe, request=request, targets=[], options=options), recover=True)
+        probed.append({row["listing_id"] for row in rows})
+        world.clock.advance(900.0)  # the next cron slot
+    capacity = min(len(run) for run in probed)
+    assert 0 < capacity < len(specs), [len(run) for run in probed]  # the deadline cuts every run short
+    needed = math.ceil(len(specs) / capacity)
+    covered = set().union(*probed[:needed])
+    assert covered == {s.id for s in specs}, (needed, [len(run) for run in probed])
