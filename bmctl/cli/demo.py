@@ -28,7 +28,9 @@ def demo(
     from bmctl.commands.demo import demo as core
 
     env = cli_env(ctx)
-    db_given = env.overrides.get("db") is not None or bool(env.settings.db)
+    # Only a --db on this very command line: BMCTL_DB or a config file's db is the operator's
+    # real database, which rehearsal traffic must never touch (nor charge its budget).
+    db_given = env.overrides.get("db") is not None
     with sandbox_on_loopback(settle=settle, reveal=reveal) as base_url:
         settings = demo_settings(env.settings, base_url, db_given)
         env.info(f"demo: sandbox marketplace on {base_url}; database {settings.db_path}")

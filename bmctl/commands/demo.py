@@ -31,7 +31,10 @@ def sandbox_on_loopback(*, settle: float, reveal: bool, seed: int = 7) -> Iterat
 def demo_settings(settings: Settings, base_url: str, db_given: bool) -> Settings:
     """The operator's settings pointed at the sandbox: its token, its URL, and a database of
     its own (unless --db was given) so that rehearsal traffic never charges real budgets."""
-    db = settings.db if db_given else str(settings.db_path.with_name("demo.db"))
+    if db_given:
+        db = settings.db
+    else:  # beside the default database, never beside the operator's own
+        db = str(Settings().db_path.with_name("demo.db"))
     return replace(settings, token="sandbox", base_url=base_url, db=db,
                    user_agent="BM-demo-bmctl;demo@example.invalid")
 

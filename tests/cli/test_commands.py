@@ -674,3 +674,19 @@ def test_the_token_never_appears_in_output_or_database(make_sandbox, tmp_path: P
     assert "price_changes" in dump and "rate_limit_logs" in dump and "runs" in dump
     assert secret not in dump
     assert "SECRET" not in dump
+
+
+def test_demo_never_touches_the_database_bmctl_db_names(tmp_path: Path) -> None:
+    from tests.cli.helpers import invoke
+
+    real = tmp_path / "real.db"
+    data = tmp_path / "data"
+    result = invoke(["demo", "--limit", "1", "--settle", "0", "--format", "json"],
+                    {"BMCTL_DB": str(real), "XDG_DATA_HOME": str(data), "HOME": str(tmp_path)})
+    assert result.exit_code == 0, result.stderr
+    assert not real.exists()  # the operator's database: neither runs nor budget
+    assert (data / "bmctl" / "demo.db").exists()
+    given = tmp_path / "given.db"
+    assert invoke(["--db", str(given), "demo", "--limit", "1", "--settle", "0", "--format", "json"],
+                  {"BMCTL_DB": str(real), "HOME": str(tmp_path)}).exit_code == 0
+    assert given.exists() and not real.exists()  # --db on the command line is obeyed
