@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, TextIO
 
 from bmctl.commands.run import CommandContext, Outcome
-from bmctl.errors import ExitCode, UsageError
+from bmctl.errors import AuthError, ExitCode, UsageError
 from bmctl.pricing.batch import BatchSummary
 from bmctl.pricing.probe import ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.runner import ProbeRun, ProbeRunOptions
@@ -103,7 +103,17 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     plan = run.plan(len(targets))
     ctx.info(plan.describe() + (f" (after {pages} listing page(s))" if pages else ""))
     advance.append(ctx.progress(len(targets)))
-    summary = run.run(targets)
+    try:
+        summary = run.run(targets)
+    except AuthError:
+        # Refused mid-batch (a 401, the WAF): the restores the run tried may have been refused
+        # too. Whatever is still open is named, with where it stands and how it gets back.
+        for left in run.journal.open_probes():
+            now = left.current_price if left.current_price is not None else "unknown"
+            ctx.warn(f"bmctl: left open: {left.listing_id} ({left.market}) at {now}, original "
+                     f"{left.original_price}: `bmctl recover` puts it back (the next writing run "
+                     "does it first by itself)")
+        raise
     return outcome_of(summary, ctx.warn)
 
 

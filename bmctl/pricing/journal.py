@@ -27,6 +27,7 @@ class OpenProbe:
     state: str
     floor: Money | None = None
     ceiling: Money | None = None
+    current_price: Money | None = None  # the last price the probe wrote (or was about to)
 
 
 class Journal:
@@ -114,8 +115,8 @@ class Journal:
     def open_probes(self) -> list[OpenProbe]:
         """Every probe left open, by this run or a killed one, oldest first."""
         rows = self.db.conn.execute(
-            "select id, run_id, listing_id, market, currency, original_price, state, floor, ceiling"
-            " from probes where state != 'closed' order by id"
+            "select id, run_id, listing_id, market, currency, original_price, state, floor, ceiling,"
+            " current_price from probes where state != 'closed' order by id"
         ).fetchall()
 
         def money(text: str | None, currency: str) -> Money | None:
@@ -124,7 +125,8 @@ class Journal:
         return [
             OpenProbe(id=r[0], run_id=r[1], listing_id=r[2], market=r[3], currency=r[4],
                       original_price=Money.parse(r[5], r[4]), state=r[6],
-                      floor=money(r[7], r[4]), ceiling=money(r[8], r[4]))
+                      floor=money(r[7], r[4]), ceiling=money(r[8], r[4]),
+                      current_price=money(r[9], r[4]))
             for r in rows
         ]
 

@@ -398,3 +398,37 @@ def test_deadline_bounded_runs_take_turns_over_the_whole_catalogue(tmp_path: Pat
     needed = math.ceil(len(specs) / capacity)
     covered = set().union(*probed[:needed])
     assert covered == {s.id for s in specs}, (needed, [len(run) for run in probed])
+
+
+def test_an_auth_failure_mid_batch_names_every_listing_left_open(tmp_path: Path) -> None:
+    """The token stops working right after the dips: the restores are refused too, so the run
+    ends (exit 3) naming each dipped listing, its price now and its original one."""
+    from bmctl.errors import AuthError
+
+    specs = [listing("100.00", ["95.00"]) for _ in range(2)]
+    world = SimWorld(specs, settle=2.0)
+    inner = world.transport
+
+    class RevokedAfterTheDips:
+        writes = 0
+
+        def send(self, request: Any, timeout: float) -> Any:
+            response = inner.send(request, timeout)
+            if request.method == "POST":
+                self.writes += 1
+                if self.writes == len(specs):
+                    world.app.token = "revoked"  # every later request: 401
+            return response
+
+    warnings: list[str] = []
+    with pytest.raises(AuthError), world.runtime(tmp_path / "p.db") as runtime:
+        runtime.transport = RevokedAfterTheDips()
+        options = ProbeRunOptions(params=ProbeParams(settle=2.0))
+        probe(CommandContext(runtime, warn=warnings.append), ProbeRequest(ids=[s.id for s in specs]),
+              [ProbeTarget(s.id, "fr-fr") for s in specs], options)
+    left = [w for w in warnings if "left open" in w]
+    assert len(left) == 2
+    for spec in specs:
+        (line,) = [w for w in left if spec.id in w]
+        assert "at 94.99 EUR" in line and "original 100.00 EUR" in line and "bmctl recover" in line
+        assert world.price(spec.id, "fr-fr") == money("94.99")  # still dipped: the journal keeps it
