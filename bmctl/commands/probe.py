@@ -114,7 +114,17 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
                      f"{left.original_price}: `bmctl recover` puts it back (the next writing run "
                      "does it first by itself)")
         raise
-    return outcome_of(summary, ctx.warn)
+    outcome = outcome_of(summary, ctx.warn)
+    why = {"deadline": "not started: the deadline leaves too little time; the next run starts "
+                       "with it (rerun to resume)",
+           "breaker": f"not started: the circuit breaker opened (more than "
+                      f"{options.breaker_floor_hits} listings would go to their floor)"}
+    for target in summary.not_started:  # every listing asked for appears in the output
+        row = ProbeResult(target.listing_id, target.market, outcome="not_started",
+                          floor=target.floor, ceiling=target.ceiling,
+                          reason=why.get(summary.stopped_by or "", "not started")).to_json()
+        ctx.emit(row)
+    return outcome
 
 
 def least_recently_probed_first(journal: Any, targets: list[ProbeTarget]) -> list[ProbeTarget]:
@@ -130,7 +140,7 @@ def outcome_of(summary: BatchSummary, warn: Callable[[str], None]) -> ProbeOutco
     failed probes decide (4 when only rate limits failed them); each said on ``warn``."""
     if summary.stopped_by == "breaker":
         held = sum(1 for r in summary.results if r.outcome == "skipped" and "circuit breaker" in r.reason)
-        warn(f"bmctl: circuit breaker: more than the allowed number of listings would go to their "
+        warn(f"bmctl: circuit breaker: more than breaker_floor_hits listings would go to their "
              f"floor; {len(summary.not_started)} probe(s) not started, {held} held back from their "
              "floor. Check the floors (breaker_floor_hits in the config).")
         return ProbeOutcome(stopped=ExitCode.ITEMS_FAILED, summary=summary)

@@ -171,7 +171,8 @@ def test_breaker_stops_new_probes_and_exits_1(tmp_path: Path) -> None:
     warnings: list[str] = []
     with world.runtime(tmp_path / "p.db", probe_breaker_floor_hits=3) as runtime:
         options = ProbeRunOptions(params=ProbeParams(settle=2.0), max_in_flight=2, breaker_floor_hits=3)
-        report = probe(CommandContext(runtime, warn=warnings.append),
+        rows: list[dict] = []
+        report = probe(CommandContext(runtime, warn=warnings.append, emit=rows.append),
                        ProbeRequest(ids=[t.listing_id for t in targets]),
                        targets, options)
     assert report.exit_code == ExitCode.ITEMS_FAILED
@@ -179,7 +180,11 @@ def test_breaker_stops_new_probes_and_exits_1(tmp_path: Path) -> None:
     won = [r for r in report.summary.results if r.outcome == "won"]
     assert len(won) == 3  # the open probes were finished
     assert report.summary.not_started
-    assert any("circuit breaker" in w for w in warnings)
+    assert any("circuit breaker" in w and "breaker_floor_hits" in w for w in warnings)
+    assert sorted(r["listing_id"] for r in rows) == sorted(t.listing_id for t in targets)
+    not_started = [r for r in rows if r["outcome"] == "not_started"]
+    assert len(not_started) == len(report.summary.not_started)
+    assert all("circuit breaker" in r["reason"] and "more than 3 listings" in r["reason"] for r in not_started)
     dipped = sum(1 for s in specs if world.price(s.id, "fr-fr") != money("100.00"))
     assert dipped == 3
     assert open_probes(tmp_path / "p.db") == []
@@ -319,12 +324,17 @@ def test_deadline_counts_the_write_budget_an_earlier_run_spent(tmp_path: Path) -
         start = world.clock.monotonic()
         targets = [ProbeTarget(s.id, "fr-fr") for s in specs[10:]]
         options = ProbeRunOptions(params=ProbeParams(settle=2.0), deadline=120.0)
-        report = probe(CommandContext(runtime, warn=warnings.append),
+        rows: list[dict] = []
+        report = probe(CommandContext(runtime, warn=warnings.append, emit=rows.append),
                        ProbeRequest(ids=[t.listing_id for t in targets]),
                        targets, options)
         elapsed = world.clock.monotonic() - start
     assert report.exit_code == ExitCode.LIMITED
     assert report.summary.results == [] and len(report.summary.not_started) == 4
+    # Every listing asked for is in the output, saying why it was left for the next run.
+    assert [r["listing_id"] for r in rows] == [t.listing_id for t in targets]
+    assert all(r["outcome"] == "not_started" and "deadline" in r["reason"] for r in rows)
+    assert set(rows[0]) >= {"listing_id", "market", "outcome", "floor", "ceiling", "reason"}
     assert elapsed <= 120.0
     for spec in specs[10:]:
         assert world.price(spec.id, "fr-fr") == money("100.00")
@@ -391,7 +401,8 @@ def test_deadline_bounded_runs_take_turns_over_the_whole_catalogue(tmp_path: Pat
             request = ProbeRequest(all_listings=True, market="fr-fr")
             execute(CommandContext(runtime, emit=rows.append),
                     partial(probe, request=request, targets=[], options=options), recover=True)
-        probed.append({row["listing_id"] for row in rows})
+        probed.append({row["listing_id"] for row in rows if row["outcome"] != "not_started"})
+        assert len(rows) == len(specs)  # every listing asked for is in the output
         world.clock.advance(900.0)  # the next cron slot
     capacity = min(len(run) for run in probed)
     assert 0 < capacity < len(specs), [len(run) for run in probed]  # the deadline cuts every run short
