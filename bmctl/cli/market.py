@@ -33,7 +33,7 @@ def competitors(
     # Each id once: a repeated one would only spend the 2-per-second competitors budget again.
     listing_ids = list(dict.fromkeys(validate_listing_id(value) for value in ids))
     run_command(env, "competitors", partial(core, listing_ids=listing_ids), columns=COMPETITOR_COLUMNS,
-                title="Backbox", optional=("error",))
+                title="Backbox", optional=("error",), summary=len(listing_ids) > 1)
 
 
 def listings(

@@ -46,7 +46,7 @@ def update_price(
         orders = [price_order(listing_id, price, market, min_price)]
     run_command(env, "update-price", partial(core, orders=orders, from_file=file is not None, force=force,
                                              dry_run=dry_run),
-                writing=not dry_run, columns=UPDATE_FIELDS)
+                writing=not dry_run, columns=UPDATE_FIELDS, summary=file is not None)
 
 
 def history(

@@ -50,7 +50,8 @@ def probe(
     options = ProbeRunOptions(params=params, deadline=_deadline(deadline),
                               breaker_floor_hits=settings.probe.breaker_floor_hits)
     run_command(env, "probe", partial(core, request=request, targets=targets, options=options),
-                writing=not dry_run, columns=PROBE_FIELDS if env.format == "table" else None, title="Probes")
+                writing=not dry_run, columns=PROBE_FIELDS if env.format == "table" else None, title="Probes",
+                summary=True)
 
 
 def _deadline(text: Optional[str]) -> Optional[float]:

@@ -56,7 +56,8 @@ def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
 def test_competitors_json_one_object_per_listing_and_market(sandbox: Sandbox) -> None:
     result = sandbox.run("competitors", LID, TWO, "--format", "json")
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
+    # stderr: only the batch's summary line (nothing went wrong).
+    assert result.stderr == "competitors: 3 ok; 0 write(s), 0 × 429 met; 0 s\n"
     rows = json.loads(result.stdout)
     assert [list(row) for row in rows] == [COMPETITOR_FIELDS] * 3
     by_key = {(r["listing_id"], r["market"]): r for r in rows}
@@ -690,3 +691,14 @@ def test_demo_never_touches_the_database_bmctl_db_names(tmp_path: Path) -> None:
     assert invoke(["--db", str(given), "demo", "--limit", "1", "--settle", "0", "--format", "json"],
                   {"BMCTL_DB": str(real), "HOME": str(tmp_path)}).exit_code == 0
     assert given.exists() and not real.exists()  # --db on the command line is obeyed
+
+
+def test_a_batch_ends_with_one_summary_line_on_stderr(sandbox: Sandbox) -> None:
+    import re
+
+    result = sandbox.run("probe", LID, TWO, "--settle", "0")
+    assert result.exit_code == 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"probe: 2 won; 2 write\(s\), 0 × 429 met; \d+ s", last), last
+    quiet = sandbox.run("-q", "probe", LID, "--settle", "0")
+    assert "probe:" not in quiet.stderr  # --quiet: data and warnings only
