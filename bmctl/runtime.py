@@ -159,7 +159,10 @@ class Runtime:
             raise RuntimeError("Runtime must be entered (with ...) before use")
         settings = self.settings
         # requests applies `timeout` to the connection and again to the answer.
-        in_flight_bound = 2 * settings.timeout
+        # How late the server may count a request that got no answer: requests applies the
+        # timeout to connecting and again to reading, and a server may queue a request before
+        # counting it; a minute at least.
+        in_flight_bound = max(2 * settings.timeout, 60.0)
         return SqliteLedger(
             settings.db_path, settings.limits, self.clock, run_id=self.run_id,
             poll_interval=None if getattr(self.clock, "simulated", False) else POLL_INTERVAL,

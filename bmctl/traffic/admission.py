@@ -2,20 +2,22 @@
 
 **The anchored rule.** For a bucket of ``limit`` requests per ``window`` seconds, a request holds
 one *slot* from the moment it is sent until ``window`` (plus a clock guard) after its answer was
-received; with no answer, until that long after the attempt was given up; and while its answer
-is still awaited, provisionally until ``in_flight_bound + window`` after it was sent (what a
-process that dies mid-request leaves behind). A request is admitted while fewer than ``limit``
-slots are held. A reservation (*claim*) is a slot held before its request exists.
+received. Until an answer comes — and for good when none does (a timeout, a dropped
+connection, a process that dies mid-request) — the slot is held until ``in_flight_bound +
+window`` after the send. A request is admitted while fewer than ``limit`` slots are held. A
+reservation (*claim*) is a slot held before its request exists.
 
-**Why no server window ever counts more than ``limit`` arrivals.** The server sees request
-``i`` at some moment ``a_i`` between its send ``s_i`` and its answer ``r_i`` (or give-up
-``g_i``; a request the client gave up on cannot arrive later, and one whose process died
-arrives within the transport's bound after ``s_i``). Take any ``n`` requests that arrive within
+**Why no server window ever counts more than ``limit`` arrivals.** The server counts request
+``i`` at some moment ``a_i`` between its send ``s_i`` and its answer ``r_i``; a request that
+got no answer is counted, if ever, within ``in_flight_bound`` of its send (the one assumption:
+bmctl takes ``max(2 × timeout, 60 s)``, far beyond any server queue a timeout leaves behind).
+Write ``r_i = s_i + in_flight_bound`` for those. Take any ``n`` requests that arrive within
 one server window, ``t <= a_i < t + window`` (or ``<=``: the guard makes even a closed window
 safe). Let ``s*`` be the latest of their sends. For every ``i``, ``s_i <= s*`` and its slot is
 held until at least ``a_i + window + guard > t + window > a* >= s*``: all ``n`` slots were held
 at ``s*``, so the last of them was admitted with ``n - 1`` others held, and ``n - 1 < limit``.
-Nothing is assumed about the delay, its spread, or the order of arrivals.
+Nothing else is assumed: not the delay of answered requests, nor its spread, nor the order of
+arrivals.
 
 **Why no rule knowing only send and answer times admits more.** A new request sent at ``s``
 can share a server window with request ``i`` whenever ``s - r_i < window`` (the adversary puts

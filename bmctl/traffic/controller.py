@@ -435,8 +435,9 @@ class TrafficController:
             response = self.transport.send(call.request, self.timeout)
         except TransportError as exc:
             t1 = monotonic()
-            for b, key in slots:  # given up: it may still have reached the server until now
-                b.settle(key, t1)
+            # No answer: the server may count this request later than we gave up on it (it
+            # may sit in a queue there), so its slots keep their provisional expiry, as if
+            # this process had died with it on the wire.
             call.error = exc
             outcome = "timeout" if exc.kind == "timeout" else "connection_error"
             self._report(call, t0, t1, sent_wall, None, outcome, None, str(exc))
