@@ -24,6 +24,7 @@ from bmctl.traffic.ledger import Ledger
 from bmctl.traffic.queue import Lane, Priority, RequestQueue
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
 from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError
+from bmctl.traffic.wire import SyncWire, Wire
 
 _INF = math.inf
 
@@ -118,6 +119,21 @@ class Call:
                 f"{self.priority.name} attempts={self.attempts} done={self.done})")
 
 
+class _Flight:
+    """A call on the wire: the slots it holds, and when it left (monotonic, wall)."""
+
+    __slots__ = ("call", "lane", "slots", "sent_wall", "t0", "cancelled")
+
+    def __init__(self, call: Call, lane: Lane[Call], slots: list[tuple[Bucket, Any]],
+                 sent_wall: float) -> None:
+        self.call = call
+        self.lane = lane
+        self.slots = slots
+        self.sent_wall = sent_wall
+        self.t0 = 0.0
+        self.cancelled = False
+
+
 class TimerHandle:
     """A scheduled callback; :meth:`cancel` stops it from running."""
 
@@ -175,6 +191,8 @@ class TrafficController:
         backoff_cap: float = 30.0,
         timeout: float = 30.0,
         rng: random.Random | None = None,
+        wire: Wire | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.ledger = ledger
         self.buckets: Mapping[str, Bucket] = ledger.buckets
@@ -186,6 +204,10 @@ class TrafficController:
             raise ValueError("max_attempts must be >= 1")
         self.transport = transport
         self.clock = clock
+        self.wire: Wire = wire if wire is not None else SyncWire(transport, clock.monotonic)
+        #: Requests on the wire at once: the wire's capacity unless told fewer.
+        self.max_in_flight = min(self.wire.capacity, max_in_flight or self.wire.capacity)
+        self._flights: dict[int, _Flight] = {}
         self.on_attempt = on_attempt
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
@@ -200,6 +222,7 @@ class TrafficController:
         self._monotonic = clock.monotonic
         self._resolved: dict[tuple[str, str], tuple[Lane[Call], str]] = {}
         self._reservations: set[Reservation] = set()  # made by reserve_exit, not yet used
+        self._flight_ids = 0
 
     # -- public API -------------------------------------------------------------------------
     def now(self) -> float:
@@ -209,6 +232,10 @@ class TrafficController:
     def queued(self) -> int:
         """Requests not sent yet: in the queue or waiting for a retry."""
         return len(self._queue) + self._backing_off
+
+    def in_flight(self) -> int:
+        """Requests on the wire now."""
+        return len(self._flights)
 
     def submit(
         self,
@@ -274,6 +301,8 @@ class TrafficController:
         and timers without calling their callbacks, and release every open reservation so that
         recovery writes are not held back by claims nobody will use. Returns the requests dropped."""
         dropped = len(self._queue.clear()) + self._backing_off
+        for flight in self._flights.values():  # answered later: logged and settled, no callback
+            flight.cancelled = True
         self._timers.clear()
         self._backing_off = 0
         for reservation in self._reservations:
@@ -295,18 +324,41 @@ class TrafficController:
         return call.response
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
-        """Dispatch, fire timers and sleep until ``until()`` is true or nothing is left."""
+        """Dispatch, take in answers, fire timers and wait until ``until()`` is true or nothing
+        is left (requests still on the wire included)."""
         try:
             self._loop(until)
         finally:
             self.ledger.flush()  # what this process settled is visible to the others now
+
+    def drain(self, limit: float | None = None) -> None:
+        """Wait for the requests still on the wire (their log rows and slots), at most until
+        the monotonic time ``limit``; their callbacks do not run."""
+        for flight in self._flights.values():
+            flight.cancelled = True
+        wire = self.wire
+        while self._flights:
+            for token, result, answered in wire.poll():
+                self._complete(token, result, answered)
+            if not self._flights or (limit is not None and self._monotonic() >= limit):
+                break
+            wire.wait(self._monotonic() + 0.1 if limit is None else limit)
+        self.ledger.flush()
+
+    def close(self) -> None:
+        """Stop the wire's workers (after :meth:`drain`)."""
+        self.wire.close()
 
     def _loop(self, until: Callable[[], bool] | None) -> None:
         timers = self._timers
         monotonic = self._monotonic
         sleep = self.clock.sleep
         ledger = self.ledger
+        wire = self.wire
+        flights = self._flights
         while True:
+            for token, result, answered in wire.poll():  # answers first: they free slots
+                self._complete(token, result, answered)
             if until is not None and until():
                 return
             while timers and timers[0][2] is None:
@@ -316,11 +368,18 @@ class TrafficController:
                 fn = heappop(timers)[2]
                 fn()
                 continue
-            wake = self._dispatch(now) if self._queue._len else _INF
-            if wake is None:
-                continue
+            if self._queue._len and len(flights) < self.max_in_flight:
+                wake = self._dispatch(now)
+                if wake is None:
+                    continue
+            else:
+                wake = _INF
             if timers and timers[0][0] < wake:
                 wake = timers[0][0]
+            if flights:
+                ledger.flush()
+                wire.wait(wake)  # an answer, or the next token, retry or timer
+                continue
             if wake == _INF:
                 if self._queue._len:
                     raise TrafficStalled(
@@ -338,7 +397,8 @@ class TrafficController:
                 return chosen
             call, lane = chosen  # type: ignore[misc]
             slots = self._take(call, lane.payload)
-        self._send(call, lane, slots)
+        self._queue.pop(lane)
+        self._start(call, lane, slots)
         return None
 
     def _choose(self, now: float) -> tuple[Call, Lane[Call]] | float:
@@ -425,39 +485,50 @@ class TrafficController:
         call.attempts += 1
         return slots
 
-    def _send(self, call: Call, lane: Lane[Call], slots: list[tuple[Bucket, Any]]) -> None:
-        """Send, settle the slots, and settle the attempt (done, requeued or backing off)."""
-        self._queue.pop(lane)
-        monotonic = self._monotonic
-        t0 = monotonic()
-        sent_wall = self.clock.wall()
-        try:
-            response = self.transport.send(call.request, self.timeout)
-        except TransportError as exc:
-            t1 = monotonic()
+    def _start(self, call: Call, lane: Lane[Call], slots: list[tuple[Bucket, Any]]) -> None:
+        """Put the call on the wire; :meth:`_complete` takes its answer in."""
+        self._flight_ids += 1
+        flight = _Flight(call, lane, slots, self.clock.wall())
+        self._flights[self._flight_ids] = flight
+        flight.t0 = self.wire.start(self._flight_ids, call.request, self.timeout)
+
+    def _complete(self, token: int, result: HttpResponse | TransportError, t1: float) -> None:
+        """An answer (or its absence) is in: settle the slots, then the attempt (done,
+        requeued or backing off). A cancelled call is logged and settled, nothing more."""
+        flight = self._flights.pop(token)
+        call, lane, slots, t0, sent_wall = flight.call, flight.lane, flight.slots, flight.t0, flight.sent_wall
+        if isinstance(result, TransportError):
             # No answer: the server may count this request later than we gave up on it (it
             # may sit in a queue there), so its slots keep their provisional expiry, as if
             # this process had died with it on the wire.
-            call.error = exc
-            outcome = "timeout" if exc.kind == "timeout" else "connection_error"
-            self._report(call, t0, t1, sent_wall, None, outcome, None, str(exc))
+            call.error = result
+            outcome = "timeout" if result.kind == "timeout" else "connection_error"
+            self._report(call, t0, t1, sent_wall, None, outcome, None, str(result))
+            if flight.cancelled:
+                return
             if call.attempts < self.max_attempts:
                 self._back_off(call)
             else:
                 self._finish(call)
             return
-        t1 = monotonic()
+        response = result
         for b, key in slots:
             b.settle(key, t1)
         call.response = response
         status = response.status
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())
+            for b, _ in slots:
+                b.pause(t1 + (b.spec.penalty if retry_after is None else retry_after))
+        if flight.cancelled:
+            outcome = "ok" if status < 400 else ("rate_limited" if status == 429 else "http_error")
+            self._report(call, t0, t1, sent_wall, status, outcome, None,
+                         None if status < 400 else http_error(response))
+            return
         if status < 400:
             self._report(call, t0, t1, sent_wall, status, "ok", None, None)
             self._finish(call)
         elif status == 429:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())
-            for b, _ in slots:
-                b.pause(t1 + (b.spec.penalty if retry_after is None else retry_after))
             self._report(call, t0, t1, sent_wall, status, "rate_limited", retry_after, http_error(response))
             if call.attempts < self.max_attempts:
                 # Same priority and same place in line; the paused buckets make it wait.
