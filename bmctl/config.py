@@ -38,6 +38,15 @@ class ProbeSettings:
 
 
 @dataclass(frozen=True)
+class TrafficSettings:
+    """How requests travel (``[traffic]`` in the config file)."""
+
+    # Requests on the wire at once (1: strictly one at a time). The limits are kept whatever it
+    # is; more hides network delay: see bench/RESULTS.md for how the default was chosen.
+    max_in_flight: int = 4
+
+
+@dataclass(frozen=True)
 class Settings:
     """The merged configuration of one bmctl invocation."""
 
@@ -54,6 +63,7 @@ class Settings:
     lock_timeout: float = 0.0
     max_change_pct: float = 30.0
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
     limits: Mapping[str, LimitSpec] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     config_path: str | None = None
 
@@ -69,12 +79,13 @@ class Settings:
         """The settings as a plain dict for display, with the token masked."""
         data: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in ("probe", "limits", "config_path"):
+            if f.name in ("probe", "traffic", "limits", "config_path"):
                 continue
             data[f.name] = getattr(self, f.name)
         data["token"] = mask_token(self.token)
         data["db"] = str(self.db_path)
         data["probe"] = {f.name: getattr(self.probe, f.name) for f in fields(ProbeSettings)}
+        data["traffic"] = {f.name: getattr(self.traffic, f.name) for f in fields(TrafficSettings)}
         data["limits"] = {
             name: {"limit": s.limit, "window": s.window, "penalty": s.penalty}
             for name, s in self.limits.items()
@@ -89,8 +100,9 @@ def mask_token(token: str) -> str:
 
 # Field types as written (strings, from `from __future__ import annotations`).
 _TOP_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)
-                             if f.name not in ("probe", "limits", "config_path")}
+                             if f.name not in ("probe", "traffic", "limits", "config_path")}
 _PROBE_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(ProbeSettings)}
+_TRAFFIC_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(TrafficSettings)}
 _LIMIT_KEYS = {"limit": "int", "window": "float", "penalty": "float"}
 
 # Keys of earlier versions, still accepted (with a warning) and ignored: the budget ledger holds
@@ -144,7 +156,8 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
 
 
 def _check_range(name: str, value: Any, where: str) -> None:
-    positive = {"timeout", "max_attempts", "max_change_pct", "settle", "max_dip", "limit", "window", "burst"}
+    positive = {"timeout", "max_attempts", "max_change_pct", "settle", "max_dip", "limit", "window", "burst",
+                "max_in_flight"}
     non_negative = {"lock_timeout", "jitter", "max_raises", "breaker_floor_hits", "penalty", "peek_retries"}
     if name in positive and value <= 0:
         raise ConfigError(f"{where} must be greater than zero, got {value!r}")
@@ -157,12 +170,17 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
     """Apply a parsed TOML document (or an equivalent mapping) on top of ``settings``."""
     top: dict[str, Any] = {}
     probe = settings.probe
+    traffic = settings.traffic
     limits = dict(settings.limits)
     for key, value in data.items():
         if key == "probe":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [probe] must be a table")
             probe = replace(probe, **_read_section(value, _PROBE_KEYS, f"{source}: [probe]"))
+        elif key == "traffic":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [traffic] must be a table")
+            traffic = replace(traffic, **_read_section(value, _TRAFFIC_KEYS, f"{source}: [traffic]"))
         elif key == "limits":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [limits] must hold tables like [limits.global]")
@@ -189,7 +207,7 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
                 _check_range(key, top[key], where)
         else:
             raise ConfigError(f"{source}: unknown key {key!r}")
-    return replace(settings, probe=probe, limits=limits, **top)
+    return replace(settings, probe=probe, traffic=traffic, limits=limits, **top)
 
 
 def _drop_deprecated(data: Mapping[str, Any], deprecated: Mapping[str, str], where: str,

@@ -64,6 +64,11 @@ STARTER = """\
 # from the answers; revealed never searches upwards; hidden always does (at most max_raises).
 # headroom = "auto"
 
+[traffic]
+# Requests on the wire at once (1: strictly one at a time). The limits hold whatever it is;
+# more hides network delay (each request still waits for its slots in the budget ledger).
+# max_in_flight = 4
+
 # Rate-limit buckets (Back Market's published limits). Each takes limit, window (seconds)
 # and penalty (seconds paused after a 429 without Retry-After, default 10). Every bmctl
 # process using the same database shares one budget (the ledger in its budget_holds table):

@@ -121,6 +121,11 @@ class Runtime:
         from bmctl.store.runs import finish_run
 
         try:
+            if self._controller is not None:
+                # Requests still on the wire (an error ended the run): their log rows and
+                # slots, for at most one timeout.
+                self._controller.drain(limit=self._controller.now() + self.settings.timeout)
+                self._controller.close()
             if self._ledger is not None:
                 self._ledger.close()
             if self._log is not None:
@@ -182,11 +187,7 @@ class Runtime:
         close_dead_runs(self.db, unfinished_runs(self.db, now_wall - 86400.0, exclude=self.run_id), now_wall)
         self._log = LogWriter(self.db, self.run_id, flush_seconds=LOG_FLUSH_SECONDS,
                               clock=self.clock.monotonic, warn=self.warn)  # type: ignore[union-attr]
-        transport = self.transport
-        if transport is None:
-            from bmctl.api.http import RequestsTransport
-
-            transport = RequestsTransport()
+        transport, wire = self._transport_and_wire()
         return TrafficController(
             ledger,
             RouteMap.default(),
@@ -195,7 +196,27 @@ class Runtime:
             on_attempt=self._log.record if self.debug is None else self._record_and_tell,
             max_attempts=self.settings.max_attempts,
             timeout=self.settings.timeout,
+            wire=wire,
         )
+
+    def _transport_and_wire(self) -> tuple[Any, Any]:
+        """Real HTTP: up to ``[traffic] max_in_flight`` worker threads, each with its own
+        keep-alive session. A given transport that can carry several requests at once (the
+        sandbox's in-process one) gets its own wire; any other, one request at a time."""
+        workers = self.settings.traffic.max_in_flight
+        transport = self.transport
+        if transport is None:
+            from bmctl.api.http import RequestsTransport
+
+            if workers > 1:
+                from bmctl.traffic.wire import ThreadWire
+
+                return None, ThreadWire(RequestsTransport, workers, self.clock.monotonic)  # type: ignore[union-attr]
+            return RequestsTransport(), None
+        make_wire = getattr(transport, "wire", None)
+        if workers > 1 and callable(make_wire):
+            return transport, make_wire(workers)
+        return transport, None
 
     def _record_and_tell(self, attempt: Any) -> None:
         """Log the attempt, and under --verbose say on stderr what went wrong with it."""

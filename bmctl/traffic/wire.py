@@ -127,8 +127,10 @@ class ThreadWire:
     def wait(self, until: float) -> None:
         if self._ready:
             return
+        # In slices of at most a second: a signal (Ctrl-C, SIGTERM) is handled within one.
+        timeout = min(1.0, max(0.0, until - self._monotonic()))
         try:
-            self._ready.append(self._done.get(timeout=max(0.0, until - self._monotonic())))
+            self._ready.append(self._done.get(timeout=timeout))
         except queue.Empty:
             return
 
