@@ -119,6 +119,48 @@ class CountingTransport:
         return response
 
 
+class CountingWire:
+    """The same counting over the world's in-process wire (several requests at once)."""
+
+    def __init__(self, counting: CountingTransport, inner) -> None:
+        self.counting = counting
+        self.inner = inner
+        self.capacity = inner.capacity
+        self.started: dict = {}
+
+    def start(self, token, request, timeout):
+        now = self.counting.clock.monotonic()
+        self.started[token] = (now, request)
+        lid = request.listing_id
+        if request.method == "POST" and lid and lid not in self.counting.first_write:
+            self.counting.first_write[lid] = now
+        return self.inner.start(token, request, timeout)
+
+    def poll(self):
+        done = self.inner.poll()
+        c = self.counting
+        for token, result, answered in done:
+            sent, request = self.started.pop(token)
+            rtt = answered - sent
+            c.rtt_total += rtt
+            status = getattr(result, "status", None)
+            if status != 429:
+                for b in c.routes.lookup(request.method, request.path):
+                    c.per_bucket[b] += 1
+                    c.rtt_sum[b] += rtt
+            if status is not None:
+                c.statuses[status] += 1
+            if request.listing_id:
+                c.last_answer[request.listing_id] = answered
+        return done
+
+    def wait(self, until):
+        self.inner.wait(until)
+
+    def close(self):
+        self.inner.close()
+
+
 def run_batch(spec: dict) -> dict:
     """One batch; ``spec``: n, seed, latency_ms, jitter_ms, inflight, reveal, writes_burst
     (the old design only). Runs with whichever bmctl is first on the path."""
@@ -139,8 +181,16 @@ def run_batch(spec: dict) -> dict:
         limits["listing_writes"] = replace(limits["listing_writes"], burst=spec["writes_burst"])
         overrides["limits"] = limits
     targets = [ProbeTarget(s.id, s.offers[0].market) for s in catalogue]
+    wire_workers = spec.get("wire")
+    if wire_workers is not None:  # requests on the wire at once ([traffic] max_in_flight)
+        from dataclasses import replace
+
+        from bmctl.config import TrafficSettings
+        overrides["traffic"] = TrafficSettings(max_in_flight=wire_workers)
     with tempfile.TemporaryDirectory() as tmp:
         counting = CountingTransport(world.transport, world.clock)
+        if wire_workers is not None and wire_workers > 1:
+            counting.wire = lambda workers: CountingWire(counting, world.transport.wire(workers))  # type: ignore[attr-defined]
         runtime = world.runtime(Path(tmp) / "bench.db", **overrides)
         runtime.transport = counting
         options = ProbeRunOptions(params=ProbeParams(settle=SETTLE), max_in_flight=spec.get("inflight", 16),
@@ -211,6 +261,8 @@ def main() -> None:
     parser.add_argument("--delays", default="20,150:100,300:150",
                         help="answer delays, ms[:jitter ms], comma-separated (20 = SimWorld's default)")
     parser.add_argument("--inflight", type=int, default=16, help="max_in_flight (bmctl's default 16)")
+    parser.add_argument("--wire", default="1,4,8",
+                        help="[traffic] max_in_flight values: requests on the wire at once (1: one at a time)")
     parser.add_argument("--no-old", action="store_true", help="skip the old design's rows (8e18beb)")
     parser.add_argument("--no-hidden", action="store_true", help="skip the hidden-headroom row")
     parser.add_argument("--quick", action="store_true", help="200 probes, no hidden-headroom row")
@@ -224,8 +276,11 @@ def main() -> None:
     header(f"Batch makespan, simulated time ({n} probes, settle {SETTLE:g} s, published limits)")
 
     rows_spec = []  # (label, design, spec)
+    wires = [int(w) for w in args.wire.split(",") if w]
     for lat, jit in delays:
-        rows_spec.append(("bmctl, budget ledger", "new", dict(n=n, latency_ms=lat, jitter_ms=jit)))
+        for w in wires:
+            label = "bmctl, budget ledger" + (", one request on the wire" if w == 1 else f", max_in_flight {w}")
+            rows_spec.append((label, "new", dict(n=n, latency_ms=lat, jitter_ms=jit, wire=w)))
     if not (args.quick or args.no_hidden):
         rows_spec.append(("bmctl, budget ledger, hidden headroom", "new",
                           dict(n=n, latency_ms=delays[0][0], jitter_ms=delays[0][1], reveal=False)))
