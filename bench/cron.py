@@ -169,7 +169,9 @@ def simulate(spec: dict) -> dict:
 
                     controller.call_at(controller.now() + deadline, expire)
                     outcomes = apply_price_orders(runtime.client, journal, orders_for(catalogue, k),
-                                                  max_change_pct=runtime.settings.max_change_pct)
+                                                  max_change_pct=runtime.settings.max_change_pct,
+                                                  controller=controller,
+                                                  window=2 * controller.max_in_flight)
                     bad = [o for o in outcomes if o.status != "updated"]
                     if bad:
                         stopped = f"{len(bad)} not updated ({bad[0].status}: {bad[0].reason})"

@@ -26,7 +26,9 @@ def update_price(ctx: CommandContext, orders: list[Any], *, from_file: bool, for
         if result.status in ("error", "refused"):
             ctx.warn(f"bmctl: {result.listing_id}: {result.reason}")
 
+    controller = runtime.controller
     results = apply_price_orders(runtime.client, journal, orders,
                                  max_change_pct=ctx.settings.max_change_pct,
-                                 force=force, dry_run=dry_run, on_result=show)
+                                 force=force, dry_run=dry_run, on_result=show,
+                                 controller=controller, window=2 * controller.max_in_flight)
     return Outcome(failures=[r.exit_code or 1 for r in results if r.status in ("error", "refused")])

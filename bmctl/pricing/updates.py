@@ -1,10 +1,11 @@
-"""``update-price``: set prices one by one, behind the max-change guard, recorded in history."""
+"""``update-price``: set prices behind the max-change guard, recorded in history; several
+orders under way at once when the wire carries several requests."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Generator, Iterable
 
 from bmctl.api.money import Money, money_text
 from bmctl.errors import AuthError, BmctlError
@@ -12,6 +13,7 @@ from bmctl.pricing.guardrails import change_pct
 from bmctl.pricing.journal import Journal
 from bmctl.pricing.targets import PriceOrder
 from bmctl.traffic.queue import Priority
+from bmctl.traffic.transport import HttpRequest, HttpResponse
 
 
 @dataclass
@@ -49,29 +51,121 @@ def apply_price_orders(
     force: bool = False,
     dry_run: bool = False,
     on_result: Callable[[UpdateOutcome], None] | None = None,
+    controller: Any = None,
+    window: int = 1,
 ) -> list[UpdateOutcome]:
     """Read each listing's current price first, refuse changes beyond ``max_change_pct`` (and
-    above ``max_price``) without ``force``, then write and record the change."""
-    outcomes: list[UpdateOutcome] = []
-    for order in orders:
-        outcome = UpdateOutcome(order.listing_id, order.market, order.price.currency, order.price)
-        try:
-            _apply_one(client, journal, order, outcome, Decimal(str(max_change_pct)), force, dry_run)
-        except AuthError:
-            raise
-        except BmctlError as error:
-            outcome.status = "error"
-            outcome.reason = error.message
-            outcome.exit_code = int(error.exit_code)
-        outcomes.append(outcome)
-        if on_result is not None:
-            on_result(outcome)
+    above ``max_price``) without ``force``, then write and record the change.
+
+    With a ``controller``, up to ``window`` orders are under way at once (their reads and
+    writes share the wire); results still come out in the orders' order, each as soon as it
+    and every order before it is done."""
+    orders = list(orders)
+    outcomes = [UpdateOutcome(o.listing_id, o.market, o.price.currency, o.price) for o in orders]
+    max_pct = Decimal(str(max_change_pct))
+
+    def steps(index: int) -> Generator[tuple[HttpRequest, Priority], Any, None]:
+        return _order_steps(client, journal, orders[index], outcomes[index], max_pct, force, dry_run)
+
+    if controller is None or window <= 1:
+        for index in range(len(orders)):
+            _run_blocking(client, steps(index), outcomes[index])
+            if on_result is not None:
+                on_result(outcomes[index])
+        return outcomes
+    _run_pipelined(controller, steps, outcomes, window, on_result)
     return outcomes
 
 
-def _apply_one(client: Any, journal: Journal | None, order: PriceOrder, outcome: UpdateOutcome,
-               max_pct: Decimal, force: bool, dry_run: bool) -> None:
-    listing = client.get_listing(order.listing_id, market=order.market, priority=Priority.NORMAL)
+def _fail(outcome: UpdateOutcome, error: BmctlError) -> None:
+    outcome.status = "error"
+    outcome.reason = error.message
+    outcome.exit_code = int(error.exit_code)
+
+
+def _run_blocking(client: Any, steps: Generator[tuple[HttpRequest, Priority], Any, None],
+                  outcome: UpdateOutcome) -> None:
+    """One order, each request sent and answered before the next."""
+    call = None
+    try:
+        while True:
+            request, priority = steps.send(call)
+            call = _Answered(client.send(request, priority))
+    except StopIteration:
+        return
+    except AuthError:
+        raise
+    except BmctlError as error:
+        _fail(outcome, error)
+
+
+def _run_pipelined(controller: Any, steps: Callable[[int], Any], outcomes: list[UpdateOutcome],
+                   window: int, on_result: Callable[[UpdateOutcome], None] | None) -> None:
+    total = len(outcomes)
+    done = [False] * total
+    state = {"next": 0, "emitted": 0, "under_way": 0}
+
+    def fill() -> None:
+        while state["under_way"] < window and state["next"] < total:
+            index = state["next"]
+            state["next"] += 1
+            state["under_way"] += 1
+            advance(index, steps(index), None)
+
+    def advance(index: int, order_steps: Any, call: Any) -> None:
+        try:
+            request, priority = order_steps.send(call)
+        except StopIteration:
+            finish(index)
+            return
+        except AuthError:
+            raise
+        except BmctlError as error:
+            _fail(outcomes[index], error)
+            finish(index)
+            return
+        controller.submit(request, priority, on_done=lambda c: advance(index, order_steps, c))
+
+    def finish(index: int) -> None:
+        done[index] = True
+        state["under_way"] -= 1
+        while state["emitted"] < total and done[state["emitted"]]:
+            if on_result is not None:
+                on_result(outcomes[state["emitted"]])
+            state["emitted"] += 1
+        fill()
+
+    fill()
+    controller.run(until=lambda: state["emitted"] == total)
+
+
+class _Answered:
+    """A blocking answer in the shape of a finished call (``response``, no ``error``)."""
+
+    __slots__ = ("response", "error")
+
+    def __init__(self, response: HttpResponse) -> None:
+        self.response = response
+        self.error = None
+
+
+def _answer(request: HttpRequest, call: Any) -> HttpResponse:
+    """The HTTP answer of a finished call; no answer at all is a NetworkError."""
+    if call.error is not None:
+        from bmctl.api.errors import error_from_transport
+
+        raise error_from_transport(request, call.error)
+    return call.response  # type: ignore[no-any-return]
+
+
+def _order_steps(client: Any, journal: Journal | None, order: PriceOrder, outcome: UpdateOutcome,
+                 max_pct: Decimal, force: bool,
+                 dry_run: bool) -> Generator[tuple[HttpRequest, Priority], Any, None]:
+    """One order as the requests it makes (yielded, answered by the finished call): the read,
+    the checks, and the write with its history row."""
+    request = client.build_get_listing(order.listing_id, order.market)
+    call = yield request, Priority.NORMAL
+    listing = client.parse_listing(request, _answer(request, call))
     old = outcome.old_price = listing.price
     same_min = order.min_price is None or order.min_price == listing.min_price
     if old == order.price and same_min:
@@ -105,9 +199,11 @@ def _apply_one(client: Any, journal: Journal | None, order: PriceOrder, outcome:
         )
         return
     snapshot = {"min_price": order.min_price.to_api()} if order.min_price else None
+    request = client.build_update_listing(order.listing_id, market=order.market, price=order.price,
+                                          min_price=order.min_price)
+    call = yield request, Priority.NORMAL
     try:
-        update = client.update_listing(order.listing_id, market=order.market, price=order.price,
-                                       min_price=order.min_price, priority=Priority.NORMAL)
+        update = client.parse_update(request, _answer(request, call))
     except BmctlError:
         # A write with no clean answer (malformed, dropped, 5xx) may still have been applied:
         # history keeps the attempt, as it does for a probe's writes.

@@ -52,11 +52,13 @@ class SimWorld:
 
         base = Settings(token=self.token, base_url=SANDBOX_URL, db=str(db),
                         user_agent="BM-sandbox-bmctl;sandbox@example.invalid")
-        probe_fields = {k: v for k, v in overrides.items() if k.startswith("probe_")}
-        others = {k: v for k, v in overrides.items() if not k.startswith("probe_")}
-        if probe_fields:
-            base = replace(base, probe=replace(base.probe, **{k[6:]: v for k, v in probe_fields.items()}))
-        return replace(base, **others)
+        # `probe_settle=...`, `traffic_max_in_flight=...`: a field of that section.
+        for section in ("probe", "traffic"):
+            prefix = section + "_"
+            fields_ = {k[len(prefix):]: overrides.pop(k) for k in list(overrides) if k.startswith(prefix)}
+            if fields_:
+                base = replace(base, **{section: replace(getattr(base, section), **fields_)})
+        return replace(base, **overrides)
 
     def runtime(self, db: Path | str, command: str = "probe", *, writing: bool = True,
                 **overrides: Any) -> Any:
