@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bmctl.runtime import FlushingClock
 from bmctl.sandbox.world import SimWorld
 from bmctl.traffic.clock import SimClock
@@ -147,3 +149,21 @@ def test_user_agent_warning_also_through_a_proxy_but_not_for_the_local_sandbox()
     for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
         resolve_user_agent(Settings(base_url=local), warnings.append)
     assert len(warnings) == 1
+
+
+def test_listing_pages_are_asked_for_several_at_a_time_and_come_out_in_order(tmp_path: Path) -> None:
+    from bmctl.sandbox.catalogue import generate_catalogue
+
+    specs = generate_catalogue(480, markets=("fr-fr",), seed=2)  # ten pages of 50 (the last 30)
+    orders = []
+    for workers in (1, 8):
+        world = SimWorld(specs, latency=0.3)
+        with world.runtime(tmp_path / f"p{workers}.db", command="listings", writing=False,
+                           traffic_max_in_flight=workers) as runtime:
+            start = world.clock.monotonic()
+            ids = [listing.id for listing in runtime.client.iter_listings(market="fr-fr")]
+            orders.append((ids, world.clock.monotonic() - start))
+    (one_by_one, slow), (ahead, fast) = orders
+    assert ahead == one_by_one and len(ahead) == 480
+    assert slow == pytest.approx(10 * 0.3, abs=0.05)
+    assert fast < 3 * 0.3 + 0.05  # the first page, then the other nine at once (8 on the wire)

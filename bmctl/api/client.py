@@ -371,7 +371,50 @@ class BackMarketClient:
             # to our base_url. Its page number is all we take from it.
             if not result.results or following is None or following in seen:
                 return
+            if page == 1 and following == 2 and result.count:
+                # Numbered pages and a known count: ask for the following ones several at a
+                # time (as many as the wire carries), and hand them over in order. The first
+                # page is full: its length is the server's page size.
+                served = len(result.results)
+                last = -(-result.count // served)
+                if limit is not None:
+                    last = min(last, -(-limit // served))
+                yield from self._pages_ahead(2, last, page_size, market, options, priority,
+                                             None if limit is None else limit - yielded)
+                return
             page = following
+
+    def _pages_ahead(self, first: int, last: int, page_size: int, market: str | None,
+                     options: Mapping[str, Any], priority: Priority, limit: int | None) -> Iterator[Listing]:
+        """Pages ``first..last`` with up to the wire's capacity of them requested ahead."""
+        executor: Any = self.executor  # a TrafficController pipelines; a bare Executor does not
+        window = max(1, int(getattr(executor, "max_in_flight", 1)))
+        if not hasattr(executor, "submit"):
+            window = 1
+        pending: dict[int, tuple[HttpRequest, Any]] = {}
+        ahead = first
+        yielded = 0
+        for page in range(first, last + 1):
+            while ahead <= last and ahead < page + window:
+                request = self.build_listings_page(ahead, page_size, market=market, **options)
+                pending[ahead] = (request, executor.submit(request, priority) if window > 1 else None)
+                ahead += 1
+            request, call = pending.pop(page)
+            if call is None:
+                response = self.send(request, priority)
+            else:
+                executor.run(lambda done=call: done.done)
+                if call.response is None:
+                    raise error_from_transport(request, call.error)
+                response = call.response
+            result = self.parse_listings_page(request, response)
+            for listing in result.results:
+                yield listing
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+            if not result.results:
+                return
 
 
 def _next_page(next_url: str | None, current: int) -> int | None:
