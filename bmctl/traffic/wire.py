@@ -83,13 +83,21 @@ class ThreadWire:
         if workers < 1:
             raise ValueError("a wire needs at least one worker")
         self.capacity = workers
+        self._make_transport = make_transport
         self._monotonic = monotonic
         self._jobs: queue.Queue[tuple[Any, HttpRequest, float] | None] = queue.Queue()
         self._done: queue.Queue[Finished] = queue.Queue()
         self._ready: deque[Finished] = deque()  # taken off the queue by wait()
-        self._threads = [threading.Thread(target=self._work, args=(make_transport,), daemon=True,
-                                          name=f"bmctl-wire-{i}") for i in range(workers)]
-        for thread in self._threads:
+        self._threads: list[threading.Thread] = []
+        self._outstanding = 0  # started and not yet handed back by poll()
+
+    def _spawn_if_short(self) -> None:
+        # Workers (and their connections) are made as the work needs them, not all up front:
+        # a run that never has more than two requests on the wire opens two connections.
+        if self._outstanding > len(self._threads) and len(self._threads) < self.capacity:
+            thread = threading.Thread(target=self._work, args=(self._make_transport,), daemon=True,
+                                      name=f"bmctl-wire-{len(self._threads)}")
+            self._threads.append(thread)
             thread.start()
 
     def _work(self, make_transport: Callable[[], Transport]) -> None:
@@ -112,6 +120,8 @@ class ThreadWire:
 
     def start(self, token: Any, request: HttpRequest, timeout: float) -> float:
         sent = self._monotonic()
+        self._outstanding += 1
+        self._spawn_if_short()
         self._jobs.put((token, request, timeout))
         return sent
 
@@ -122,6 +132,7 @@ class ThreadWire:
             try:
                 done.append(self._done.get_nowait())
             except queue.Empty:
+                self._outstanding -= len(done)
                 return done
 
     def wait(self, until: float) -> None:

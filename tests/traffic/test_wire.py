@@ -213,3 +213,31 @@ def test_a_thread_wire_keeps_several_requests_on_the_wire() -> None:
     ctl.close()
     assert all(c.response is not None and c.response.status == 200 for c in calls)
     assert on_wire[1] == 4 and elapsed < 0.6
+
+
+def test_a_thread_wire_opens_workers_only_as_the_work_needs_them() -> None:
+    """A default of 32 places costs nothing when a run keeps one request on the wire: each
+    worker brings its own connections, so one at a time makes one worker."""
+    made: list[object] = []
+
+    class Quick:
+        def __init__(self) -> None:
+            made.append(self)
+
+        def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+            return HttpResponse(200)
+
+    clock = SystemClock()
+    wire = ThreadWire(Quick, 32, clock.monotonic)
+    ctl = TrafficController(MemoryLedger(DEFAULT_LIMITS, clock.monotonic), None, None,  # type: ignore[arg-type]
+                            clock=clock, wire=wire)
+    for i in range(5):  # one after the other: the next is submitted once the last is answered
+        call = ctl.submit(get(LIST + str(i)))
+        ctl.run()
+        assert call.response is not None and call.response.status == 200
+    assert len(made) == 1
+    calls = [ctl.submit(get(LIST + str(i))) for i in range(3)]
+    ctl.run()
+    ctl.close()
+    assert all(c.response is not None for c in calls)
+    assert 1 < len(made) <= 3
