@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,8 +22,11 @@ import pytest
 import requests
 
 from bmctl.api.money import Money
+from bmctl.sandbox.app import SandboxApp
 from bmctl.sandbox.catalogue import save_catalogue
-from bmctl.sandbox.model import ListingSpec, OfferSpec
+from bmctl.sandbox.faults import Faults
+from bmctl.sandbox.model import ListingSpec, Marketplace, OfferSpec
+from bmctl.sandbox.server import start_in_thread
 
 HEADERS = {"Authorization": "Basic sandbox", "Accept-Language": "fr-fr", "Accept": "application/json",
            "User-Agent": "BM-tests-bmctl;tests@example.com"}
@@ -264,3 +268,94 @@ def test_demo_runs_without_token_or_network(tmp_path: Path) -> None:
     # No token, no config: the demo writes nothing but its own database.
     assert not (Path(env["XDG_CONFIG_HOME"]) / "bmctl").exists()
     assert (Path(env["XDG_DATA_HOME"]) / "bmctl" / "demo.db").exists()
+
+
+class SlowSandbox:
+    """The sandbox in a thread of the test, answers taking 200 ± 100 ms, counting what arrives,
+    what it answered and what is on the wire (arrived, not yet answered) at any moment."""
+
+    def __init__(self, specs: list[ListingSpec]) -> None:
+        marketplace = Marketplace(time.monotonic, settle=SETTLE, rng=random.Random(1))
+        marketplace.load(specs)
+        app = SandboxApp(marketplace, token="sandbox", faults=Faults(latency=200, jitter=100),
+                         rng=random.Random(1))
+        self.arrived = self.answered = 0
+        decide, respond = app.decide, app.respond
+
+        def counting_decide(request):  # type: ignore[no-untyped-def]  # under the server's lock
+            self.arrived += 1
+            return decide(request)
+
+        def counting_respond(request, decision):  # type: ignore[no-untyped-def]
+            self.answered += 1
+            return respond(request, decision)
+
+        app.decide, app.respond = counting_decide, counting_respond  # type: ignore[method-assign]
+        self.specs = specs
+        self.server, self.url = start_in_thread(app)
+
+    def on_wire(self) -> int:
+        return self.arrived - self.answered
+
+    def price(self, listing_id: str) -> str:
+        return Sandbox.price(self, listing_id)  # type: ignore[arg-type]
+
+
+def probe_all_until_busy(tmp: Path, served: SlowSandbox) -> subprocess.Popen:
+    """``probe --all`` (the default max_in_flight), returned once two probes sit at their dip
+    while requests are on the wire."""
+    env = client_env(tmp, served)  # type: ignore[arg-type]
+    process = subprocess.Popen([*bmctl(), "--format", "ndjson", "probe", "--all", "--settle", str(SETTLE)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"bmctl ended too soon: {process.communicate()}")
+        if served.on_wire() >= 2 and journal_states(tmp / "bmctl.db").count("dip") >= 2:
+            return process
+        time.sleep(0.005)
+    process.kill()
+    raise AssertionError("never two dips with requests on the wire")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_with_requests_on_the_wire_restores_every_probe_and_logs_every_request(
+        tmp_path: Path, signum: int) -> None:
+    served = SlowSandbox(winnable(12))
+    try:
+        process = probe_all_until_busy(tmp_path, served)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+        answered = served.answered
+        prices = {s.id: served.price(s.id) for s in served.specs}
+    finally:
+        served.server.stop()
+    assert process.returncode == 130, err
+    with sqlite3.connect(tmp_path / "bmctl.db") as conn:
+        probes = conn.execute("select listing_id, state, final_price from probes").fetchall()
+        (logged,) = conn.execute("select count(*) from rate_limit_logs where status is not null").fetchone()
+    assert {state for _, state, _ in probes} == {"closed"}
+    for listing_id, _, final_price in probes:  # each back at its original, or won where it ended
+        assert prices[listing_id] == final_price
+    assert set(prices.values()) <= {"100.00", "94.99"}
+    assert logged == answered  # every answer the server gave has its row
+
+
+def test_a_kill_with_requests_on_the_wire_leaves_each_one_held_in_the_ledger(tmp_path: Path) -> None:
+    """SIGKILL mid-flight: every request the server counted is still held in the ledger (the
+    slot is taken before the request leaves), so the next run cannot overspend the window."""
+    served = SlowSandbox(winnable(12))
+    try:
+        process = probe_all_until_busy(tmp_path, served)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+        time.sleep(0.5)  # what was on the wire arrives and is answered to no one
+        arrived = served.arrived
+    finally:
+        served.server.stop()
+    with sqlite3.connect(tmp_path / "bmctl.db") as conn:
+        (held,) = conn.execute("select count(*) from budget_holds where bucket = 'global' "
+                               "and kind in ('sent', 'slot')").fetchone()
+        (open_dips,) = conn.execute("select count(*) from probes where state = 'dip'").fetchone()
+    assert held >= arrived  # within the run's few seconds, nothing has expired yet
+    assert open_dips >= 2  # left for `bmctl recover`
