@@ -85,8 +85,9 @@ class ThreadWire:
         self.capacity = workers
         self._make_transport = make_transport
         self._monotonic = monotonic
-        self._jobs: queue.Queue[tuple[Any, HttpRequest, float] | None] = queue.Queue()
-        self._done: queue.Queue[Finished] = queue.Queue()
+        # SimpleQueue (C, lock-free for the reader): a third of the hand-over cost of Queue.
+        self._jobs: queue.SimpleQueue[tuple[Any, HttpRequest, float] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._ready: deque[Finished] = deque()  # taken off the queue by wait()
         self._threads: list[threading.Thread] = []
         self._outstanding = 0  # started and not yet handed back by poll()
@@ -128,12 +129,11 @@ class ThreadWire:
     def poll(self) -> list[Finished]:
         done = list(self._ready)
         self._ready.clear()
-        while True:
-            try:
-                done.append(self._done.get_nowait())
-            except queue.Empty:
-                self._outstanding -= len(done)
-                return done
+        finished = self._done
+        while not finished.empty():
+            done.append(finished.get_nowait())  # only this thread takes from it: never Empty
+        self._outstanding -= len(done)
+        return done
 
     def wait(self, until: float) -> None:
         if self._ready:
