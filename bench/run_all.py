@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = ["rate.py", "makespan.py", "cron.py", "ledger_cost.py", "overhead.py", "log_writer.py",
+SCRIPTS = ["rate.py", "makespan.py", "wire.py", "cron.py", "ledger_cost.py", "overhead.py", "log_writer.py",
            "startup.py"]
 
 
