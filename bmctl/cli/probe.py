@@ -22,7 +22,7 @@ def probe(
     floor: Optional[str] = typer.Option(None, "--floor", help="Lowest price allowed (default: the listing's min_price)."),
     ceiling: Optional[str] = typer.Option(None, "--ceiling", help="Highest price allowed (default and cap: max_price)."),
     file: Optional[str] = typer.Option(None, "--file", help="CSV of listing_id[,floor][,ceiling][,market]."),
-    all_listings: bool = typer.Option(False, "--all", help="Probe every listing with stock."),
+    all_listings: bool = typer.Option(False, "--all", help="Probe every listing with stock in every market it competes in (the markets of your platform; --market narrows to one)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Read and print the writes it would make; send none."),
     max_raises: Optional[int] = typer.Option(None, "--max-raises", min=0, help="Writes of the upward search (default 3)."),
     settle: Optional[float] = typer.Option(None, "--settle", min=0.0, help="Seconds the Backbox needs after a write (default 2)."),
@@ -32,6 +32,8 @@ def probe(
     """Dip -> Peek -> Peak: win the Backbox at the highest price the market and your bounds allow.
 
     Example: bmctl probe --all --deadline 10m --format ndjson
+
+    --all walks every market of your platform (bmctl --market en-gb probe --all: that one only).
     """
     from functools import partial
 
@@ -43,7 +45,7 @@ def probe(
     settings = env.settings
     request = ProbeRequest(
         ids=list(ids or []), file=file, all_listings=all_listings, floor=floor, ceiling=ceiling,
-        market=settings.market,
+        market=settings.market, every_market=env.overrides.get("market") is None,
     )
     targets = request.validate(env.stdin)
     params = probe_params(settings, settle=settle, max_raises=max_raises, step=step, dry_run=dry_run)

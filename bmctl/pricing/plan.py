@@ -69,8 +69,10 @@ def plan_probes(
     deadline: float | None = None,
     listing_pages: int = 0,
     buckets: Mapping[str, Any] | None = None,
+    markets: int = 1,
 ) -> Plan:
-    """Estimate a batch of ``probes`` (plus ``listing_pages`` page reads for ``--all``).
+    """Estimate a batch of ``probes`` over ``markets`` markets (plus the ``listing_pages`` page
+    reads of ``--all``, counted in ``global``).
 
     ``buckets`` (the ledger's, when a run has one) make the estimate start from what every
     process holds now: a batch right after another run spent the hour's writes says so."""
@@ -88,7 +90,10 @@ def plan_probes(
     requests = {name: (typical[name], worst[name]) for name in ("global", "competitors", "listing_writes")}
     seconds, bottleneck = _time_at_limits(requests, limits, buckets)
     seconds += 2 * settle if probes else 0.0
-    plan = Plan(count=probes, requests=requests, seconds=seconds, bottleneck=bottleneck)
+    items = "probe(s)" + (f" in {markets} markets" if markets > 1 else "")
+    if listing_pages:
+        items += f", after {listing_pages} listing page(s)"
+    plan = Plan(count=probes, requests=requests, seconds=seconds, bottleneck=bottleneck, items=items)
     writes = limits.get("listing_writes")
     if deadline is not None and writes is not None:
         budget = _sends_within("listing_writes", writes, deadline, buckets)
