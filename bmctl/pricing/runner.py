@@ -151,7 +151,8 @@ class ProbeRun:
         return plan_probes(probes, settings.limits, settle=params.settle,
                            max_raises=params.max_raises, peek_retries=params.peek_retries,
                            deadline=self.options.deadline, listing_pages=listing_pages,
-                           buckets=self.runtime.ledger.buckets, markets=markets)
+                           buckets=self.runtime.ledger.buckets, markets=markets,
+                           dry_run=params.dry_run)
 
     def run(self, targets: Sequence[ProbeTarget]) -> BatchSummary:
         """Probe the targets; on Ctrl-C or SIGTERM restore this run's open probes, then raise

@@ -1,5 +1,5 @@
 """``bmctl probe`` through the real CLI over the in-process sandbox: ``--all`` over every market
-of the platform (``--market`` narrows)."""
+of the platform (``--market`` narrows), and ``--dry-run`` printing a plan."""
 
 from __future__ import annotations
 
@@ -49,6 +49,30 @@ def test_all_with_bounds_needs_a_market(tmp_path: Path) -> None:
     assert {r["floor"] for r in json.loads(given.stdout)} == {"80.00"}
 
 
-def test_help_says_all_covers_every_market() -> None:
+def test_dry_run_prints_a_plan_and_sends_no_write(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    plan = box.run("--format", "json", "probe", "--all", "--dry-run", "--settle", "0")
+    assert plan.exit_code == 0, plan.stderr
+    assert box.writes() == []
+    rows = {(r["listing_id"], r["market"]): r for r in json.loads(plan.stdout)}
+    losing = rows[(LID, "fr-fr")]
+    assert (losing["outcome"], losing["final_price"], losing["dip_price"]) == ("planned", None, "94.99")
+    assert losing["planned_writes"][0].startswith("dip 100.00 EUR -> 94.99 EUR: ")
+    winning = rows[(TWO, "fr-fr")]  # winning at 200.00 with rivals at 210.00: the headroom
+    assert (winning["outcome"], winning["final_price"]) == ("planned", None)
+    assert winning["planned_writes"][0].startswith("raise 200.00 EUR -> 209.99 EUR: ")
+    assert rows[(TWO, "de-de")]["outcome"] == "skipped"  # no floor in de-de: known from the reads
+    assert "(dry run: reads only)" in plan.stderr and "listing_writes ~0" in plan.stderr
+
+    table = box.run("--format", "table", "probe", "--all", "--dry-run", "--settle", "0")
+    assert table.exit_code == 0, table.stderr
+    header = table.stdout.splitlines()[0].split()
+    assert "final_price" not in header and "writes" not in header and "reason" in header
+    assert "planned" in table.stdout and "plan: not winning at 100.00 EUR: dip to 94.99 EUR" in table.stdout
+    assert box.writes() == []
+
+
+def test_help_says_all_covers_every_market_and_dry_run_prints_a_plan() -> None:
     text = " ".join(invoke(["probe", "--help"]).stdout.split())
     assert "every market it competes in" in text and "--market narrows" in text
+    assert "print a plan" in text and "send no write" in text
