@@ -77,3 +77,10 @@ def host_for(market: str, env: str) -> str:
     if env not in ENVIRONMENTS:
         raise UsageError(f"unknown environment {env!r} (use prod or preprod)")
     return HOSTS[(get_market(market).platform, env)]
+
+
+def platform_markets(code: str) -> tuple[str, ...]:
+    """Every market of the platform ``code`` belongs to, in the table's order: a token is valid
+    on one platform, so these are the markets its listings can compete in."""
+    platform = get_market(code).platform
+    return tuple(m.code for m in _MARKETS if m.platform == platform)

@@ -13,6 +13,11 @@ PROBE_FIELDS = [
     "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "final_price",
     "floor", "ceiling", "writes", "dip_seconds", "reason",
 ]
+# A dry run's table is a plan: what it would try, not what happened (no final price, writes or
+# dip window; the reason says what it would try).
+PLAN_COLUMNS = [
+    "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "floor", "ceiling", "reason",
+]
 RECOVER_COLUMNS = ["listing_id", "market", "original_price", "found_price", "status", "reason"]
 
 
@@ -22,8 +27,8 @@ def probe(
     floor: Optional[str] = typer.Option(None, "--floor", help="Lowest price allowed (default: the listing's min_price)."),
     ceiling: Optional[str] = typer.Option(None, "--ceiling", help="Highest price allowed (default and cap: max_price)."),
     file: Optional[str] = typer.Option(None, "--file", help="CSV of listing_id[,floor][,ceiling][,market]."),
-    all_listings: bool = typer.Option(False, "--all", help="Probe every listing with stock."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Read and print the writes it would make; send none."),
+    all_listings: bool = typer.Option(False, "--all", help="Probe every listing with stock in every market it competes in (the markets of your platform; --market narrows to one)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read the market and print a plan per listing (outcome 'planned': the dip and raises it would try); send no write."),
     max_raises: Optional[int] = typer.Option(None, "--max-raises", min=0, help="Writes of the upward search (default 3)."),
     settle: Optional[float] = typer.Option(None, "--settle", min=0.0, help="Seconds the Backbox needs after a write (default 2)."),
     step: Optional[str] = typer.Option(None, "--step", help="Price tick of the search (default: the currency's)."),
@@ -32,6 +37,8 @@ def probe(
     """Dip -> Peek -> Peak: win the Backbox at the highest price the market and your bounds allow.
 
     Example: bmctl probe --all --deadline 10m --format ndjson
+
+    --all walks every market of your platform (bmctl --market en-gb probe --all: that one only).
     """
     from functools import partial
 
@@ -43,15 +50,16 @@ def probe(
     settings = env.settings
     request = ProbeRequest(
         ids=list(ids or []), file=file, all_listings=all_listings, floor=floor, ceiling=ceiling,
-        market=settings.market,
+        market=settings.market, every_market=env.overrides.get("market") is None,
     )
     targets = request.validate(env.stdin)
     params = probe_params(settings, settle=settle, max_raises=max_raises, step=step, dry_run=dry_run)
     options = ProbeRunOptions(params=params, deadline=_deadline(deadline),
                               breaker_floor_hits=settings.probe.breaker_floor_hits)
     run_command(env, "probe", partial(core, request=request, targets=targets, options=options),
-                writing=not dry_run, columns=PROBE_FIELDS if env.format == "table" else None, title="Probes",
-                summary=True)
+                writing=not dry_run, summary=True,
+                columns=(PLAN_COLUMNS if dry_run else PROBE_FIELDS) if env.format == "table" else None,
+                title="Probe plan (dry run: nothing written)" if dry_run else "Probes")
 
 
 def _deadline(text: Optional[str]) -> Optional[float]:

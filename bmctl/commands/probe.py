@@ -23,6 +23,13 @@ class ProbeRequest:
     floor: str | None = None
     ceiling: str | None = None
     market: str = "fr-fr"
+    every_market: bool = False  # --all without --market: every market of ``market``'s platform
+
+    def markets(self) -> tuple[str, ...]:
+        """The markets ``--all`` walks: every market of the platform, or ``market`` alone."""
+        from bmctl.api.markets import get_market, platform_markets
+
+        return platform_markets(self.market) if self.every_market else (get_market(self.market).code,)
 
     def validate(self, stdin: TextIO) -> list[ProbeTarget]:
         """Every target, checked before anything is sent (``--all`` is enumerated later)."""
@@ -35,6 +42,10 @@ class ProbeRequest:
             raise UsageError("give listing ids, --file or --all, not several")
         if self.file is not None and (self.floor or self.ceiling):
             raise UsageError("--floor/--ceiling apply to ids and --all; put bounds in the file's columns")
+        if self.all_listings and self.every_market and (self.floor or self.ceiling):
+            # One amount in EUR, GBP and SEK alike would be a wrong bound in all but one.
+            raise UsageError("--floor/--ceiling with --all need --market: the bounds are amounts "
+                             "in one market's currency, and --all probes every market otherwise")
         if self.file is not None:
             targets = probe_targets_from_file(self.file, self.market, stdin)
         else:
@@ -80,9 +91,11 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
           options: ProbeRunOptions) -> ProbeOutcome:
     """Enumerate ``--all``, print the plan, run the batch with live progress; the outcome says
     which probes failed, or why the run stopped early (deadline: 4, circuit breaker: 1)."""
-    from bmctl.pricing.targets import parse_bounds
+    from bmctl.api.markets import get_market
+    from bmctl.pricing.targets import listing_targets, parse_bounds
 
-    check_step(options.params, targets or [ProbeTarget("", request.market)])
+    markets = request.markets() if request.all_listings else (request.market,)
+    check_step(options.params, targets or [ProbeTarget("", market) for market in markets])
     advance: list[Callable[[str], None]] = []  # the progress line, once the batch size is known
 
     def on_result(result: ProbeResult) -> None:
@@ -94,14 +107,12 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     client = ctx.runtime.client  # a missing token fails here, before anything is sent
     pages = 0
     if request.all_listings:
-        listings = list(client.iter_listings(min_quantity=1, market=request.market))
-        pages = max(1, -(-len(listings) // 50))
         floor, ceiling = parse_bounds(request.market, request.floor, request.ceiling)
-        targets = [ProbeTarget(listing.id, request.market, floor, ceiling) for listing in listings]
+        targets, pages = listing_targets(client, markets, floor, ceiling)
     if request.all_listings or request.file is not None:
         targets = least_recently_probed_first(run.journal, targets)
-    plan = run.plan(len(targets))
-    ctx.info(plan.describe() + (f" (after {pages} listing page(s))" if pages else ""))
+    plan = run.plan(len(targets), listing_pages=pages, markets=len({t.market for t in targets}))
+    ctx.info(plan.describe())
     advance.append(ctx.progress(len(targets)))
     try:
         summary = run.run(targets)
@@ -120,17 +131,17 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
            "breaker": f"not started: the circuit breaker opened (more than "
                       f"{options.breaker_floor_hits} listings would go to their floor)"}
     for target in summary.not_started:  # every listing asked for appears in the output
-        row = ProbeResult(target.listing_id, target.market, outcome="not_started",
-                          floor=target.floor, ceiling=target.ceiling,
+        row = ProbeResult(target.listing_id, target.market, get_market(target.market).currency,
+                          outcome="not_started", floor=target.floor, ceiling=target.ceiling,
                           reason=why.get(summary.stopped_by or "", "not started")).to_json()
         ctx.emit(row)
     return outcome
 
 
 def least_recently_probed_first(journal: Any, targets: list[ProbeTarget]) -> list[ProbeTarget]:
-    """Never probed first, then the longest ago: successive runs cut short by ``--deadline``
-    take turns over the whole catalogue instead of probing its head again and again. The order
-    is stable, so listings probed at the same moment keep the order they came in."""
+    """Never probed first, then the longest ago, per (listing, market): successive runs cut
+    short by ``--deadline`` take turns over the whole catalogue instead of probing its head
+    again and again. The order is stable, so pairs probed at the same moment keep theirs."""
     last = journal.last_probed()
     return sorted(targets, key=lambda t: last.get((t.listing_id.lower(), t.market), ""))
 

@@ -21,9 +21,11 @@ class ProbeCost:
     worst_writes: int = 0
 
 
-def probe_cost(max_raises: int, peek_retries: int) -> ProbeCost:
+def probe_cost(max_raises: int, peek_retries: int, dry_run: bool = False) -> ProbeCost:
     """A dip (or a raise) and its confirming peek is the typical probe; the worst case is a dip,
-    every raise of the search, an undo each, and every peek retried."""
+    every raise of the search, an undo each, and every peek retried. A dry run only reads."""
+    if dry_run:
+        return ProbeCost(competitor_reads=1.0, writes=0.0, worst_competitor_reads=1, worst_writes=0)
     worst_writes = 1 + max_raises + 2
     return ProbeCost(
         worst_competitor_reads=1 + worst_writes * max(1, peek_retries),
@@ -69,12 +71,15 @@ def plan_probes(
     deadline: float | None = None,
     listing_pages: int = 0,
     buckets: Mapping[str, Any] | None = None,
+    markets: int = 1,
+    dry_run: bool = False,
 ) -> Plan:
-    """Estimate a batch of ``probes`` (plus ``listing_pages`` page reads for ``--all``).
+    """Estimate a batch of ``probes`` over ``markets`` markets (plus the ``listing_pages`` page
+    reads of ``--all``, counted in ``global``); a dry run reads and never writes.
 
     ``buckets`` (the ledger's, when a run has one) make the estimate start from what every
     process holds now: a batch right after another run spent the hour's writes says so."""
-    cost = probe_cost(max_raises, peek_retries)
+    cost = probe_cost(max_raises, peek_retries, dry_run)
     typical = {
         "competitors": probes * cost.competitor_reads,
         "listing_writes": probes * cost.writes,
@@ -87,8 +92,13 @@ def plan_probes(
     worst["global"] = listing_pages + probes * cost.listing_reads + worst["competitors"] + worst["listing_writes"]
     requests = {name: (typical[name], worst[name]) for name in ("global", "competitors", "listing_writes")}
     seconds, bottleneck = _time_at_limits(requests, limits, buckets)
-    seconds += 2 * settle if probes else 0.0
-    plan = Plan(count=probes, requests=requests, seconds=seconds, bottleneck=bottleneck)
+    seconds += 2 * settle if probes and not dry_run else 0.0
+    items = "probe(s)" + (f" in {markets} markets" if markets > 1 else "")
+    if listing_pages:
+        items += f", after {listing_pages} listing page(s)"
+    if dry_run:
+        items += " (dry run: reads only)"
+    plan = Plan(count=probes, requests=requests, seconds=seconds, bottleneck=bottleneck, items=items)
     writes = limits.get("listing_writes")
     if deadline is not None and writes is not None:
         budget = _sends_within("listing_writes", writes, deadline, buckets)

@@ -217,6 +217,9 @@ class Probe:
             result.reason = refused.reason
             return
         result.floor, result.ceiling = self.bounds.floor, self.bounds.ceiling
+        if self.params.dry_run:
+            self._plan(competitor)
+            return
         if not competitor.is_winning:
             winning = yield from self._dip(competitor)
             if not winning:
@@ -224,8 +227,61 @@ class Probe:
             competitor = self.confirmed
         yield from self._peak(competitor)
 
-    def _dip(self, competitor: Any) -> Generator[Action, Any, bool]:
-        """Dip to max(floor, price_to_win); True when the Backbox is ours afterwards."""
+    def _plan(self, competitor: Any) -> None:
+        """``--dry-run``: what the probe would try, decided from the reads by the same rules as
+        the real run, and no write. What reads alone settle (``unwinnable``, ``lost``, the
+        breaker's ``skipped``, ``kept``: nothing to try) is reported as such; the rest is
+        ``planned``, with no final price: only the real run's peeks can tell it."""
+        assert self.bounds is not None and self.price is not None
+        result, start = self.result, self.price
+        steps: list[str] = []
+        if competitor.is_winning:
+            steps.append(f"winning at {start}")
+            move = self._peak_move(competitor.price_to_win)
+        else:
+            to_win = competitor.price_to_win
+            dip = self._dip_price(competitor)
+            if dip is None:
+                return
+            result.dip_price = dip
+            result.planned.append(f"dip {start} -> {dip}: to win the Backbox (restored if it does not)")
+            steps.append(f"not winning at {start}: dip to {dip} (price to win {to_win}), confirmed "
+                         f"by a peek, {start} back if it does not win")
+            # What the peek after the dip would show: a market that reveals headroom shows the
+            # price to win read now (exact while we lose); one that hides it shows our price.
+            mode = self.params.headroom
+            shown = to_win if mode == "revealed" or (mode == "auto" and self.hooks.headroom_revealed()) else dip
+            self.price = dip
+            move = self._peak_move(shown)
+        if move is None and not result.planned:
+            # Nothing to try: the real run would not write either.
+            result.outcome = "kept"
+            result.reason = result.reason or f"already winning at {start}"
+            return
+        if move is None:
+            why = ("it is the ceiling" if self.price >= self.bounds.ceiling
+                   else "--max-raises is 0" if self.params.max_raises <= 0 and self._may_search()
+                   else "one step higher loses")
+            steps.append(f"then no raise: {why}")
+        elif move[0] == "headroom":
+            result.planned.append(f"raise {self.price} -> {move[1]}: the headroom the price to win "
+                                  "shows (undone if it loses)")
+            steps.append(f"then raise to {move[1]}, the headroom the price to win shows, confirmed "
+                         "by a peek and undone at once if it loses")
+        else:
+            result.planned.append(f"raise {self.price} -> {move[1]}: search upwards from the top of "
+                                  "the range (undone if it loses)")
+            steps.append(f"then search upwards between {self.price} and {move[1]}: {move[1]} first, "
+                         f"at most {self.params.max_raises} raise(s), each confirmed by a peek, a "
+                         "raise that loses undone at once")
+        self.price = start  # nothing was written
+        result.outcome = "planned"
+        result.final_price = None
+        result.reason = "plan: " + "; ".join(steps)
+
+    def _dip_price(self, competitor: Any) -> Money | None:
+        """The dip the market asks for: max(floor, price_to_win) on the grid; None, with the
+        outcome set, when no dip may be sent (unwinnable, lost, held back by the breaker)."""
         assert self.bounds is not None and self.price is not None
         result = self.result
         to_win = competitor.price_to_win
@@ -235,7 +291,7 @@ class Probe:
                 f"price to win {to_win} is below the floor {self.bounds.floor}"
                 if to_win is not None else "the market gives no price to win"
             )
-            return False
+            return None
         dip = self._on_grid(min(max(self.bounds.floor, to_win), self.bounds.ceiling))
         if dip == to_win:
             # price_to_win is the highest winning price: one tick above it loses.
@@ -245,16 +301,19 @@ class Probe:
             # change nothing the Backbox rewards.
             result.outcome = "lost"
             result.reason = f"not winning although the price {self.price} is at or below the price to win {to_win}"
-            return False
+            return None
         if dip == self.bounds.floor and not self.hooks.floor_hit(self.target):
             result.outcome = "skipped"
             result.reason = "circuit breaker: too many listings of this run would go to their floor"
-            return False
-        if self.params.dry_run:
-            result.planned.append(f"dip {self.price} -> {dip}")
-            result.dip_price = result.final_price = dip
-            result.outcome = "won"
-            result.reason = f"dry-run: would dip to {dip} to win the Backbox"
+            return None
+        return dip
+
+    def _dip(self, competitor: Any) -> Generator[Action, Any, bool]:
+        """Dip to max(floor, price_to_win); True when the Backbox is ours afterwards."""
+        assert self.bounds is not None and self.price is not None
+        result = self.result
+        dip = self._dip_price(competitor)
+        if dip is None:
             return False
         self.probe_id = self.hooks.open_probe(self.target, self.price, self.bounds)
         self.dip_open = True  # from the moment the dip may have landed
@@ -275,30 +334,46 @@ class Probe:
         self.confirmed = competitor
         return True
 
-    def _peak(self, competitor: Any) -> Generator[Action, Any, None]:
-        """Raise to the highest price that still wins, never above the ceiling."""
+    def _peak_move(self, to_win: Money | None) -> tuple[str, Money] | None:
+        """What the peak tries from our winning price, given the price to win the market shows:
+        ``("headroom", price)``, one raise; ``("search", top)``, the upward search from its top;
+        None, nothing (``result.reason`` then says why, when it is not plain)."""
         assert self.bounds is not None and self.price is not None
         result = self.result
         ceiling = self.bounds.ceiling
-        to_win = competitor.price_to_win
         if to_win is not None and to_win > self.price:
             target = self._on_grid(min(ceiling, to_win))
             if target < self.bounds.floor:
                 # Winning below a floor raised since, and every allowed price loses: keep it.
                 result.reason = (f"winning at {self.price}; the price to win {to_win} is below "
                                  f"the floor {self.bounds.floor}")
-            elif target > self.price:
-                yield from self._raise_to(target, search=False)
-        elif to_win is not None and to_win < self.price:
-            pass  # revealed: we hold on a tie, above the outright price; a raise would lose it
-        elif self.price < self.bounds.floor and not self._may_search():
+                return None
+            return ("headroom", target) if target > self.price else None
+        if to_win is not None and to_win < self.price:
+            return None  # revealed: we hold on a tie, above the outright price; a raise would lose it
+        if self.price < self.bounds.floor and not self._may_search():
             # Winning below a floor raised since, and the market has shown every allowed price
             # loses (revealed headroom, or one tick above is known to lose): keep the Backbox.
             result.reason = f"winning at {self.price}, below the floor {self.bounds.floor}; every allowed price loses"
-        elif (self._may_search() or self.price < self.bounds.floor) and self.price < ceiling \
+            return None
+        if (self._may_search() or self.price < self.bounds.floor) and self.price < ceiling \
                 and self.params.max_raises > 0:
             # Below the floor the search is what brings the price back into the allowed range.
-            yield from self._search_up(ceiling)
+            top = self._search_top(ceiling)
+            return ("search", top) if top > self.price else None
+        return None
+
+    def _peak(self, competitor: Any) -> Generator[Action, Any, None]:
+        """Raise to the highest price that still wins, never above the ceiling."""
+        assert self.bounds is not None and self.price is not None
+        result = self.result
+        move = self._peak_move(competitor.price_to_win)
+        if move is not None:
+            kind, target = move
+            if kind == "headroom":
+                yield from self._raise_to(target)
+            else:
+                yield from self._search_up(target)
         self.dip_open = False  # confirmed winning at the dip price, or a raise ended it
         if self.lost_backbox:
             yield from self._restore("restore", "the Backbox was lost during the peak")
@@ -315,7 +390,7 @@ class Probe:
             result.reason = (f"the Backbox was lost during the upward search and could not be won "
                              f"back; price restored to {self.price}")
             return
-        final = self.price if not self.params.dry_run else (result.final_price or self.price)
+        final = self.price
         changed = final != result.start_price
         result.outcome = "won" if changed else "kept"
         if not result.reason:
@@ -334,18 +409,22 @@ class Probe:
             return False
         return mode == "hidden" or not self.hooks.headroom_revealed()
 
-    def _search_up(self, ceiling: Money) -> Generator[Action, Any, None]:
-        """Headroom not revealed: bisect upwards on the step grid, at most ``max_raises``
-        writes; the top of the range is tried first, and a raise that loses is undone at once."""
+    def _search_top(self, ceiling: Money) -> Money:
+        """The top of the upward search: the ceiling, or one step below a price known to lose."""
+        if self.known_losing is not None and self.known_losing <= ceiling:
+            return self._on_grid(ceiling.with_amount(self.known_losing.amount - self._step()))
+        return ceiling
+
+    def _search_up(self, high: Money) -> Generator[Action, Any, None]:
+        """Headroom not revealed: bisect upwards on the step grid up to ``high``, at most
+        ``max_raises`` writes; the top is tried first, and a raise that loses is undone at once."""
         assert self.price is not None
-        low, high = self.price, ceiling
-        if self.known_losing is not None and self.known_losing <= high:
-            high = self._on_grid(high.with_amount(self.known_losing.amount - self._step()))
+        low = self.price
         raises = 0
         candidate = high
         while raises < self.params.max_raises and candidate > low:
             raises += 1
-            won = yield from self._raise_to(candidate, search=True)
+            won = yield from self._raise_to(candidate)
             if not won:
                 return
             low = candidate
@@ -353,15 +432,10 @@ class Probe:
             if candidate <= low:
                 return
 
-    def _raise_to(self, target: Money, *, search: bool) -> Generator[Action, Any, bool]:
+    def _raise_to(self, target: Money) -> Generator[Action, Any, bool]:
         """Write a higher price, confirm by a peek; undo at once (CRITICAL) if it loses."""
         assert self.price is not None and self.bounds is not None
         previous = self.price
-        if self.params.dry_run:
-            self.result.planned.append(f"raise {previous} -> {target}" + (" (search)" if search else ""))
-            self.result.final_price = target
-            self.result.reason = f"dry-run: would raise to {target}"
-            return False
         if self.probe_id is None:
             self.probe_id = self.hooks.open_probe(self.target, previous, self.bounds)
         # The first raise after a dip ends it: CRITICAL, on the slot claimed for it. Every

@@ -144,13 +144,15 @@ class ProbeRun:
         """Restore what earlier (killed) runs left open; every writing run starts with this."""
         return recover(self.runtime.client, self.journal)
 
-    def plan(self, probes: int, listing_pages: int = 0) -> Plan:
+    def plan(self, probes: int, listing_pages: int = 0, markets: int = 1) -> Plan:
+        """The plan of ``probes`` probes (over ``markets`` markets, after ``listing_pages``)."""
         settings = self.runtime.settings
         params = self.options.params
         return plan_probes(probes, settings.limits, settle=params.settle,
                            max_raises=params.max_raises, peek_retries=params.peek_retries,
                            deadline=self.options.deadline, listing_pages=listing_pages,
-                           buckets=self.runtime.ledger.buckets)
+                           buckets=self.runtime.ledger.buckets, markets=markets,
+                           dry_run=params.dry_run)
 
     def run(self, targets: Sequence[ProbeTarget]) -> BatchSummary:
         """Probe the targets; on Ctrl-C or SIGTERM restore this run's open probes, then raise

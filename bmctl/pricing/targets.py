@@ -7,7 +7,7 @@ import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import Any, Iterable, Sequence, TextIO
 
 from bmctl.api.markets import get_market
 from bmctl.api.money import Money, MoneyError
@@ -143,6 +143,30 @@ def probe_targets_from_ids(ids: Iterable[str], market: str, floor: str | None, c
             listing_ids.append(_listing_id(value, "argument"))
     # The same id twice (same market, same bounds) is one probe: two would race each other.
     return [ProbeTarget(listing_id, market, low, high) for listing_id in dict.fromkeys(listing_ids)]
+
+
+def listing_targets(client: Any, markets: Sequence[str], floor: Money | None = None,
+                    ceiling: Money | None = None) -> tuple[list[ProbeTarget], int]:
+    """``--all``: one target per listing with stock and market, each market's listings read
+    through ``GET /ws/listings`` with its Accept-Language (LOW priority); and the pages read."""
+    from bmctl.api.client import MAX_PAGE_SIZE
+
+    targets: list[ProbeTarget] = []
+    pages = 0
+    for market in markets:
+        currency = get_market(market).currency
+        rows = 0
+        seen: set[str] = set()
+        for listing in client.iter_listings(min_quantity=1, market=market):
+            rows += 1
+            # A row priced in another currency is another market's listing (a server that
+            # ignored Accept-Language): probed here, it would be `skipped` in the wrong currency.
+            if listing.currency != currency or listing.id.lower() in seen:
+                continue
+            seen.add(listing.id.lower())
+            targets.append(ProbeTarget(listing.id, market, floor, ceiling))
+        pages += max(1, -(-rows // MAX_PAGE_SIZE))
+    return targets, pages
 
 
 def price_order(listing_id: str, price: str, market: str, min_price: str | None = None) -> PriceOrder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,8 +132,68 @@ def test_dry_run_sends_no_write(tmp_path: Path) -> None:
     result, recorder, world = probe_one(tmp_path, spec, params=ProbeParams(dry_run=True))
     assert recorder.writes() == []
     assert world.price(spec.id, "fr-fr") == money("100.00")
-    assert result.to_json()["dry_run"] is True
-    assert result.to_json()["planned_writes"] == ["dip 100.00 EUR -> 94.99 EUR"]
+    row = result.to_json()
+    assert row["dry_run"] is True and row["outcome"] == "planned" and row["final_price"] is None
+    assert row["planned_writes"] == [
+        "dip 100.00 EUR -> 94.99 EUR: to win the Backbox (restored if it does not)"]
+    assert row["dip_price"] == "94.99" and row["writes"] == 0
+    # After a dip to the exact price to win, the real run raises nothing: neither does the plan.
+    assert row["reason"].startswith("plan: not winning at 100.00 EUR: dip to 94.99 EUR")
+    assert row["reason"].endswith("then no raise: one step higher loses")
+
+
+@pytest.mark.parametrize("reveal", [True, False])
+def test_dry_run_of_a_listing_already_winning_plans_the_search_not_a_win(tmp_path: Path, reveal: bool) -> None:
+    spec = listing("90.00", ["195.00"], max_price="150.00")
+    result, recorder, world = probe_one(tmp_path, spec, reveal=reveal, params=ProbeParams(dry_run=True))
+    assert recorder.writes() == []
+    assert world.price(spec.id, "fr-fr") == money("90.00")
+    row = result.to_json()
+    assert (row["outcome"], row["final_price"], row["dip_price"], row["writes"]) == ("planned", None, None, 0)
+    (planned,) = row["planned_writes"]
+    assert planned.startswith("raise 90.00 EUR -> 150.00 EUR: ")
+    # Revealed headroom (price to win 194.99) is one raise capped by the ceiling; hidden, the search.
+    assert ("headroom" in planned) == reveal and ("search" in planned) == (not reveal)
+    assert row["reason"].startswith("plan: winning at 90.00 EUR; then ")
+    assert "undone at once" in row["reason"]
+
+
+@pytest.mark.parametrize(("spec_args", "params", "reveal"), [
+    (("100.00", ["95.00"]), {}, True),  # losing: the dip
+    (("90.00", ["95.00"]), {}, True),  # winning, headroom shown
+    (("90.00", ["195.00"]), {}, False),  # winning, hidden headroom: the search
+    (("100.00", ["95.00"]), {"step": "0.50"}, False),  # a dip below the price to win, then the search
+])
+def test_a_plan_names_the_writes_the_real_run_starts_with(tmp_path: Path, spec_args: Any,
+                                                          params: dict, reveal: bool) -> None:
+    price, rivals = spec_args
+    spec = listing(price, rivals, max_price="150.00")
+    plan, recorder, _ = probe_one(tmp_path / "dry", spec, reveal=reveal,
+                                  params=ProbeParams(dry_run=True, **params))
+    assert recorder.writes() == []
+    real, real_recorder, _ = probe_one(tmp_path / "real", spec, reveal=reveal, params=ProbeParams(**params))
+    planned = [entry.split(": ")[0].split(" -> ")[1] for entry in plan.planned]
+    sent = [f"{body['price']} EUR" for _, body in real_recorder.writes()]
+    assert planned and sent[:len(planned)] == planned, (plan.reason, sent)
+    assert plan.outcome == "planned" and plan.final_price is None
+    assert plan.dip_price == real.dip_price
+
+
+def test_a_dry_run_reports_what_the_reads_settle_and_plans_the_rest(tmp_path: Path) -> None:
+    specs = [listing("150.00", ["195.00"], max_price="150.00"),  # winning at the ceiling: kept
+             listing("100.00", ["95.00", "30.00"]),  # unwinnable
+             listing("100.00", ["95.00"])]  # losing, winnable: a plan
+    world = SimWorld(specs)
+    targets = [ProbeTarget(s.id, "fr-fr") for s in specs]
+    plan, recorder = run_probes(world, tmp_path / "dry.db", targets, params=ProbeParams(dry_run=True))
+    assert recorder.writes() == []
+    real, _ = run_probes(world, tmp_path / "real.db", targets)
+    plans, reals = by_listing(plan), by_listing(real)
+    for spec in specs[:2]:  # settled by the reads: as the real run reports it, nothing planned
+        row = plans[spec.id].to_json()
+        assert (row.pop("dry_run"), row.pop("planned_writes")) == (True, [])
+        assert row == reals[spec.id].to_json()
+    assert [r.outcome for r in (plans[s.id] for s in specs)] == ["kept", "unwinnable", "planned"]
 
 
 def test_every_change_is_in_history_with_snapshot(tmp_path: Path) -> None:

@@ -1,0 +1,78 @@
+"""``bmctl probe`` through the real CLI over the in-process sandbox: ``--all`` over every market
+of the platform (``--market`` narrows), and ``--dry-run`` printing a plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bmctl.sandbox.model import ListingSpec
+from tests.cli.helpers import invoke
+from tests.cli.sandbox_helpers import JP, LID, TWO, offer, small_catalogue, start_sandbox
+
+GB = "44444444-5555-4666-8777-888888888888"
+
+
+def catalogue() -> list[ListingSpec]:
+    """LID in fr-fr, TWO in fr-fr and de-de, JP in ja-jp, GB in en-gb."""
+    return [*small_catalogue(),
+            ListingSpec(id=GB, sku="SKU-GB", quantity=4, listing_id=1004,
+                        offers=(offer("en-gb", "90.00", max_price="150.00", min_price="40.00",
+                                      rivals=("85.00",)),))]
+
+
+def rows_of(stdout: str) -> list[tuple[str, str, str]]:
+    return sorted((r["listing_id"], r["market"], r["currency"]) for r in json.loads(stdout))
+
+
+def test_all_probes_every_market_of_the_platform_and_market_narrows(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    every = box.run("--format", "json", "probe", "--all", "--settle", "0")
+    assert every.exit_code == 0, every.stderr
+    assert rows_of(every.stdout) == sorted([
+        (LID, "fr-fr", "EUR"), (TWO, "fr-fr", "EUR"), (TWO, "de-de", "EUR"), (GB, "en-gb", "GBP")])
+    assert "in 3 markets, after 13 listing page(s)" in every.stderr
+    narrowed = box.run("--format", "json", "probe", "--all", "--market", "en-gb", "--settle", "0")
+    assert narrowed.exit_code == 0, narrowed.stderr
+    assert rows_of(narrowed.stdout) == [(GB, "en-gb", "GBP")]
+    japan = box.run("--format", "json", "--market", "ja-jp", "probe", "--all", "--settle", "0")
+    assert rows_of(japan.stdout) == [(JP, "ja-jp", "JPY")]
+
+
+def test_all_with_bounds_needs_a_market(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    refused = box.run("probe", "--all", "--floor", "80")
+    assert refused.exit_code == 2 and "--market" in refused.stderr
+    assert box.seen == []  # nothing was sent
+    given = box.run("--format", "json", "probe", "--all", "--floor", "80", "--market", "fr-fr", "--settle", "0")
+    assert given.exit_code == 0, given.stderr
+    assert {r["floor"] for r in json.loads(given.stdout)} == {"80.00"}
+
+
+def test_dry_run_prints_a_plan_and_sends_no_write(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    plan = box.run("--format", "json", "probe", "--all", "--dry-run", "--settle", "0")
+    assert plan.exit_code == 0, plan.stderr
+    assert box.writes() == []
+    rows = {(r["listing_id"], r["market"]): r for r in json.loads(plan.stdout)}
+    losing = rows[(LID, "fr-fr")]
+    assert (losing["outcome"], losing["final_price"], losing["dip_price"]) == ("planned", None, "94.99")
+    assert losing["planned_writes"][0].startswith("dip 100.00 EUR -> 94.99 EUR: ")
+    winning = rows[(TWO, "fr-fr")]  # winning at 200.00 with rivals at 210.00: the headroom
+    assert (winning["outcome"], winning["final_price"]) == ("planned", None)
+    assert winning["planned_writes"][0].startswith("raise 200.00 EUR -> 209.99 EUR: ")
+    assert rows[(TWO, "de-de")]["outcome"] == "skipped"  # no floor in de-de: known from the reads
+    assert "(dry run: reads only)" in plan.stderr and "listing_writes ~0" in plan.stderr
+
+    table = box.run("--format", "table", "probe", "--all", "--dry-run", "--settle", "0")
+    assert table.exit_code == 0, table.stderr
+    header = table.stdout.splitlines()[0].split()
+    assert "final_price" not in header and "writes" not in header and "reason" in header
+    assert "planned" in table.stdout and "plan: not winning at 100.00 EUR: dip to 94.99 EUR" in table.stdout
+    assert box.writes() == []
+
+
+def test_help_says_all_covers_every_market_and_dry_run_prints_a_plan() -> None:
+    text = " ".join(invoke(["probe", "--help"]).stdout.split())
+    assert "every market it competes in" in text and "--market narrows" in text
+    assert "print a plan" in text and "send no write" in text
