@@ -336,9 +336,11 @@ class BackMarketClient:
                       market: str | None = None, publication_state: int | None = None,
                       min_quantity: int | None = None, max_quantity: int | None = None,
                       page_size: int = MAX_PAGE_SIZE,
-                      priority: Priority = Priority.LOW) -> Iterator[Listing]:
+                      priority: Priority = Priority.LOW, first: tuple[HttpRequest, Any] | None = None,
+                      ) -> Iterator[Listing]:
         """Every listing, page after page, up to ``limit``. ``filters`` may hold
-        ``publication_state``, ``min_quantity``, ``max_quantity`` (keywords win)."""
+        ``publication_state``, ``min_quantity``, ``max_quantity`` (keywords win). ``first``:
+        the first page's request, already submitted, and its call."""
         options = dict(filters or {})
         unknown = set(options) - {"publication_state", "min_quantity", "max_quantity"}
         if unknown:
@@ -358,8 +360,12 @@ class BackMarketClient:
         self.build_listings_page(1, page_size, market=market, **options)
         page, seen, yielded = 1, set(), 0
         while True:
-            request = self.build_listings_page(page, page_size, market=market, **options)
-            result = self.parse_listings_page(request, self.send(request, priority))
+            if first is not None and page == 1:
+                request, response = first[0], self._answer_of(*first)
+            else:
+                request = self.build_listings_page(page, page_size, market=market, **options)
+                response = self.send(request, priority)
+            result = self.parse_listings_page(request, response)
             for listing in result.results:
                 yield listing
                 yielded += 1
@@ -384,6 +390,29 @@ class BackMarketClient:
                 return
             page = following
 
+    def iter_listings_by_market(self, markets: Iterable[str], *, min_quantity: int | None = None,
+                                priority: Priority = Priority.LOW) -> Iterator[tuple[str, Listing]]:
+        """``(market, listing)`` for every listing of each market in turn; the first page of
+        every market is asked for at once when the wire carries several requests."""
+        markets = list(markets)
+        executor: Any = self.executor
+        firsts: dict[str, tuple[HttpRequest, Any]] = {}
+        if len(markets) > 1 and hasattr(executor, "submit") and getattr(executor, "max_in_flight", 1) > 1:
+            for market in markets:
+                request = self.build_listings_page(1, MAX_PAGE_SIZE, market=market, min_quantity=min_quantity)
+                firsts[market] = (request, executor.submit(request, priority))
+        for market in markets:
+            for listing in self.iter_listings(min_quantity=min_quantity, market=market, priority=priority,
+                                              first=firsts.get(market)):
+                yield market, listing
+
+    def _answer_of(self, request: HttpRequest, call: Any) -> HttpResponse:
+        """The answer of a submitted call, running the controller until it is in."""
+        self.executor.run(lambda: call.done)  # type: ignore[attr-defined]
+        if call.response is None:
+            raise error_from_transport(request, call.error)
+        return call.response  # type: ignore[no-any-return]
+
     def _pages_ahead(self, first: int, last: int, page_size: int, market: str | None,
                      options: Mapping[str, Any], priority: Priority, limit: int | None) -> Iterator[Listing]:
         """Pages ``first..last`` with up to the wire's capacity of them requested ahead."""
@@ -400,13 +429,7 @@ class BackMarketClient:
                 pending[ahead] = (request, executor.submit(request, priority) if window > 1 else None)
                 ahead += 1
             request, call = pending.pop(page)
-            if call is None:
-                response = self.send(request, priority)
-            else:
-                executor.run(lambda done=call: done.done)
-                if call.response is None:
-                    raise error_from_transport(request, call.error)
-                response = call.response
+            response = self.send(request, priority) if call is None else self._answer_of(request, call)
             result = self.parse_listings_page(request, response)
             for listing in result.results:
                 yield listing

@@ -106,12 +106,14 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     run = ProbeRun(ctx.runtime, options, on_result=on_result)
     client = ctx.runtime.client  # a missing token fails here, before anything is sent
     pages = 0
+    listed_in: dict[str, set[str]] = {}
     if request.all_listings:
         floor, ceiling = parse_bounds(request.market, request.floor, request.ceiling)
-        targets, pages = listing_targets(client, markets, floor, ceiling)
+        targets, pages, listed_in = listing_targets(client, markets, floor, ceiling)
+    expected = expected_probes(run.journal, targets, listed_in)
     if request.all_listings or request.file is not None:
         targets = least_recently_probed_first(run.journal, targets)
-    plan = run.plan(len(targets), listing_pages=pages, markets=len({t.market for t in targets}))
+    plan = run.plan(len(expected), listing_pages=pages, markets=len({m for _, m in expected}))
     ctx.info(plan.describe())
     advance.append(ctx.progress(len(targets)))
     try:
@@ -131,19 +133,53 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
            "breaker": f"not started: the circuit breaker opened (more than "
                       f"{options.breaker_floor_hits} listings would go to their floor)"}
     for target in summary.not_started:  # every listing asked for appears in the output
-        row = ProbeResult(target.listing_id, target.market, get_market(target.market).currency,
-                          outcome="not_started", floor=target.floor, ceiling=target.ceiling,
-                          reason=why.get(summary.stopped_by or "", "not started")).to_json()
-        ctx.emit(row)
+        for _, market in expected_probes(run.journal, [target], listed_in):
+            row = ProbeResult(target.listing_id, market, get_market(market).currency,
+                              outcome="not_started", floor=target.floor, ceiling=target.ceiling,
+                              reason=why.get(summary.stopped_by or "", "not started")).to_json()
+            ctx.emit(row)
     return outcome
 
 
 def least_recently_probed_first(journal: Any, targets: list[ProbeTarget]) -> list[ProbeTarget]:
     """Never probed first, then the longest ago, per (listing, market): successive runs cut
     short by ``--deadline`` take turns over the whole catalogue instead of probing its head
-    again and again. The order is stable, so pairs probed at the same moment keep theirs."""
+    again and again. The order is stable, so pairs probed at the same moment keep theirs. A
+    target whose markets its probe will discover counts as its least recently probed market."""
     last = journal.last_probed()
-    return sorted(targets, key=lambda t: last.get((t.listing_id.lower(), t.market), ""))
+    markets_of = _markets_probed(last)
+
+    def key(target: ProbeTarget) -> str:
+        listing = target.listing_id.lower()
+        if not target.discover:
+            return last.get((listing, target.market), "")
+        known = markets_of.get(listing)
+        return min((last[(listing, m)] for m in known), default="") if known else ""
+
+    return sorted(targets, key=key)
+
+
+def expected_probes(journal: Any, targets: list[ProbeTarget],
+                    listed_in: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """The (listing, market) probes a batch is expected to run, for its plan: a target whose
+    markets its probe discovers counts once per market it was probed in before, else once per
+    market whose pages showed it in their currency (at least once)."""
+    markets_of = _markets_probed(journal.last_probed())
+    expected: list[tuple[str, str]] = []
+    for target in targets:
+        listing = target.listing_id.lower()
+        markets = {target.market}
+        if target.discover:
+            markets = markets_of.get(listing) or listed_in.get(listing) or markets
+        expected.extend((listing, market) for market in sorted(markets))
+    return expected
+
+
+def _markets_probed(last: dict[tuple[str, str], str]) -> dict[str, set[str]]:
+    markets: dict[str, set[str]] = {}
+    for listing, market in last:
+        markets.setdefault(listing, set()).add(market)
+    return markets
 
 
 def outcome_of(summary: BatchSummary, warn: Callable[[str], None]) -> ProbeOutcome:

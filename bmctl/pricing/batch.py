@@ -7,6 +7,7 @@ the Backbox to settle the others use the free slots."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Callable, Iterable, Iterator
 
 from bmctl.pricing.probe import Probe, ProbeResult, ProbeTarget, Send, Wait
@@ -95,8 +96,12 @@ class Batch:
         try:
             action = steps.send(value)
         except StopIteration as done:
+            self._take_spawned(probe)
             self._finish(probe, done.value)
             return
+        if probe.spawned:
+            self._take_spawned(probe)
+            self._fill()
         if isinstance(action, Send):
             self.controller.submit(
                 action.request,
@@ -109,6 +114,18 @@ class Batch:
             self.controller.call_later(action.seconds, lambda: self._step(probe, steps, None))
         else:  # a programming error in a probe, not a user's
             raise TypeError(f"a probe yielded {action!r}")
+
+    def _take_spawned(self, probe: Probe) -> None:
+        """The other markets a discovering probe found go first in line (their competitors
+        answer is fresh), or straight to ``not_started`` once the batch has stopped."""
+        spawned, probe.spawned = probe.spawned, []
+        if not spawned:
+            return
+        if self.summary.stopped_by is not None:
+            self.summary.not_started.extend(spawned)
+            return
+        self._targets = chain(spawned, self._targets)
+        self._exhausted = False
 
     def _finish(self, probe: Probe, result: ProbeResult) -> None:
         if probe.reservation is not None:

@@ -6,7 +6,7 @@ many probes in flight (see ``bmctl.pricing.batch``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Callable, Generator, Protocol
 
@@ -19,13 +19,30 @@ from bmctl.traffic.transport import HttpRequest, TransportError
 
 
 @dataclass(frozen=True)
+class Sighting:
+    """A competitors answer already read for a listing: its record for one market, the whole
+    answer (the history's snapshot) and when it was read (controller time)."""
+
+    record: Any
+    snapshot: Any
+    at: float
+
+
+@dataclass(frozen=True)
 class ProbeTarget:
-    """One listing in one market, with the operator's optional bounds."""
+    """One listing in one market, with the operator's optional bounds.
+
+    ``discover``: the markets it may be probed in, when which of them it competes in is not
+    known yet (``probe --all`` over every market): the probe's first competitors read names
+    them all; the probe takes ``market`` if it is one of them (else the first) and hands the
+    others to the batch as new targets, each with its ``seen`` record (no second read)."""
 
     listing_id: str
     market: str
     floor: Money | None = None
     ceiling: Money | None = None
+    discover: tuple[str, ...] = ()
+    seen: Sighting | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,11 @@ class Wait:
 
 
 Action = Send | Wait
+
+#: How old a competitors answer read by another market's probe may be and still serve as this
+#: probe's first look (seconds): the batch starts the markets it found at once, so it is fresh.
+SIGHTING_MAX_AGE = 30.0
+
 ProbeGenerator = Generator[Action, Any, "ProbeResult"]
 
 
@@ -177,6 +199,7 @@ class Probe:
         self.known_losing: Money | None = None  # lowest price known to lose the Backbox
         self.keep_open = False  # the journal must keep the probe for recovery
         self.confirmed: Any = None  # the competitor record that confirmed our last price
+        self.spawned: list[ProbeTarget] = []  # other markets a discovering probe found
 
     # --- the steps -------------------------------------------------------------------------
 
@@ -200,8 +223,18 @@ class Probe:
         target, result = self.target, self.result
         # The first look at the market is new work (NORMAL): nothing has changed yet, and the
         # peeks of other probes' open dips (HIGH) must not queue behind it.
-        listing = yield from self._read_listing(Priority.NORMAL)
-        competitor = yield from self._read_competitor(Priority.NORMAL)
+        if target.discover:
+            competitor = yield from self._discover()
+            if competitor is None:
+                return
+            target = self.target
+            listing = yield from self._read_listing(Priority.NORMAL)
+        elif target.seen is not None and self.hooks.now() - target.seen.at <= SIGHTING_MAX_AGE:
+            listing = yield from self._read_listing(Priority.NORMAL)
+            competitor, self.snapshot = target.seen.record, target.seen.snapshot
+        else:
+            listing = yield from self._read_listing(Priority.NORMAL)
+            competitor = yield from self._read_competitor(Priority.NORMAL)
         if listing.price is None or competitor is None:
             result.outcome = "skipped"
             result.reason = f"the listing does not compete in {target.market}"
@@ -226,6 +259,31 @@ class Probe:
                 return
             competitor = self.confirmed
         yield from self._peak(competitor)
+
+    def _discover(self) -> Generator[Action, Any, Any]:
+        """Read the listing's competitors once, become the probe of one market it competes in
+        and leave the others in ``spawned``; None (outcome ``skipped``) when it competes in none."""
+        target = self.target
+        records = yield from self._read_competitors(Priority.NORMAL)
+        by_market: dict[str, Any] = {}
+        for record in records:
+            if record.market in target.discover:  # a token serves one platform's markets
+                by_market.setdefault(record.market, record)
+        if not by_market:
+            self.result.outcome = "skipped"
+            self.result.reason = "the listing competes in none of the markets probed"
+            return None
+        market = target.market if target.market in by_market else next(iter(by_market))
+        seen_at = self.hooks.now()
+        self.spawned = [
+            ProbeTarget(target.listing_id, other, target.floor, target.ceiling,
+                        seen=Sighting(record, self.snapshot, seen_at))
+            for other, record in by_market.items() if other != market
+        ]
+        self.target = replace(target, market=market, discover=())
+        self.currency = get_market(market).currency
+        self.result.market, self.result.currency = market, self.currency
+        return by_market[market]
 
     def _plan(self, competitor: Any) -> None:
         """``--dry-run``: what the probe would try, decided from the reads by the same rules as
@@ -487,15 +545,19 @@ class Probe:
         return self.client.parse_listing(request, self._answer(request, call))
 
     def _read_competitor(self, priority: Priority) -> Generator[Action, Any, Any]:
+        records = yield from self._read_competitors(priority)
+        return next((c for c in records if c.market == self.target.market), None)
+
+    def _read_competitors(self, priority: Priority) -> Generator[Action, Any, Any]:
+        """Every market's record of the listing (one read answers them all)."""
         request = self.client.build_competitors(self.target.listing_id, market=self.target.market)
         call = yield Send(request, priority)
         records = self.client.parse_competitors(request, self._answer(request, call))
-        mine = next((c for c in records if c.market == self.target.market), None)
         for record in records:
             if record.is_winning and record.price_to_win is not None and record.price_to_win != record.price:
                 self.hooks.saw_revealed_headroom()
         self.snapshot = [c.to_json() for c in records] if records else None
-        return mine
+        return records
 
     def _peek_until_reflected(self, price: Money) -> Generator[Action, Any, Any]:
         """After ``settle``, read competitors until the Backbox shows our price (bounded)."""

@@ -7,7 +7,7 @@ import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, Iterable, NamedTuple, Sequence, TextIO
 
 from bmctl.api.markets import get_market
 from bmctl.api.money import Money, MoneyError
@@ -145,28 +145,46 @@ def probe_targets_from_ids(ids: Iterable[str], market: str, floor: str | None, c
     return [ProbeTarget(listing_id, market, low, high) for listing_id in dict.fromkeys(listing_ids)]
 
 
+class Enumerated(NamedTuple):
+    """What ``--all`` found: the targets, the listing pages read, and per listing (lower-case
+    id) the markets whose pages showed it priced in their own currency."""
+
+    targets: list[ProbeTarget]
+    pages: int
+    listed_in: dict[str, set[str]]
+
+
 def listing_targets(client: Any, markets: Sequence[str], floor: Money | None = None,
-                    ceiling: Money | None = None) -> tuple[list[ProbeTarget], int]:
-    """``--all``: one target per listing with stock and market, each market's listings read
-    through ``GET /ws/listings`` with its Accept-Language (LOW priority); and the pages read."""
+                    ceiling: Money | None = None) -> Enumerated:
+    """``--all``: the listings with stock, from ``GET /ws/listings`` with each market's
+    Accept-Language (LOW priority, every market's first page at once).
+
+    One market: a target per listing priced in its currency (a row in another currency is
+    another market's listing, from a server that ignored Accept-Language). Several markets: a
+    target per distinct listing, whose probe learns from its first competitors read which
+    markets it competes in (the answer names them all), so that a listing shown on every
+    market's pages costs one read, not one per market it does not compete in."""
     from bmctl.api.client import MAX_PAGE_SIZE
 
+    discover = tuple(markets) if len(markets) > 1 else ()
+    currencies = {get_market(market).currency for market in markets}
     targets: list[ProbeTarget] = []
-    pages = 0
-    for market in markets:
-        currency = get_market(market).currency
-        rows = 0
-        seen: set[str] = set()
-        for listing in client.iter_listings(min_quantity=1, market=market):
-            rows += 1
-            # A row priced in another currency is another market's listing (a server that
-            # ignored Accept-Language): probed here, it would be `skipped` in the wrong currency.
-            if listing.currency != currency or listing.id.lower() in seen:
-                continue
-            seen.add(listing.id.lower())
-            targets.append(ProbeTarget(listing.id, market, floor, ceiling))
-        pages += max(1, -(-rows // MAX_PAGE_SIZE))
-    return targets, pages
+    rows: dict[str, int] = dict.fromkeys(markets, 0)
+    listed_in: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    for market, listing in client.iter_listings_by_market(markets, min_quantity=1):
+        rows[market] += 1
+        key = listing.id.lower()
+        own_currency = listing.currency == get_market(market).currency
+        if own_currency:
+            listed_in.setdefault(key, set()).add(market)
+        # Priced in none of the markets' currencies: another platform's listing.
+        if key in seen or not (own_currency or (discover and listing.currency in currencies)):
+            continue
+        seen.add(key)
+        targets.append(ProbeTarget(listing.id, market, floor, ceiling, discover=discover))
+    pages = sum(max(1, -(-count // MAX_PAGE_SIZE)) for count in rows.values())
+    return Enumerated(targets, pages, listed_in)
 
 
 def price_order(listing_id: str, price: str, market: str, min_price: str | None = None) -> PriceOrder:

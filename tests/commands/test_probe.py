@@ -151,3 +151,56 @@ def test_a_listing_of_another_market_is_never_probed_in_the_wrong_one(tmp_path: 
                          transport=IgnoresAcceptLanguage(world))
     assert (GB.id, "en-gb", "GBP") in pairs(rows)
     assert not [row for row in rows if row["listing_id"] in (GB.id, JP.id) and row["market"] != "en-gb"]
+
+
+def competitor_reads(recorder: Recorder, listing_id: str) -> int:
+    return sum(1 for r in recorder.sent if r.path == f"/ws/backbox/v1/competitors/{listing_id}")
+
+
+def test_every_market_from_one_competitors_read_when_every_page_lists_every_listing(tmp_path: Path) -> None:
+    # The stand-in lists every listing on every market's pages (EUR ones in all 11 EUR
+    # markets): the markets come from the competitors answer, not from the pages, so no
+    # listing is probed (and read at 2/s) in a market it does not compete in.
+    world = SimWorld(CATALOGUE, settle=2.0)
+    rows, _, recorder = run_all(world, tmp_path / "a.db",
+                                ProbeRequest(all_listings=True, market="fr-fr", every_market=True),
+                                transport=IgnoresAcceptLanguage(world))
+    assert sorted(pairs(rows)) == sorted([
+        (FR.id, "fr-fr", "EUR"), (GB.id, "en-gb", "GBP"), (BOTH.id, "fr-fr", "EUR"), (BOTH.id, "de-de", "EUR"),
+    ])
+    assert {row["outcome"] for row in rows} == {"won"}
+    # The market the listing competes in second starts from the first one's read: one read
+    # fewer than probing each market on its own.
+    alone = 0
+    for market in ("fr-fr", "de-de"):
+        single = SimWorld(CATALOGUE, settle=2.0)
+        _, _, by_id = run_all(single, tmp_path / f"{market}.db", ProbeRequest(ids=[BOTH.id], market=market))
+        alone += competitor_reads(by_id, BOTH.id)
+    assert competitor_reads(recorder, BOTH.id) == alone - 1
+    assert world.price(BOTH.id, "de-de") == Money.parse("124.99", "EUR")
+
+
+def test_a_listing_that_competes_in_no_market_of_the_platform_is_skipped_in_its_currency(tmp_path: Path) -> None:
+    # Priced in EUR on the pages, but its competitors answer names only another platform's market.
+    stray = spec(offer("fr-fr", "100.00", ("95.00",), "50.00", "200.00"))
+    world = SimWorld([stray], settle=2.0)
+
+    class ElsewhereOnly:
+        def __init__(self) -> None:
+            self.inner = world.transport
+
+        def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+            answer = self.inner.send(request, timeout)
+            if request.path.startswith("/ws/backbox/"):
+                records = json.loads(answer.body)
+                for record in records:
+                    record["market"] = "JP"
+                return HttpResponse(answer.status, answer.headers, json.dumps(records).encode())
+            return answer
+
+    rows, _, recorder = run_all(world, tmp_path / "a.db",
+                                ProbeRequest(all_listings=True, market="fr-fr", every_market=True),
+                                transport=ElsewhereOnly())
+    assert [(r["market"], r["currency"], r["outcome"]) for r in rows] == [("fr-fr", "EUR", "skipped")]
+    assert "none of the markets" in rows[0]["reason"]
+    assert not [r for r in recorder.sent if r.method == "POST"]
