@@ -87,7 +87,9 @@ class Reservation:
 
 
 class Call:
-    """A submitted request and its fate; ``done`` turns true once, then ``on_done`` runs."""
+    """A submitted request and its fate; ``done`` turns true once, then ``on_done`` runs.
+
+    ``response`` is the last HTTP answer; ``error`` is set only when the last attempt got none."""
 
     __slots__ = (
         "request", "priority", "done", "response", "error", "attempts", "reservation",
@@ -515,6 +517,7 @@ class TrafficController:
         for b, key in slots:
             b.settle(key, t1)
         call.response = response
+        call.error = None  # answered: an earlier attempt's lost answer no longer describes the call
         status = response.status
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())

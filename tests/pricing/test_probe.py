@@ -259,3 +259,31 @@ def test_a_probe_refused_by_429_after_every_retry_reports_exit_code_4(tmp_path: 
     summary, _ = run_probes(world, tmp_path / "r.db", [ProbeTarget(spec.id, "fr-fr")])
     (result,) = summary.results
     assert (result.outcome, result.exit_code) == ("error", 4)
+
+
+class FirstCompetitorsRead:
+    """Passes requests to ``inner``, but the first competitors read meets ``fault`` instead."""
+
+    def __init__(self, inner, fault):  # type: ignore[no-untyped-def]
+        self.inner, self.fault, self.hit = inner, fault, False
+
+    def send(self, request, timeout):  # type: ignore[no-untyped-def]
+        if not self.hit and "/competitors/" in request.path:
+            self.hit = True
+            return self.fault(request, timeout)
+        return self.inner.send(request, timeout)
+
+
+def test_a_read_that_timed_out_once_and_was_then_answered_does_not_fail_the_probe(tmp_path: Path) -> None:
+    from bmctl.traffic.transport import TransportError
+
+    def timeout(request, timeout):  # type: ignore[no-untyped-def]
+        raise TransportError("timeout", "read timed out")
+
+    spec = listing("100.00", ["95.00", "99.00"])
+    world = SimWorld([spec])
+    transport = FirstCompetitorsRead(world.transport, timeout)
+    summary, _ = run_probes(world, tmp_path / "t.db", [ProbeTarget(spec.id, "fr-fr")], transport=transport)
+    (result,) = summary.results
+    assert transport.hit
+    assert (result.outcome, result.final_price) == ("won", money("94.99")), result.reason

@@ -357,6 +357,16 @@ def test_an_earlier_http_answer_is_returned_when_later_attempts_time_out() -> No
     assert ctl.execute(get(LIST + "a")).status == 502
 
 
+def test_a_call_answered_after_a_lost_attempt_carries_no_error() -> None:
+    """The probe and update-price read ``call.error`` first: a read that timed out once and was
+    then answered must not end them in ``error``."""
+    ctl, _, _, _ = make([TransportError("timeout", "t")])
+    call = ctl.submit(get(LIST + "a"))
+    ctl.run()
+    assert call.done and call.attempts == 2
+    assert call.error is None and call.response is not None and call.response.status == 200
+
+
 def test_no_retry_for_404() -> None:
     ctl, transport, _, records = make([HttpResponse(404)])
     call = ctl.submit(post(LIST + "a"))
