@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from bmctl.errors import AuthError, ExitCode, ItemError
-from bmctl.traffic.transport import HttpRequest, HttpResponse, TransportError
+from bmctl.traffic.transport import HttpRequest, HttpResponse, TransportError, UnusableAnswer
 
 # Header names under which a request id may come back (Back Market documents only the body's).
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id")
@@ -82,8 +82,10 @@ class NetworkError(ApiError):
         self.kind = kind
 
 
-class MalformedResponse(ApiError):
-    """An answer whose JSON does not parse or lacks/mistypes a field bmctl needs."""
+class MalformedResponse(ApiError, UnusableAnswer):
+    """An answer whose JSON does not parse or lacks/mistypes a field bmctl needs; ``reason`` is
+    the problem alone (no path, no body), for the request log. An idempotent read that gets one
+    is asked again by the traffic controller (the parsers are its ``accept`` checks)."""
 
 
 class AuthFailed(_Answered, AuthError):
@@ -288,12 +290,15 @@ def malformed(request: HttpRequest, response: HttpResponse | None, problem: str,
     request_id = request_id_of(response, data) if response is not None else None
     status = response.status if response is not None else None
     suffix = f" (requestId {request_id})" if request_id else " (no requestId)"
-    message = f"{request.method} {request.path}: malformed answer: {one_line(problem)}{suffix}"
+    reason = one_line(problem)
+    message = f"{request.method} {request.path}: malformed answer: {reason}{suffix}"
     detail = _detail(request, response) if response is not None else None
-    return MalformedResponse(
+    error = MalformedResponse(
         message, status=status, method=request.method, path=request.path, request_id=request_id,
         detail=detail, listing_id=request.listing_id, market=request.market,
     )
+    error.reason = reason
+    return error
 
 
 def error_from_transport(request: HttpRequest, error: TransportError) -> NetworkError:

@@ -23,11 +23,14 @@ from bmctl.traffic.clock import Clock
 from bmctl.traffic.ledger import Ledger
 from bmctl.traffic.queue import Lane, Priority, RequestQueue
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
-from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError
+from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError, UnusableAnswer
 from bmctl.traffic.wire import SyncWire, Wire
 
 _INF = math.inf
+_IDEMPOTENT = frozenset({"GET", "HEAD"})  # methods whose unusable answer may be asked again
 
+#: Checks a 2xx answer and returns what the caller makes of it, or raises UnusableAnswer.
+Accept = Callable[[HttpRequest, HttpResponse], Any]
 
 
 class TrafficStalled(RuntimeError):
@@ -48,7 +51,7 @@ class AttemptRecord:
     queue_wait_ms: float
     latency_ms: float
     status: int | None
-    outcome: str  # ok | http_error | rate_limited | retry | timeout | connection_error
+    outcome: str  # ok | http_error | rate_limited | retry | timeout | connection_error | malformed
     retry_after: float | None
     error: str | None
 
@@ -89,20 +92,25 @@ class Reservation:
 class Call:
     """A submitted request and its fate; ``done`` turns true once, then ``on_done`` runs.
 
-    ``response`` is the last HTTP answer; ``error`` is set only when the last attempt got none."""
+    ``response`` is the last HTTP answer; ``error`` is set only when the last attempt got none.
+    With an ``accept`` check, ``accepted`` says it took the final answer and ``value`` is what it
+    made of it (parsed once)."""
 
     __slots__ = (
         "request", "priority", "done", "response", "error", "attempts", "reservation",
-        "call_id", "on_done", "route", "buckets",
+        "call_id", "on_done", "route", "buckets", "accept", "accepted", "value",
         "_lane", "_seq", "_enqueued", "_reserve_exit", "_use_reservation",
     )
 
     def __init__(self, request: HttpRequest, priority: Priority, call_id: int,
-                 on_done: Callable[[Call], None] | None) -> None:
+                 on_done: Callable[[Call], None] | None, accept: Accept | None = None) -> None:
         self.request = request
         self.priority = priority
         self.call_id = call_id
         self.on_done = on_done
+        self.accept = accept
+        self.accepted = False
+        self.value: Any = None
         self.done = False
         self.response: HttpResponse | None = None
         self.error: TransportError | None = None
@@ -247,16 +255,22 @@ class TrafficController:
         on_done: Callable[[Call], None] | None = None,
         reserve_exit: bool = False,
         reservation: Reservation | None = None,
+        accept: Accept | None = None,
     ) -> Call:
         """Queue a request; it is sent by :meth:`run` when its buckets allow.
 
         ``reserve_exit``: at dispatch, also claim one slot of each of its buckets for the
         request that will end what this one starts (``call.reservation``). ``reservation``:
-        send on those claimed slots (retries take free slots like any request)."""
+        send on those claimed slots (retries take free slots like any request). ``accept``
+        (idempotent reads only): called on each 2xx answer; what it returns is kept in
+        ``call.value``, and an ``UnusableAnswer`` it raises is retried like a 5xx."""
         if type(priority) is not Priority:
             priority = Priority(priority)
+        if accept is not None and request.method not in _IDEMPOTENT:
+            # A write answered 2xx was applied: asking again is the caller's decision, not ours.
+            raise ValueError(f"accept is for idempotent reads, not {request.method}")
         self._call_ids += 1
-        call = Call(request, priority, self._call_ids, on_done)
+        call = Call(request, priority, self._call_ids, on_done, accept)
         key = (request.method, request.path)
         hit = self._resolved.get(key)
         if hit is None:
@@ -313,10 +327,12 @@ class TrafficController:
         self.ledger.flush()
         return dropped
 
-    def execute(self, request: HttpRequest, priority: Priority | int = Priority.NORMAL) -> HttpResponse:
+    def execute(self, request: HttpRequest, priority: Priority | int = Priority.NORMAL, *,
+                accept: Accept | None = None) -> HttpResponse:
         """Submit and run until this request is done; raises the last ``TransportError`` when no
-        attempt got an HTTP answer, else returns the last answer (statuses are the caller's)."""
-        call = self.submit(request, priority)
+        attempt got an HTTP answer, else returns the last answer (statuses are the caller's).
+        ``accept``: as for :meth:`submit` (a 2xx answer it cannot use is asked for again)."""
+        call = self.submit(request, priority, accept=accept)
         self.run(lambda: call.done)
         if not call.done:
             raise TrafficStalled(f"{call!r} did not finish")
@@ -529,6 +545,21 @@ class TrafficController:
                          None if status < 400 else http_error(response))
             return
         if status < 400:
+            if call.accept is not None and 200 <= status < 300:
+                try:
+                    call.value = call.accept(call.request, response)
+                    call.accepted = True
+                except UnusableAnswer as unusable:
+                    # The server answered but the body is cut or garbled (a proxy, a dropped
+                    # stream): a read may simply be asked again. Never log the body itself.
+                    why = f"malformed answer: {unusable.reason or unusable}"
+                    if call.attempts < self.max_attempts:
+                        self._report(call, t0, t1, sent_wall, status, "retry", None, why)
+                        self._back_off(call)
+                    else:
+                        self._report(call, t0, t1, sent_wall, status, "malformed", None, why)
+                        self._finish(call)
+                    return
             self._report(call, t0, t1, sent_wall, status, "ok", None, None)
             self._finish(call)
         elif status == 429:

@@ -46,6 +46,13 @@ class TransportError(Exception):
         self.kind = kind
 
 
+class UnusableAnswer(Exception):
+    """Raised by a call's ``accept`` check: a 2xx answer whose body the caller cannot use (not
+    JSON, truncated, the wrong shape). ``reason`` says why in a few words, never quoting the body."""
+
+    reason: str = ""
+
+
 class Transport(Protocol):
     """Sends one request and returns the answer, or raises :class:`TransportError`."""
 

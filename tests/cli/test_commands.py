@@ -554,15 +554,30 @@ def test_one_dropped_connection_is_retried(make_sandbox) -> None:  # type: ignor
     assert box.seen == [("GET", "/ws/listings")] * 2
 
 
-def test_malformed_json_is_exit_1(make_sandbox) -> None:  # type: ignore[no-untyped-def]
-    box = make_sandbox(script=["malformed"])
+def test_one_malformed_answer_to_a_read_is_retried(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13, point 4: a truncated answer to a read is asked for again, like a 5xx."""
+    for args in (["competitors", LID], ["listings"], ["update-price", LID, "99.00"]):
+        box = make_sandbox(script=["malformed"])
+        result = box.run(*args, "--format", "json")
+        assert result.exit_code == 0, (args, result.stderr)
+        assert box.seen[0] == box.seen[1]  # the same read, twice
+    conn = sqlite3.connect(box.db)
+    rows = conn.execute("select method, status, outcome, error from rate_limit_logs order by id").fetchall()
+    conn.close()
+    assert [r[:3] for r in rows] == [("GET", 200, "retry"), ("GET", 200, "ok"), ("POST", 200, "ok")]
+    assert rows[0][3].startswith("malformed answer: not JSON") and "<!--" not in rows[0][3]
+    assert box.price(LID) == "99.00"
+
+
+def test_malformed_json_on_every_attempt_is_exit_1(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=["malformed"] * 5)  # max_attempts
     result = box.run("competitors", LID, TWO, "--format", "json")
     assert result.exit_code == 1
     rows = json.loads(result.stdout)
     assert "malformed" in rows[0]["error"] and rows[0]["listing_id"] == LID
     assert [r["market"] for r in rows[1:]] == ["fr-fr", "de-de"]
 
-    box = make_sandbox(script=["malformed"])
+    box = make_sandbox(script=["malformed"] * 5)
     result = box.run("listings", "--format", "json")
     assert result.exit_code == 1
     assert "malformed" in result.stderr
@@ -573,6 +588,7 @@ def test_a_write_with_a_malformed_answer_stays_in_history(make_sandbox) -> None:
     result = box.run("update-price", LID, "99.00", "--format", "json")
     assert result.exit_code == 1
     assert json.loads(result.stdout)[0]["status"] == "error"
+    assert box.writes() == [("POST", f"/ws/listings/{LID}")]  # applied: never sent again
     rows = json.loads(box.run("history", LID, "--format", "json").stdout)
     assert [(r["new_price"], r["reason"], r["status"]) for r in rows] == [("99.00", "update", "error")]
 

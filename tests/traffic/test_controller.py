@@ -21,7 +21,7 @@ from bmctl.traffic.controller import (
 from bmctl.traffic.ledger import MemoryLedger
 from bmctl.traffic.queue import Priority
 from bmctl.traffic.routes import RouteMap
-from bmctl.traffic.transport import HttpResponse, TransportError
+from bmctl.traffic.transport import HttpResponse, TransportError, UnusableAnswer
 
 from .fakes import FakeTransport, RecordingClock, get, post
 
@@ -373,6 +373,58 @@ def test_no_retry_for_404() -> None:
     ctl.run()
     assert call.done and call.attempts == 1 and call.response.status == 404
     assert [r.outcome for r in records] == ["http_error"]
+
+
+def parse_json(request, response):  # type: ignore[no-untyped-def]
+    """An ``accept`` check as the client's parsers behave: the value, or UnusableAnswer."""
+    import json
+
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        error = UnusableAnswer("cut")
+        error.reason = "not JSON (truncated)"
+        raise error from None
+
+
+TRUNCATED = HttpResponse(200, {}, b'{"price": "1')
+
+
+def test_a_malformed_answer_to_a_read_is_retried_like_a_5xx() -> None:
+    ctl, transport, clock, records = make([TRUNCATED], backoff_base=0.5, rng=random.Random(3))
+    call = ctl.submit(get(LIST + "a"), Priority.HIGH, accept=parse_json)
+    ctl.run()
+    assert call.done and call.accepted and call.value == {} and call.attempts == 2
+    assert clock.sleeps == pytest.approx([0.5 * (0.5 + 0.5 * random.Random(3).random())])
+    assert [(r.outcome, r.status, r.error) for r in records] == [
+        ("retry", 200, "malformed answer: not JSON (truncated)"), ("ok", 200, None)]
+    assert [r.priority for r in records] == [Priority.HIGH] * 2
+    assert ctl.execute(get(LIST + "b"), accept=parse_json).status == 200
+
+
+def test_a_read_malformed_on_every_attempt_ends_with_its_last_answer_unaccepted() -> None:
+    ctl, transport, _, records = make([TRUNCATED] * 3, max_attempts=3)
+    call = ctl.submit(get(LIST + "a"), accept=parse_json)
+    ctl.run()
+    assert call.done and not call.accepted and call.error is None
+    assert call.response is TRUNCATED and len(transport.sent) == 3
+    assert [r.outcome for r in records] == ["retry", "retry", "malformed"]
+    assert all(b'"price"' not in (r.error or "").encode() for r in records)  # never the body
+
+
+def test_the_check_sees_only_2xx_answers_and_never_a_write() -> None:
+    seen: list[int] = []
+
+    def check(request, response):  # type: ignore[no-untyped-def]
+        seen.append(response.status)
+        return "fine"
+
+    ctl, _, _, records = make([HttpResponse(503), HttpResponse(404)])
+    call = ctl.submit(get(LIST + "a"), accept=check)
+    ctl.run()
+    assert seen == [] and not call.accepted and call.response.status == 404
+    with pytest.raises(ValueError, match="idempotent"):
+        ctl.submit(post(LIST + "a"), accept=check)
 
 
 # -- records and plumbing ---------------------------------------------------------------------
