@@ -233,6 +233,7 @@ class TrafficController:
         self._resolved: dict[tuple[str, str], tuple[Lane[Call], str]] = {}
         self._reservations: set[Reservation] = set()  # made by reserve_exit, not yet used
         self._flight_ids = 0
+        self._landed: list[Any] = []  # answers polled but not taken in: a callback raised first
 
     # -- public API -------------------------------------------------------------------------
     def now(self) -> float:
@@ -356,8 +357,7 @@ class TrafficController:
             flight.cancelled = True
         wire = self.wire
         while self._flights:
-            for token, result, answered in wire.poll():
-                self._complete(token, result, answered)
+            self._take_in(wire.poll())
             if not self._flights or (limit is not None and self._monotonic() >= limit):
                 break
             wire.wait(self._monotonic() + 0.1 if limit is None else limit)
@@ -375,8 +375,7 @@ class TrafficController:
         wire = self.wire
         flights = self._flights
         while True:
-            for token, result, answered in wire.poll():  # answers first: they free slots
-                self._complete(token, result, answered)
+            self._take_in(wire.poll())  # answers first: they free slots
             if until is not None and until():
                 return
             while timers and timers[0][2] is None:
@@ -405,6 +404,20 @@ class TrafficController:
                 return
             ledger.flush()
             sleep(wake - now)
+
+    def _take_in(self, done: list[Any]) -> None:
+        """Complete finished requests. When a callback raises (a run-stopping error), the
+        answers polled with it are kept for the next run() or drain(): their slots and log rows
+        must not be lost, nor drain() wait out its limit for them."""
+        if self._landed:
+            done = self._landed + done
+            self._landed = []
+        for index, (token, result, answered) in enumerate(done):
+            try:
+                self._complete(token, result, answered)
+            except BaseException:
+                self._landed = done[index + 1:]
+                raise
 
     # -- the dispatch path (hot) ---------------------------------------------------------------
     def _dispatch(self, now: float) -> float | None:

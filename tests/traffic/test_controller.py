@@ -175,6 +175,56 @@ def test_exceptions_from_callbacks_propagate_and_the_loop_survives() -> None:
     assert transport.paths() == [LIST + "a", LIST + "b"]
 
 
+class TogetherWire:
+    """Several requests on the wire, all answered 200 in the same poll."""
+
+    capacity = 4
+
+    def __init__(self, clock: RecordingClock) -> None:
+        self.clock = clock
+        self.started: list[int] = []
+        self.ready: list[tuple[int, HttpResponse, float]] = []
+
+    def start(self, token, request, timeout):  # type: ignore[no-untyped-def]
+        self.started.append(token)
+        return self.clock.monotonic()
+
+    def poll(self):  # type: ignore[no-untyped-def]
+        done, self.ready = self.ready, []
+        return done
+
+    def wait(self, until: float) -> None:
+        if self.started:
+            self.ready += [(t, HttpResponse(200), self.clock.monotonic()) for t in self.started]
+            self.started = []
+        elif until != float("inf"):
+            self.clock.advance(max(0.0, until - self.clock.monotonic()))
+
+    def close(self) -> None:
+        pass
+
+
+def test_answers_polled_with_one_whose_callback_raises_are_not_lost() -> None:
+    """A run-stopping error raised from one callback used to drop the answers polled with it:
+    their slots stayed held, and drain() waited out its whole limit (30 s at the end of a run)."""
+    clock = RecordingClock()
+    records: list[AttemptRecord] = []
+    ledger = MemoryLedger(DEFAULT_LIMITS, clock.monotonic)
+    ctl = TrafficController(ledger, None, FakeTransport(clock), clock=clock, wire=TogetherWire(clock),
+                            on_attempt=records.append)
+
+    def boom(call: Call) -> None:
+        raise ValueError("the run stops")
+
+    ctl.submit(get(LIST + "a"), on_done=boom)
+    second = ctl.submit(get(LIST + "b"))
+    with pytest.raises(ValueError):
+        ctl.run()
+    ctl.drain(limit=clock.monotonic() + 30.0)
+    assert ctl.in_flight() == 0 and clock.monotonic() == 0.0  # taken in at once
+    assert [r.request.path for r in records] == [LIST + "a", LIST + "b"] and not second.done
+
+
 # -- reservations -----------------------------------------------------------------------------
 # listing_writes: 2 slots per 10 s.
 RES_LIMITS = {"listing_writes": LimitSpec(2, 10.0)}
