@@ -11,8 +11,9 @@ import json
 import re
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
-from bmctl.errors import AuthError, ExitCode, ItemError
+from bmctl.errors import AuthError, ExitCode, HostUnreachable, ItemError
 from bmctl.traffic.transport import HttpRequest, HttpResponse, TransportError, UnusableAnswer
 
 # Header names under which a request id may come back (Back Market documents only the body's).
@@ -301,9 +302,33 @@ def malformed(request: HttpRequest, response: HttpResponse | None, problem: str,
     return error
 
 
-def error_from_transport(request: HttpRequest, error: TransportError) -> NetworkError:
-    """The NetworkError for a request that got no answer after every attempt."""
+_UNREACHABLE_WHY = {"refused": "connection refused", "unresolved": "host name not resolved"}
+
+
+def host_of(base_url: str) -> str:
+    """``scheme://host[:port]`` of a base URL: no user info, path or query (nothing secret)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def error_from_transport(request: HttpRequest, error: TransportError) -> NetworkError | HostUnreachable:
+    """The NetworkError for a request that got no answer after every attempt; HostUnreachable
+    when it never connected (refused, no such host), which stops the whole run."""
     kind = getattr(error, "kind", "connection")
+    if kind in _UNREACHABLE_WHY:
+        raw = one_line(scrub(getattr(error, "detail", None) or str(error), secrets_of(request)), 2000)
+        return HostUnreachable(
+            f"cannot connect to {host_of(request.base_url)} ({_UNREACHABLE_WHY[kind]})",
+            detail=scrub(f"{request.method} {host_of(request.base_url)}{request.path}\n{raw}",
+                         secrets_of(request)),
+        )
     what = "timed out" if kind == "timeout" else "connection failed"
     text = one_line(scrub(str(error), secrets_of(request)), 300)
     message = f"{request.method} {request.path}: {what}, no answer after retries" + (

@@ -444,7 +444,8 @@ class Probe:
         return None
 
     def _answer(self, request: HttpRequest, call: Any) -> Any:
-        """The HTTP answer of a finished call; a call that never got one raises an ItemError."""
+        """The HTTP answer of a finished call; a call that never got one raises its error (an
+        ItemError, or HostUnreachable, which stops the run)."""
         if call.error is not None:
             raise self.parse_error(request, call.error)
         return call.response

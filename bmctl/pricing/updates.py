@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Callable, Generator, Iterable
 
 from bmctl.api.money import Money, money_text
-from bmctl.errors import AuthError, BmctlError
+from bmctl.errors import BmctlError, RunStopped
 from bmctl.pricing.guardrails import change_pct
 from bmctl.pricing.journal import Journal
 from bmctl.pricing.targets import PriceOrder
@@ -95,7 +95,7 @@ def _run_blocking(client: Any, steps: Generator[Step, Any, None], outcome: Updat
             call = _Answered(client.send(request, priority, accept=accept))
     except StopIteration:
         return
-    except AuthError:
+    except RunStopped:  # a 401, the WAF, the host down: the remaining orders would meet it too
         raise
     except BmctlError as error:
         _fail(outcome, error)
@@ -120,7 +120,7 @@ def _run_pipelined(controller: Any, steps: Callable[[int], Any], outcomes: list[
         except StopIteration:
             finish(index)
             return
-        except AuthError:
+        except RunStopped:
             raise
         except BmctlError as error:
             _fail(outcomes[index], error)

@@ -23,7 +23,14 @@ from bmctl.traffic.clock import Clock
 from bmctl.traffic.ledger import Ledger
 from bmctl.traffic.queue import Lane, Priority, RequestQueue
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
-from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError, UnusableAnswer
+from bmctl.traffic.transport import (
+    UNREACHABLE,
+    HttpRequest,
+    HttpResponse,
+    Transport,
+    TransportError,
+    UnusableAnswer,
+)
 from bmctl.traffic.wire import SyncWire, Wire
 
 _INF = math.inf
@@ -375,7 +382,9 @@ class TrafficController:
         wire = self.wire
         flights = self._flights
         while True:
-            self._take_in(wire.poll())  # answers first: they free slots
+            done = wire.poll()  # answers first: they free slots
+            if done or self._landed:
+                self._take_in(done)
             if until is not None and until():
                 return
             while timers and timers[0][2] is None:
@@ -529,11 +538,22 @@ class TrafficController:
         flight = self._flights.pop(token)
         call, lane, slots, t0, sent_wall = flight.call, flight.lane, flight.slots, flight.t0, flight.sent_wall
         if isinstance(result, TransportError):
+            call.error = result
+            outcome = "timeout" if result.kind == "timeout" else "connection_error"
+            if result.kind in UNREACHABLE:
+                # Never connected (refused, or no such host): the server never saw it, so its
+                # slots are settled now; and the host is down, so asking again only waits. The
+                # call ends with this error, even after an earlier answer (the run must stop).
+                for b, key in slots:
+                    b.settle(key, t1)
+                call.response = None
+                self._report(call, t0, t1, sent_wall, None, outcome, None, str(result))
+                if not flight.cancelled:
+                    self._finish(call)
+                return
             # No answer: the server may count this request later than we gave up on it (it
             # may sit in a queue there), so its slots keep their provisional expiry, as if
             # this process had died with it on the wire.
-            call.error = result
-            outcome = "timeout" if result.kind == "timeout" else "connection_error"
             self._report(call, t0, t1, sent_wall, None, outcome, None, str(result))
             if flight.cancelled:
                 return

@@ -593,6 +593,73 @@ def test_a_write_with_a_malformed_answer_stays_in_history(make_sandbox) -> None:
     assert [(r["new_price"], r["reason"], r["status"]) for r in rows] == [("99.00", "update", "error")]
 
 
+class GoesDown:
+    """The sandbox's transport until ``down`` turns true, then a host that refuses connections."""
+
+    def __init__(self, inner, down=lambda sent: True) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.down = inner, down
+        self.sent: list[tuple[str, str]] = []  # answered
+        self.refused: list[tuple[str, str]] = []
+
+    def send(self, request, timeout):  # type: ignore[no-untyped-def]
+        from bmctl.traffic.transport import TransportError
+
+        if self.down(self.sent):
+            self.refused.append((request.method, request.path))
+            raise TransportError("refused", "connection refused: ConnectionError: HTTPConnectionPool("
+                                 "host='127.0.0.1', port=8765): Max retries exceeded")
+        self.sent.append((request.method, request.path))
+        return self.inner.send(request, timeout)
+
+
+REFUSED = "bmctl: error: cannot connect to http://127.0.0.1:8765 (connection refused)"
+
+
+@pytest.mark.parametrize("args", [
+    ["competitors", LID, TWO, JP], ["listings"], ["update-price", LID, "99.00"],
+    ["update-price", "--file", "-"],
+])
+def test_a_host_that_refuses_connections_stops_the_run_at_the_first_refusal(
+        sandbox: Sandbox, args: list[str]) -> None:
+    """Issue 13, point 5: one line, exit 1, no retry, and no other id tried."""
+    sandbox.transport = GoesDown(sandbox.transport)  # type: ignore[assignment]
+    result = sandbox.run(*args, "--format", "json", input=f"{LID},101\n{TWO},201\n{JP},15001,ja-jp\n")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == REFUSED
+    assert "HTTPConnectionPool" not in result.stderr
+    assert len(sandbox.transport.refused) == 1  # type: ignore[attr-defined]
+    verbose = sandbox.run("--verbose", *args, input=f"{LID},101\n")
+    assert "HTTPConnectionPool" in verbose.stderr and REFUSED in verbose.stderr
+
+
+def test_a_host_going_down_mid_probe_leaves_the_journal_to_recover(sandbox: Sandbox) -> None:
+    """The first write lands, then the host refuses: the batch stops, the restore cannot reach
+    the host either, the open probe is named and kept; `bmctl recover` puts it back once the
+    host is up again (and stops at once while it is still down)."""
+    inner = sandbox.transport
+    down = GoesDown(inner, lambda sent: any(method == "POST" for method, _ in sent))
+    sandbox.transport = down  # type: ignore[assignment]
+    before = {LID: sandbox.price(LID), TWO: sandbox.price(TWO)}
+    result = sandbox.run("probe", LID, TWO, "--format", "json")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == REFUSED
+    assert len(down.refused) == 2  # the batch's next request, then the restore's read
+    (left,) = [line for line in result.stderr.splitlines() if "left open" in line]
+    (dipped,) = [lid for lid in (LID, TWO) if lid in left]
+    assert "bmctl recover" in left and sandbox.price(dipped) != before[dipped]
+
+    down.refused.clear()
+    still = sandbox.run("recover", "--format", "json")
+    assert still.exit_code == 1 and still.stderr.splitlines()[-1] == REFUSED
+    assert len(down.refused) == 1
+
+    sandbox.transport = inner
+    back = sandbox.run("recover", "--format", "json")
+    assert back.exit_code == 0, back.stderr
+    assert [row["status"] for row in json.loads(back.stdout)] == ["restored"]
+    assert sandbox.price(dipped) == before[dipped]
+
+
 def test_a_held_lock_is_exit_5_and_dry_runs_do_not_need_it(sandbox: Sandbox) -> None:
     from bmctl.store.lock import RunLock
 

@@ -580,3 +580,41 @@ def test_an_unanswered_request_holds_its_slot_for_the_in_flight_bound() -> None:
     ctl.execute(get(COMP + "a"))
     # MemoryLedger's default in_flight_bound is 60 s.
     assert transport.times() == pytest.approx([0.0, 60.0 + SPAN])
+
+
+@pytest.mark.parametrize("kind", ["refused", "unresolved"])
+def test_a_request_that_never_connected_is_not_retried_and_frees_its_slot_at_once(kind: str) -> None:
+    """Issue 13, point 5: the host is down, so asking again only waits; and the server never
+    saw the request, so its slot is held one window from the failure, not the no-answer bound."""
+    ctl, transport, clock, records = make([TransportError(kind, "connection refused")],
+                                          limits={"competitors": LimitSpec(1, 1.0)})
+    call = ctl.submit(get(COMP + "a"))
+    ctl.run()
+    assert call.done and call.attempts == 1 and call.response is None
+    assert call.error is not None and call.error.kind == kind and call.error.unreachable
+    assert [(r.outcome, r.error) for r in records] == [("connection_error", "connection refused")]
+    assert clock.sleeps == []  # no backoff
+    ctl.execute(get(COMP + "b"))
+    assert transport.times() == pytest.approx([0.0, SPAN])  # not 60 s + a window
+
+
+def test_a_call_that_never_connected_on_its_last_attempt_ends_with_that_error() -> None:
+    """An earlier 503 does not hide that the host is now down: the run must stop."""
+    ctl, transport, _, _ = make([HttpResponse(503), TransportError("refused", "connection refused")])
+    with pytest.raises(TransportError) as caught:
+        ctl.execute(get(LIST + "a"))
+    assert caught.value.kind == "refused" and len(transport.sent) == 2
+
+
+def test_a_cancelled_request_that_never_connected_frees_its_slot_too() -> None:
+    clock = RecordingClock()
+    ledger = MemoryLedger({**DEFAULT_LIMITS, "competitors": LimitSpec(1, 1.0)}, clock.monotonic)
+    wire = TogetherWire(clock)
+    ctl = TrafficController(ledger, None, FakeTransport(clock), clock=clock, wire=wire)
+    ctl.submit(get(COMP + "a"))
+    ctl.run(until=lambda: ctl.in_flight() == 1)
+    ctl.cancel_all()
+    wire.started = []
+    wire.ready = [(1, TransportError("refused", "connection refused"), 0.0)]  # type: ignore[list-item]
+    ctl.drain()
+    assert ctl.buckets["competitors"].time_to_send(1) == pytest.approx(SPAN)
