@@ -41,10 +41,22 @@ class ConfigError(UsageError):
     """A configuration file, variable or option that cannot be used."""
 
 
-class AuthError(BmctlError):
+class RunStopped(BmctlError):
+    """An error that ends the whole run, not one item: a batch stops at the first instead of
+    trying each remaining item, and names the probes it leaves open (``bmctl recover``)."""
+
+
+class AuthError(RunStopped):
     """Authentication or permission refused (401/403, the WAF included)."""
 
     exit_code = ExitCode.AUTH
+
+
+class HostUnreachable(RunStopped):
+    """No connection to the API host at all (refused, or its name does not resolve): nothing
+    reached it, and every other request would meet the same (exit 1)."""
+
+    exit_code = ExitCode.ITEMS_FAILED
 
 
 class ItemError(BmctlError):

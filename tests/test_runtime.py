@@ -167,3 +167,18 @@ def test_listing_pages_are_asked_for_several_at_a_time_and_come_out_in_order(tmp
     assert ahead == one_by_one and len(ahead) == 480
     assert slow == pytest.approx(10 * 0.3, abs=0.05)
     assert fast < 3 * 0.3 + 0.05  # the first page, then the other nine at once (8 on the wire)
+
+
+def test_a_malformed_listing_page_is_asked_for_again_while_pages_go_ahead(tmp_path: Path) -> None:
+    """Issue 13, point 4, on the pipelined path: page 3 comes back truncated once."""
+    from bmctl.sandbox.catalogue import generate_catalogue
+    from tests.pricing.harness import fault_once
+
+    specs = generate_catalogue(480, markets=("fr-fr",), seed=2)
+    world = SimWorld(specs, latency=0.3)
+    hit = fault_once(world, "malformed", lambda r: ("page", "3") in r.query)
+    with world.runtime(tmp_path / "m.db", command="listings", writing=False,
+                       traffic_max_in_flight=8) as runtime:
+        ids = [listing.id for listing in runtime.client.iter_listings(market="fr-fr")]
+    assert len(hit) == 1
+    assert len(ids) == 480 and set(ids) == {s.id for s in specs}

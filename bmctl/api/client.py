@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from bmctl.api.errors import MalformedResponse, error_from_transport, raise_for_response, request_id_of
@@ -33,10 +33,27 @@ _SECRET_HEADERS = frozenset({"authorization"})
 _MASK = "***"
 
 
-class Executor(Protocol):
-    """What the client needs of the traffic controller: send one request, get its final answer."""
+T = TypeVar("T")
+Parse = Callable[[HttpRequest, HttpResponse], T]
 
-    def execute(self, request: HttpRequest, priority: Priority = Priority.NORMAL) -> HttpResponse: ...
+
+class Executor(Protocol):
+    """What the client needs of the traffic controller: send one request, get its final answer
+    (``accept``: the parse a 2xx answer to a read must pass, else it is asked for again)."""
+
+    def execute(self, request: HttpRequest, priority: Priority = Priority.NORMAL, *,
+                accept: Callable[[HttpRequest, HttpResponse], Any] | None = None) -> HttpResponse: ...
+
+
+def answer_of(request: HttpRequest, call: Any, parse: Parse[T]) -> T:
+    """What ``parse`` makes of a finished call's answer: the value its ``accept`` check kept (so
+    the answer is not parsed twice), else the parse of the final answer (an error answer raises
+    its mapped error); a call that got no answer at all raises NetworkError or HostUnreachable."""
+    if call.error is not None:
+        raise error_from_transport(request, call.error)
+    if getattr(call, "accepted", False):
+        return call.value  # type: ignore[no-any-return]
+    return parse(request, call.response)
 
 
 class RequestHeaders(Mapping[str, str]):
@@ -309,17 +326,23 @@ class BackMarketClient:
 
     # --- blocking conveniences ----------------------------------------------------------------
 
-    def send(self, request: HttpRequest, priority: Priority = Priority.NORMAL) -> HttpResponse:
-        """Execute one request; a transport failure after retries becomes NetworkError."""
+    def send(self, request: HttpRequest, priority: Priority = Priority.NORMAL, *,
+             accept: Callable[[HttpRequest, HttpResponse], Any] | None = None) -> HttpResponse:
+        """Execute one request; a transport failure after retries becomes NetworkError (or
+        HostUnreachable). ``accept``: see :class:`Executor` (reads only)."""
         try:
-            return self.executor.execute(request, priority)
+            return self.executor.execute(request, priority, accept=accept)
         except TransportError as error:
             raise error_from_transport(request, error) from None
+
+    def _read(self, request: HttpRequest, parse: Parse[T], priority: Priority) -> T:
+        """A blocking read whose unusable (malformed) 2xx answers are asked for again."""
+        return parse(request, self.send(request, priority, accept=parse))
 
     def get_listing(self, listing_id: str, market: str | None = None, *,
                     priority: Priority = Priority.NORMAL) -> Listing:
         request = self.build_get_listing(listing_id, market)
-        return self.parse_listing(request, self.send(request, priority))
+        return self._read(request, self.parse_listing, priority)
 
     def update_listing(self, listing_id: str, *, market: str, price: Money | None = None,
                        min_price: Money | None = None,
@@ -330,7 +353,7 @@ class BackMarketClient:
     def competitors(self, listing_id: str, market: str | None = None, *,
                     priority: Priority = Priority.NORMAL) -> list[Competitor]:
         request = self.build_competitors(listing_id, market)
-        return self.parse_competitors(request, self.send(request, priority))
+        return self._read(request, self.parse_competitors, priority)
 
     def iter_listings(self, filters: Mapping[str, Any] | None = None, *, limit: int | None = None,
                       market: str | None = None, publication_state: int | None = None,
@@ -361,11 +384,10 @@ class BackMarketClient:
         page, seen, yielded = 1, set(), 0
         while True:
             if first is not None and page == 1:
-                request, response = first[0], self._answer_of(*first)
+                request, result = first[0], self._awaited_page(*first)
             else:
                 request = self.build_listings_page(page, page_size, market=market, **options)
-                response = self.send(request, priority)
-            result = self.parse_listings_page(request, response)
+                result = self._read(request, self.parse_listings_page, priority)
             for listing in result.results:
                 yield listing
                 yielded += 1
@@ -400,18 +422,16 @@ class BackMarketClient:
         if len(markets) > 1 and hasattr(executor, "submit") and getattr(executor, "max_in_flight", 1) > 1:
             for market in markets:
                 request = self.build_listings_page(1, MAX_PAGE_SIZE, market=market, min_quantity=min_quantity)
-                firsts[market] = (request, executor.submit(request, priority))
+                firsts[market] = (request, executor.submit(request, priority, accept=self.parse_listings_page))
         for market in markets:
             for listing in self.iter_listings(min_quantity=min_quantity, market=market, priority=priority,
                                               first=firsts.get(market)):
                 yield market, listing
 
-    def _answer_of(self, request: HttpRequest, call: Any) -> HttpResponse:
-        """The answer of a submitted call, running the controller until it is in."""
+    def _awaited_page(self, request: HttpRequest, call: Any) -> ListingsPage:
+        """The page a submitted call brings, running the controller until it is in."""
         self.executor.run(lambda: call.done)  # type: ignore[attr-defined]
-        if call.response is None:
-            raise error_from_transport(request, call.error)
-        return call.response  # type: ignore[no-any-return]
+        return answer_of(request, call, self.parse_listings_page)
 
     def _pages_ahead(self, first: int, last: int, page_size: int, market: str | None,
                      options: Mapping[str, Any], priority: Priority, limit: int | None) -> Iterator[Listing]:
@@ -426,11 +446,14 @@ class BackMarketClient:
         for page in range(first, last + 1):
             while ahead <= last and ahead < page + window:
                 request = self.build_listings_page(ahead, page_size, market=market, **options)
-                pending[ahead] = (request, executor.submit(request, priority) if window > 1 else None)
+                pending[ahead] = (request, executor.submit(request, priority, accept=self.parse_listings_page)
+                                  if window > 1 else None)
                 ahead += 1
             request, call = pending.pop(page)
-            response = self.send(request, priority) if call is None else self._answer_of(request, call)
-            result = self.parse_listings_page(request, response)
+            if call is None:
+                result = self._read(request, self.parse_listings_page, priority)
+            else:
+                result = self._awaited_page(request, call)
             for listing in result.results:
                 yield listing
                 yielded += 1

@@ -11,9 +11,10 @@ import json
 import re
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
-from bmctl.errors import AuthError, ExitCode, ItemError
-from bmctl.traffic.transport import HttpRequest, HttpResponse, TransportError
+from bmctl.errors import AuthError, ExitCode, HostUnreachable, ItemError
+from bmctl.traffic.transport import HttpRequest, HttpResponse, TransportError, UnusableAnswer
 
 # Header names under which a request id may come back (Back Market documents only the body's).
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id")
@@ -82,8 +83,10 @@ class NetworkError(ApiError):
         self.kind = kind
 
 
-class MalformedResponse(ApiError):
-    """An answer whose JSON does not parse or lacks/mistypes a field bmctl needs."""
+class MalformedResponse(ApiError, UnusableAnswer):
+    """An answer whose JSON does not parse or lacks/mistypes a field bmctl needs; ``reason`` is
+    the problem alone (no path, no body), for the request log. An idempotent read that gets one
+    is asked again by the traffic controller (the parsers are its ``accept`` checks)."""
 
 
 class AuthFailed(_Answered, AuthError):
@@ -288,17 +291,44 @@ def malformed(request: HttpRequest, response: HttpResponse | None, problem: str,
     request_id = request_id_of(response, data) if response is not None else None
     status = response.status if response is not None else None
     suffix = f" (requestId {request_id})" if request_id else " (no requestId)"
-    message = f"{request.method} {request.path}: malformed answer: {one_line(problem)}{suffix}"
+    reason = one_line(problem)
+    message = f"{request.method} {request.path}: malformed answer: {reason}{suffix}"
     detail = _detail(request, response) if response is not None else None
-    return MalformedResponse(
+    error = MalformedResponse(
         message, status=status, method=request.method, path=request.path, request_id=request_id,
         detail=detail, listing_id=request.listing_id, market=request.market,
     )
+    error.reason = reason
+    return error
 
 
-def error_from_transport(request: HttpRequest, error: TransportError) -> NetworkError:
-    """The NetworkError for a request that got no answer after every attempt."""
+_UNREACHABLE_WHY = {"refused": "connection refused", "unresolved": "host name not resolved"}
+
+
+def host_of(base_url: str) -> str:
+    """``scheme://host[:port]`` of a base URL: no user info, path or query (nothing secret)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def error_from_transport(request: HttpRequest, error: TransportError) -> NetworkError | HostUnreachable:
+    """The NetworkError for a request that got no answer after every attempt; HostUnreachable
+    when it never connected (refused, no such host), which stops the whole run."""
     kind = getattr(error, "kind", "connection")
+    if kind in _UNREACHABLE_WHY:
+        raw = one_line(scrub(getattr(error, "detail", None) or str(error), secrets_of(request)), 2000)
+        return HostUnreachable(
+            f"cannot connect to {host_of(request.base_url)} ({_UNREACHABLE_WHY[kind]})",
+            detail=scrub(f"{request.method} {host_of(request.base_url)}{request.path}\n{raw}",
+                         secrets_of(request)),
+        )
     what = "timed out" if kind == "timeout" else "connection failed"
     text = one_line(scrub(str(error), secrets_of(request)), 300)
     message = f"{request.method} {request.path}: {what}, no answer after retries" + (

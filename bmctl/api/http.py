@@ -6,6 +6,7 @@ must not pay for it. Retrying is the traffic controller's job, so urllib3 retrie
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from bmctl.api.errors import one_line, scrub, secrets_of
@@ -67,6 +68,10 @@ class RequestsTransport:
         ) as error:
             if self._is_read_timeout(error):
                 raise TransportError("timeout", self._message("timed out", request, error)) from None
+            never = _never_connected(error)
+            if never is not None:
+                raise TransportError(never, self._message(_NEVER[never], request, error),
+                                     self._message(_NEVER[never], request, error, 2000)) from None
             raise TransportError("connection", self._message("connection failed", request, error)) from None
         except exc.RequestException as error:
             raise TransportError("connection", self._message("request failed", request, error)) from None
@@ -78,14 +83,39 @@ class RequestsTransport:
         return any(isinstance(arg, self._read_timeout) for arg in getattr(error, "args", ()))
 
     @staticmethod
-    def _message(what: str, request: HttpRequest, error: BaseException) -> str:
+    def _message(what: str, request: HttpRequest, error: BaseException, limit: int = 300) -> str:
         # Method and path are added by error_from_transport; the token is scrubbed in case an
         # exception ever quotes the request.
-        return one_line(scrub(f"{what}: {type(error).__name__}: {error}", secrets_of(request)), 300)
+        return one_line(scrub(f"{what}: {type(error).__name__}: {error}", secrets_of(request)), limit)
 
     def close(self) -> None:
         """Close the pooled connections."""
         self.session.close()
+
+
+_NEVER = {"refused": "connection refused", "unresolved": "host name not resolved"}
+
+
+def _never_connected(error: BaseException) -> str | None:
+    """``refused`` or ``unresolved`` when no connection was ever established, else None.
+
+    requests wraps urllib3's MaxRetryError, whose ``reason`` is a NewConnectionError caused by
+    the socket's ConnectionRefusedError, or a NameResolutionError caused by socket.gaierror:
+    the chain is walked through args, ``reason``, causes and contexts. A ConnectTimeout never
+    gets here (it is a timeout)."""
+    pending: list[Any] = [error]
+    seen: set[int] = set()
+    while pending and len(seen) < 32:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ConnectionRefusedError):
+            return "refused"
+        if isinstance(item, socket.gaierror):
+            return "unresolved"
+        pending.extend((item.__cause__, item.__context__, getattr(item, "reason", None), *item.args))
+    return None
 
 
 class _NoAuth:

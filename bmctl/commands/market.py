@@ -12,7 +12,7 @@ COMPETITOR_FIELDS = [
 def competitors(ctx: CommandContext, listing_ids: list[str]) -> Outcome:
     """The Backbox of each listing in every market it competes in; a listing that cannot be
     read gets a row with its ``error`` and counts as a failed item."""
-    from bmctl.errors import AuthError, BmctlError
+    from bmctl.errors import BmctlError, RunStopped
 
     outcome = Outcome()
     market = ctx.settings.market
@@ -20,7 +20,7 @@ def competitors(ctx: CommandContext, listing_ids: list[str]) -> Outcome:
     for listing_id in listing_ids:
         try:
             records = client.competitors(listing_id, market=market)
-        except AuthError:
+        except RunStopped:  # a 401, the WAF, the host down: every other id would meet it too
             raise
         except BmctlError as error:
             outcome.failures.append(int(error.exit_code))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, TextIO
 
 from bmctl.commands.run import CommandContext, Outcome
-from bmctl.errors import AuthError, ExitCode, UsageError
+from bmctl.errors import ExitCode, RunStopped, UsageError
 from bmctl.pricing.batch import BatchSummary
 from bmctl.pricing.probe import ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.runner import ProbeRun, ProbeRunOptions
@@ -118,9 +118,10 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     advance.append(ctx.progress(len(targets)))
     try:
         summary = run.run(targets)
-    except AuthError:
-        # Refused mid-batch (a 401, the WAF): the restores the run tried may have been refused
-        # too. Whatever is still open is named, with where it stands and how it gets back.
+    except RunStopped:
+        # Refused mid-batch (a 401, the WAF) or the host went down: the restores the run tried
+        # may have failed too. Whatever is still open is named, with where it stands and how it
+        # gets back.
         for left in run.journal.open_probes():
             now = left.current_price if left.current_price is not None else "unknown"
             ctx.warn(f"bmctl: left open: {left.listing_id} ({left.market}) at {now}, original "

@@ -109,6 +109,7 @@ class Batch:
                 on_done=lambda call: self._step(probe, steps, call),
                 reserve_exit=action.reserve_exit,
                 reservation=action.reservation,
+                accept=action.accept,
             )
         elif isinstance(action, Wait):
             self.controller.call_later(action.seconds, lambda: self._step(probe, steps, None))

@@ -60,12 +60,14 @@ class ProbeParams:
 
 @dataclass(frozen=True)
 class Send:
-    """Ask the controller to send ``request``; the probe resumes with the finished call."""
+    """Ask the controller to send ``request``; the probe resumes with the finished call.
+    ``accept``: a read's parser, so that an answer it cannot use is asked for again."""
 
     request: HttpRequest
     priority: Priority
     reserve_exit: bool = False
     reservation: Any = None
+    accept: Callable[[HttpRequest, Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -541,8 +543,9 @@ class Probe:
 
     def _read_listing(self, priority: Priority) -> Generator[Action, Any, Any]:
         request = self.client.build_get_listing(self.target.listing_id, market=self.target.market)
-        call = yield Send(request, priority)
-        return self.client.parse_listing(request, self._answer(request, call))
+        parse = self.client.parse_listing
+        call = yield Send(request, priority, accept=parse)
+        return self._parsed(request, call, parse)
 
     def _read_competitor(self, priority: Priority) -> Generator[Action, Any, Any]:
         records = yield from self._read_competitors(priority)
@@ -551,8 +554,9 @@ class Probe:
     def _read_competitors(self, priority: Priority) -> Generator[Action, Any, Any]:
         """Every market's record of the listing (one read answers them all)."""
         request = self.client.build_competitors(self.target.listing_id, market=self.target.market)
-        call = yield Send(request, priority)
-        records = self.client.parse_competitors(request, self._answer(request, call))
+        parse = self.client.parse_competitors
+        call = yield Send(request, priority, accept=parse)
+        records = self._parsed(request, call, parse)
         for record in records:
             if record.is_winning and record.price_to_win is not None and record.price_to_win != record.price:
                 self.hooks.saw_revealed_headroom()
@@ -576,10 +580,18 @@ class Probe:
         return None
 
     def _answer(self, request: HttpRequest, call: Any) -> Any:
-        """The HTTP answer of a finished call; a call that never got one raises an ItemError."""
+        """The HTTP answer of a finished call; a call that never got one raises its error (an
+        ItemError, or HostUnreachable, which stops the run)."""
         if call.error is not None:
             raise self.parse_error(request, call.error)
         return call.response
+
+    def _parsed(self, request: HttpRequest, call: Any, parse: Callable[[HttpRequest, Any], Any]) -> Any:
+        """What ``parse`` makes of a read's answer: the value the controller's check kept (parsed
+        once), else the parse of the final answer (an error answer raises its error)."""
+        if call.error is None and getattr(call, "accepted", False):
+            return call.value
+        return parse(request, self._answer(request, call))
 
     def _write(self, price: Money, reason: str, priority: Priority, *, reserve_exit: bool = False,
                use_reservation: bool = False) -> Generator[Action, Any, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bmctl.api.money import Money, money_text
-from bmctl.errors import AuthError, BmctlError
+from bmctl.errors import AuthError, BmctlError, HostUnreachable
 from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal, OpenProbe
 from bmctl.traffic.queue import Priority
@@ -51,7 +51,8 @@ def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list
     Each listing is read first (CRITICAL) so that nothing is written when it is already back.
     A probe that cannot be restored stays open for the next attempt. An authentication failure
     (401, the WAF) is raised once every probe was tried: a WAF block is often sporadic, and a
-    listing left dipped costs more than one refused request per open probe."""
+    listing left dipped costs more than one refused request per open probe. An unreachable host
+    is raised at once: nothing can be restored while it is down."""
     done: list[Recovery] = []
     refused: AuthError | None = None
     for probe in journal.open_probes():
@@ -84,6 +85,8 @@ def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list
                 outcome.restored_price = target
                 outcome.status = "restored"
                 outcome.reason = f"restored {target} (found {listing.price})"
+        except HostUnreachable:
+            raise
         except BmctlError as error:
             if isinstance(error, AuthError) and refused is None:
                 refused = error

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from bmctl.api.money import Money
-from bmctl.errors import AuthError, Interrupted
+from bmctl.errors import Interrupted, RunStopped
 from bmctl.pricing.batch import Batch, BatchSummary
 from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal
@@ -195,19 +195,20 @@ class ProbeRun:
             # listing may stay dipped because of it. Stop like SIGTERM.
             self.restore_open_probes()
             raise Interrupted("output closed (broken pipe): open probes were restored") from None
-        except AuthError:
-            # One refused request (a 401, the WAF) ends the run; the other probes in flight
-            # must not stay dipped until the next run. If authentication is really gone, the
-            # restore fails the same way and the journal keeps them for recovery.
+        except RunStopped:
+            # One refused request (a 401, the WAF) or a host that refuses connections ends the
+            # run; the other probes in flight must not stay dipped until the next run. If
+            # authentication is really gone, or the host is down, the restore fails the same way
+            # and the journal keeps them for recovery.
             try:
                 self.restore_open_probes()
-            except AuthError:
+            except RunStopped:
                 pass
             raise
 
     def restore_open_probes(self) -> list[Recovery]:
-        """Abandon queued work and put this run's open probes back — after Ctrl-C, SIGTERM or an
-        authentication failure (a second Ctrl-C is ignored while this runs: an interrupted
+        """Abandon queued work and put this run's open probes back — after Ctrl-C, SIGTERM, an
+        authentication failure or an unreachable host (a second Ctrl-C is ignored while this runs: an interrupted
         restore would leave the work to the next run)."""
         previous = signal.getsignal(signal.SIGINT)
         try:

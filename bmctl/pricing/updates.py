@@ -8,12 +8,15 @@ from decimal import Decimal
 from typing import Any, Callable, Generator, Iterable
 
 from bmctl.api.money import Money, money_text
-from bmctl.errors import AuthError, BmctlError
+from bmctl.errors import BmctlError, RunStopped
 from bmctl.pricing.guardrails import change_pct
 from bmctl.pricing.journal import Journal
 from bmctl.pricing.targets import PriceOrder
 from bmctl.traffic.queue import Priority
 from bmctl.traffic.transport import HttpRequest, HttpResponse
+
+#: What an order's steps yield: a request, its priority, and the parser a read's answer must pass.
+Step = tuple[HttpRequest, Priority, Callable[[HttpRequest, HttpResponse], Any] | None]
 
 
 @dataclass
@@ -64,7 +67,7 @@ def apply_price_orders(
     outcomes = [UpdateOutcome(o.listing_id, o.market, o.price.currency, o.price) for o in orders]
     max_pct = Decimal(str(max_change_pct))
 
-    def steps(index: int) -> Generator[tuple[HttpRequest, Priority], Any, None]:
+    def steps(index: int) -> Generator[Step, Any, None]:
         return _order_steps(client, journal, orders[index], outcomes[index], max_pct, force, dry_run)
 
     if controller is None or window <= 1:
@@ -83,17 +86,16 @@ def _fail(outcome: UpdateOutcome, error: BmctlError) -> None:
     outcome.exit_code = int(error.exit_code)
 
 
-def _run_blocking(client: Any, steps: Generator[tuple[HttpRequest, Priority], Any, None],
-                  outcome: UpdateOutcome) -> None:
+def _run_blocking(client: Any, steps: Generator[Step, Any, None], outcome: UpdateOutcome) -> None:
     """One order, each request sent and answered before the next."""
     call = None
     try:
         while True:
-            request, priority = steps.send(call)
-            call = _Answered(client.send(request, priority))
+            request, priority, accept = steps.send(call)
+            call = _Answered(client.send(request, priority, accept=accept))
     except StopIteration:
         return
-    except AuthError:
+    except RunStopped:  # a 401, the WAF, the host down: the remaining orders would meet it too
         raise
     except BmctlError as error:
         _fail(outcome, error)
@@ -114,17 +116,18 @@ def _run_pipelined(controller: Any, steps: Callable[[int], Any], outcomes: list[
 
     def advance(index: int, order_steps: Any, call: Any) -> None:
         try:
-            request, priority = order_steps.send(call)
+            request, priority, accept = order_steps.send(call)
         except StopIteration:
             finish(index)
             return
-        except AuthError:
+        except RunStopped:
             raise
         except BmctlError as error:
             _fail(outcomes[index], error)
             finish(index)
             return
-        controller.submit(request, priority, on_done=lambda c: advance(index, order_steps, c))
+        controller.submit(request, priority, accept=accept,
+                          on_done=lambda c: advance(index, order_steps, c))
 
     def finish(index: int) -> None:
         done[index] = True
@@ -160,12 +163,15 @@ def _answer(request: HttpRequest, call: Any) -> HttpResponse:
 
 def _order_steps(client: Any, journal: Journal | None, order: PriceOrder, outcome: UpdateOutcome,
                  max_pct: Decimal, force: bool,
-                 dry_run: bool) -> Generator[tuple[HttpRequest, Priority], Any, None]:
-    """One order as the requests it makes (yielded, answered by the finished call): the read,
-    the checks, and the write with its history row."""
+                 dry_run: bool) -> Generator[Step, Any, None]:
+    """One order as the requests it makes (yielded with their priority and, for the read, the
+    parser its answer must pass; answered by the finished call): the read, the checks, and the
+    write with its history row."""
+    from bmctl.api.client import answer_of
+
     request = client.build_get_listing(order.listing_id, order.market)
-    call = yield request, Priority.NORMAL
-    listing = client.parse_listing(request, _answer(request, call))
+    call = yield request, Priority.NORMAL, client.parse_listing
+    listing = answer_of(request, call, client.parse_listing)
     old = outcome.old_price = listing.price
     same_min = order.min_price is None or order.min_price == listing.min_price
     if old == order.price and same_min:
@@ -201,7 +207,7 @@ def _order_steps(client: Any, journal: Journal | None, order: PriceOrder, outcom
     snapshot = {"min_price": order.min_price.to_api()} if order.min_price else None
     request = client.build_update_listing(order.listing_id, market=order.market, price=order.price,
                                           min_price=order.min_price)
-    call = yield request, Priority.NORMAL
+    call = yield request, Priority.NORMAL, None  # a write: a 2xx was applied, never asked again
     try:
         update = client.parse_update(request, _answer(request, call))
     except BmctlError:

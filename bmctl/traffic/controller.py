@@ -23,11 +23,21 @@ from bmctl.traffic.clock import Clock
 from bmctl.traffic.ledger import Ledger
 from bmctl.traffic.queue import Lane, Priority, RequestQueue
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
-from bmctl.traffic.transport import HttpRequest, HttpResponse, Transport, TransportError
+from bmctl.traffic.transport import (
+    UNREACHABLE,
+    HttpRequest,
+    HttpResponse,
+    Transport,
+    TransportError,
+    UnusableAnswer,
+)
 from bmctl.traffic.wire import SyncWire, Wire
 
 _INF = math.inf
+_IDEMPOTENT = frozenset({"GET", "HEAD"})  # methods whose unusable answer may be asked again
 
+#: Checks a 2xx answer and returns what the caller makes of it, or raises UnusableAnswer.
+Accept = Callable[[HttpRequest, HttpResponse], Any]
 
 
 class TrafficStalled(RuntimeError):
@@ -48,7 +58,7 @@ class AttemptRecord:
     queue_wait_ms: float
     latency_ms: float
     status: int | None
-    outcome: str  # ok | http_error | rate_limited | retry | timeout | connection_error
+    outcome: str  # ok | http_error | rate_limited | retry | timeout | connection_error | malformed
     retry_after: float | None
     error: str | None
 
@@ -87,20 +97,27 @@ class Reservation:
 
 
 class Call:
-    """A submitted request and its fate; ``done`` turns true once, then ``on_done`` runs."""
+    """A submitted request and its fate; ``done`` turns true once, then ``on_done`` runs.
+
+    ``response`` is the last HTTP answer; ``error`` is set only when the last attempt got none.
+    With an ``accept`` check, ``accepted`` says it took the final answer and ``value`` is what it
+    made of it (parsed once)."""
 
     __slots__ = (
         "request", "priority", "done", "response", "error", "attempts", "reservation",
-        "call_id", "on_done", "route", "buckets",
+        "call_id", "on_done", "route", "buckets", "accept", "accepted", "value",
         "_lane", "_seq", "_enqueued", "_reserve_exit", "_use_reservation",
     )
 
     def __init__(self, request: HttpRequest, priority: Priority, call_id: int,
-                 on_done: Callable[[Call], None] | None) -> None:
+                 on_done: Callable[[Call], None] | None, accept: Accept | None = None) -> None:
         self.request = request
         self.priority = priority
         self.call_id = call_id
         self.on_done = on_done
+        self.accept = accept
+        self.accepted = False
+        self.value: Any = None
         self.done = False
         self.response: HttpResponse | None = None
         self.error: TransportError | None = None
@@ -223,6 +240,7 @@ class TrafficController:
         self._resolved: dict[tuple[str, str], tuple[Lane[Call], str]] = {}
         self._reservations: set[Reservation] = set()  # made by reserve_exit, not yet used
         self._flight_ids = 0
+        self._landed: list[Any] = []  # answers polled but not taken in: a callback raised first
 
     # -- public API -------------------------------------------------------------------------
     def now(self) -> float:
@@ -245,16 +263,22 @@ class TrafficController:
         on_done: Callable[[Call], None] | None = None,
         reserve_exit: bool = False,
         reservation: Reservation | None = None,
+        accept: Accept | None = None,
     ) -> Call:
         """Queue a request; it is sent by :meth:`run` when its buckets allow.
 
         ``reserve_exit``: at dispatch, also claim one slot of each of its buckets for the
         request that will end what this one starts (``call.reservation``). ``reservation``:
-        send on those claimed slots (retries take free slots like any request)."""
+        send on those claimed slots (retries take free slots like any request). ``accept``
+        (idempotent reads only): called on each 2xx answer; what it returns is kept in
+        ``call.value``, and an ``UnusableAnswer`` it raises is retried like a 5xx."""
         if type(priority) is not Priority:
             priority = Priority(priority)
+        if accept is not None and request.method not in _IDEMPOTENT:
+            # A write answered 2xx was applied: asking again is the caller's decision, not ours.
+            raise ValueError(f"accept is for idempotent reads, not {request.method}")
         self._call_ids += 1
-        call = Call(request, priority, self._call_ids, on_done)
+        call = Call(request, priority, self._call_ids, on_done, accept)
         key = (request.method, request.path)
         hit = self._resolved.get(key)
         if hit is None:
@@ -311,10 +335,12 @@ class TrafficController:
         self.ledger.flush()
         return dropped
 
-    def execute(self, request: HttpRequest, priority: Priority | int = Priority.NORMAL) -> HttpResponse:
+    def execute(self, request: HttpRequest, priority: Priority | int = Priority.NORMAL, *,
+                accept: Accept | None = None) -> HttpResponse:
         """Submit and run until this request is done; raises the last ``TransportError`` when no
-        attempt got an HTTP answer, else returns the last answer (statuses are the caller's)."""
-        call = self.submit(request, priority)
+        attempt got an HTTP answer, else returns the last answer (statuses are the caller's).
+        ``accept``: as for :meth:`submit` (a 2xx answer it cannot use is asked for again)."""
+        call = self.submit(request, priority, accept=accept)
         self.run(lambda: call.done)
         if not call.done:
             raise TrafficStalled(f"{call!r} did not finish")
@@ -338,8 +364,7 @@ class TrafficController:
             flight.cancelled = True
         wire = self.wire
         while self._flights:
-            for token, result, answered in wire.poll():
-                self._complete(token, result, answered)
+            self._take_in(wire.poll())
             if not self._flights or (limit is not None and self._monotonic() >= limit):
                 break
             wire.wait(self._monotonic() + 0.1 if limit is None else limit)
@@ -357,8 +382,9 @@ class TrafficController:
         wire = self.wire
         flights = self._flights
         while True:
-            for token, result, answered in wire.poll():  # answers first: they free slots
-                self._complete(token, result, answered)
+            done = wire.poll()  # answers first: they free slots
+            if done or self._landed:
+                self._take_in(done)
             if until is not None and until():
                 return
             while timers and timers[0][2] is None:
@@ -387,6 +413,20 @@ class TrafficController:
                 return
             ledger.flush()
             sleep(wake - now)
+
+    def _take_in(self, done: list[Any]) -> None:
+        """Complete finished requests. When a callback raises (a run-stopping error), the
+        answers polled with it are kept for the next run() or drain(): their slots and log rows
+        must not be lost, nor drain() wait out its limit for them."""
+        if self._landed:
+            done = self._landed + done
+            self._landed = []
+        for index, (token, result, answered) in enumerate(done):
+            try:
+                self._complete(token, result, answered)
+            except BaseException:
+                self._landed = done[index + 1:]
+                raise
 
     # -- the dispatch path (hot) ---------------------------------------------------------------
     def _dispatch(self, now: float) -> float | None:
@@ -498,11 +538,22 @@ class TrafficController:
         flight = self._flights.pop(token)
         call, lane, slots, t0, sent_wall = flight.call, flight.lane, flight.slots, flight.t0, flight.sent_wall
         if isinstance(result, TransportError):
+            call.error = result
+            outcome = "timeout" if result.kind == "timeout" else "connection_error"
+            if result.kind in UNREACHABLE:
+                # Never connected (refused, or no such host): the server never saw it, so its
+                # slots are settled now; and the host is down, so asking again only waits. The
+                # call ends with this error, even after an earlier answer (the run must stop).
+                for b, key in slots:
+                    b.settle(key, t1)
+                call.response = None
+                self._report(call, t0, t1, sent_wall, None, outcome, None, str(result))
+                if not flight.cancelled:
+                    self._finish(call)
+                return
             # No answer: the server may count this request later than we gave up on it (it
             # may sit in a queue there), so its slots keep their provisional expiry, as if
             # this process had died with it on the wire.
-            call.error = result
-            outcome = "timeout" if result.kind == "timeout" else "connection_error"
             self._report(call, t0, t1, sent_wall, None, outcome, None, str(result))
             if flight.cancelled:
                 return
@@ -515,6 +566,7 @@ class TrafficController:
         for b, key in slots:
             b.settle(key, t1)
         call.response = response
+        call.error = None  # answered: an earlier attempt's lost answer no longer describes the call
         status = response.status
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())
@@ -526,6 +578,21 @@ class TrafficController:
                          None if status < 400 else http_error(response))
             return
         if status < 400:
+            if call.accept is not None and 200 <= status < 300:
+                try:
+                    call.value = call.accept(call.request, response)
+                    call.accepted = True
+                except UnusableAnswer as unusable:
+                    # The server answered but the body is cut or garbled (a proxy, a dropped
+                    # stream): a read may simply be asked again. Never log the body itself.
+                    why = f"malformed answer: {unusable.reason or unusable}"
+                    if call.attempts < self.max_attempts:
+                        self._report(call, t0, t1, sent_wall, status, "retry", None, why)
+                        self._back_off(call)
+                    else:
+                        self._report(call, t0, t1, sent_wall, status, "malformed", None, why)
+                        self._finish(call)
+                    return
             self._report(call, t0, t1, sent_wall, status, "ok", None, None)
             self._finish(call)
         elif status == 429:

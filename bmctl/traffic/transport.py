@@ -38,12 +38,32 @@ class HttpResponse:
         return self.headers.get(name.lower())
 
 
-class TransportError(Exception):
-    """The request got no HTTP answer: ``kind`` is ``timeout`` or ``connection``."""
+#: Kinds of TransportError for a connection that was never established: nothing reached the
+#: server, and the host itself is down or unknown.
+UNREACHABLE = frozenset({"refused", "unresolved"})
 
-    def __init__(self, kind: str, message: str) -> None:
+
+class TransportError(Exception):
+    """The request got no HTTP answer: ``kind`` is ``timeout``, ``connection`` (failed after
+    connecting, or unknown), ``refused`` (the host refused the connection) or ``unresolved``
+    (the host name does not resolve). ``detail``: the raw exception, whole (for ``--verbose``)."""
+
+    def __init__(self, kind: str, message: str, detail: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.detail = detail
+
+    @property
+    def unreachable(self) -> bool:
+        """True when no connection was ever established (``refused`` or ``unresolved``)."""
+        return self.kind in UNREACHABLE
+
+
+class UnusableAnswer(Exception):
+    """Raised by a call's ``accept`` check: a 2xx answer whose body the caller cannot use (not
+    JSON, truncated, the wrong shape). ``reason`` says why in a few words, never quoting the body."""
+
+    reason: str = ""
 
 
 class Transport(Protocol):

@@ -124,12 +124,14 @@ class ScriptedTransport:
 
 @dataclass
 class StandInExecutor:
-    """Stands in for the TrafficController: sends straight through a transport, once."""
+    """Stands in for the TrafficController: sends straight through a transport, once (an
+    ``accept`` check is not applied: nothing is retried here)."""
 
     transport: Transport
     priorities: list[Priority] = field(default_factory=list)
 
-    def execute(self, request: HttpRequest, priority: Priority = Priority.NORMAL) -> HttpResponse:
+    def execute(self, request: HttpRequest, priority: Priority = Priority.NORMAL, *,
+                accept: Any = None) -> HttpResponse:
         self.priorities.append(priority)
         return self.transport.send(request, 5.0)
 

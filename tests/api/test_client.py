@@ -273,6 +273,53 @@ def test_competitors_convenience() -> None:
     assert executor.priorities == [Priority.NORMAL]
 
 
+def controlled_client(answers: list[HttpResponse], default: HttpResponse):  # type: ignore[no-untyped-def]
+    """A client over the real traffic controller (simulated time): ``answers`` first, then
+    ``default``; returns the client, the transport and the attempt records."""
+    from bmctl.traffic.buckets import DEFAULT_LIMITS
+    from bmctl.traffic.clock import SimClock
+    from bmctl.traffic.controller import TrafficController
+    from bmctl.traffic.ledger import MemoryLedger
+
+    queue = list(answers)
+    transport = ScriptedTransport(lambda request: queue.pop(0) if queue else default)
+    clock = SimClock()
+    records: list = []
+    controller = TrafficController(MemoryLedger(DEFAULT_LIMITS, clock.monotonic), None, transport,
+                                   clock=clock, on_attempt=records.append)
+    client = BackMarketClient(controller, base_url=BASE_URL, token=TOKEN, user_agent=USER_AGENT)
+    return client, transport, records
+
+
+def test_a_malformed_answer_to_a_read_is_asked_for_again() -> None:
+    """Issue 13, point 4: not JSON, truncated JSON or the wrong shape, on a GET: retried."""
+    good = json_response(200, competitors_json())
+    for bad in (HttpResponse(200, {}, b"<html>oops</html>"), HttpResponse(200, {}, good.body[:40]),
+                json_response(200, {"not": "a list"})):
+        client, transport, records = controlled_client([bad], good)
+        assert [r.market for r in client.competitors(LISTING_ID)] == ["fr-fr", "en-gb"]
+        assert len(transport.sent) == 2
+        assert [r.outcome for r in records] == ["retry", "ok"]
+        assert records[0].error.startswith("malformed answer: ")
+    other = json_response(200, listing_json(OTHER_ID))
+    client, transport, records = controlled_client([other], json_response(200, listing_json()))
+    assert client.get_listing(LISTING_ID).id == LISTING_ID and len(transport.sent) == 2
+    assert OTHER_ID in records[0].error
+    # A write answered 2xx was applied, malformed or not: it is never sent again.
+    client, transport, records = controlled_client([], HttpResponse(200, {}, b'{"price": "37'))
+    with pytest.raises(MalformedResponse):
+        client.update_listing(LISTING_ID, market="fr-fr", price=eur("379.99"))
+    assert len(transport.sent) == 1 and [r.outcome for r in records] == ["ok"]
+
+
+def test_a_read_malformed_on_every_attempt_fails_with_the_malformed_error() -> None:
+    client, transport, records = controlled_client([], HttpResponse(200, {}, b'[{"listing_id": "'))
+    with pytest.raises(MalformedResponse, match="malformed answer: not JSON"):
+        client.competitors(LISTING_ID)
+    assert len(transport.sent) == 5
+    assert [r.outcome for r in records] == ["retry"] * 4 + ["malformed"]
+
+
 def test_transport_failure_becomes_network_error() -> None:
     def boom(request: HttpRequest) -> HttpResponse:
         raise TransportError("timeout", "timed out: ReadTimeout: read timed out")

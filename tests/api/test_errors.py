@@ -210,6 +210,29 @@ def test_error_from_transport() -> None:
     assert_clean(refused)
 
 
+@pytest.mark.parametrize(("base_url", "kind", "line"), [
+    ("http://127.0.0.1:8765", "refused", "cannot connect to http://127.0.0.1:8765 (connection refused)"),
+    ("https://user:secret@api.example.com/prefix/", "unresolved",
+     "cannot connect to https://api.example.com (host name not resolved)"),
+    ("http://[::1]:9000", "refused", "cannot connect to http://[::1]:9000 (connection refused)"),
+])
+def test_a_host_never_connected_to_stops_the_run_with_one_line(base_url: str, kind: str, line: str) -> None:
+    """Issue 13, point 5: scheme://host:port of the base URL only; the raw text for --verbose."""
+    from bmctl.errors import HostUnreachable, RunStopped
+
+    client, _ = make_client(fixed(json_response(200, {})), base_url=base_url)
+    request = client.build_competitors(LISTING_ID)
+    raw = f"connection {kind}: ConnectionError: HTTPConnectionPool(...) Basic {TOKEN} [Errno 111]"
+    error = error_from_transport(request, TransportError(kind, raw[:40], raw))
+    assert isinstance(error, HostUnreachable) and isinstance(error, RunStopped)
+    assert not isinstance(error, ItemError)  # a batch must not go on to the next item
+    assert str(error) == line and exit_code_for(error) == ExitCode.ITEMS_FAILED
+    assert "secret" not in str(error) + (error.detail or "") and "prefix" not in str(error)
+    assert "HTTPConnectionPool" in (error.detail or "") and "[Errno 111]" in (error.detail or "")
+    assert f"/ws/backbox/v1/competitors/{LISTING_ID}" in (error.detail or "")
+    assert_clean(error)
+
+
 def test_malformed_json_names_path_and_request_id() -> None:
     client, _ = make_client(fixed(HttpResponse(200, {"x-request-id": "hdr-9"}, b"{not json")))
     with pytest.raises(MalformedResponse) as caught:

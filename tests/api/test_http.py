@@ -109,6 +109,45 @@ def test_transport_errors_map_to_kinds(raised: Exception, kind: str) -> None:
     assert f"GET /ws/listings/{LISTING_ID}" in str(network.value)
 
 
+def closed_port() -> int:
+    """A loopback port that refuses connections: bound, noted, closed."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_connection_is_its_own_kind_and_stops_the_run() -> None:
+    """Issue 13, point 5, over a real socket: nothing listens on the port."""
+    from bmctl.errors import HostUnreachable
+
+    port = closed_port()
+    client = real_client(base_url=f"http://127.0.0.1:{port}")
+    request = client.build_competitors(LISTING_ID)
+    with pytest.raises(TransportError) as caught:
+        client.executor.transport.send(request, 5)  # type: ignore[attr-defined]
+    assert caught.value.kind == "refused" and caught.value.unreachable
+    assert "Connection refused" in (caught.value.detail or "")
+    with pytest.raises(HostUnreachable) as stopped:
+        client.competitors(LISTING_ID)
+    assert str(stopped.value) == f"cannot connect to http://127.0.0.1:{port} (connection refused)"
+    assert "HTTPConnectionPool" in (stopped.value.detail or "") and TOKEN not in (stopped.value.detail or "")
+
+
+def test_a_host_name_that_does_not_resolve_is_its_own_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def no_such_host(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    client = real_client(base_url="https://api.nowhere.invalid")
+    with pytest.raises(TransportError) as caught:
+        client.executor.transport.send(client.build_get_listing(LISTING_ID), 5)  # type: ignore[attr-defined]
+    assert caught.value.kind == "unresolved"
+
+
 @responses.activate
 def test_a_token_quoted_by_an_exception_is_scrubbed() -> None:
     responses.get(f"{BASE_URL}/ws/listings/{LISTING_ID}",

@@ -554,15 +554,30 @@ def test_one_dropped_connection_is_retried(make_sandbox) -> None:  # type: ignor
     assert box.seen == [("GET", "/ws/listings")] * 2
 
 
-def test_malformed_json_is_exit_1(make_sandbox) -> None:  # type: ignore[no-untyped-def]
-    box = make_sandbox(script=["malformed"])
+def test_one_malformed_answer_to_a_read_is_retried(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13, point 4: a truncated answer to a read is asked for again, like a 5xx."""
+    for args in (["competitors", LID], ["listings"], ["update-price", LID, "99.00"]):
+        box = make_sandbox(script=["malformed"])
+        result = box.run(*args, "--format", "json")
+        assert result.exit_code == 0, (args, result.stderr)
+        assert box.seen[0] == box.seen[1]  # the same read, twice
+    conn = sqlite3.connect(box.db)
+    rows = conn.execute("select method, status, outcome, error from rate_limit_logs order by id").fetchall()
+    conn.close()
+    assert [r[:3] for r in rows] == [("GET", 200, "retry"), ("GET", 200, "ok"), ("POST", 200, "ok")]
+    assert rows[0][3].startswith("malformed answer: not JSON") and "<!--" not in rows[0][3]
+    assert box.price(LID) == "99.00"
+
+
+def test_malformed_json_on_every_attempt_is_exit_1(make_sandbox) -> None:  # type: ignore[no-untyped-def]
+    box = make_sandbox(script=["malformed"] * 5)  # max_attempts
     result = box.run("competitors", LID, TWO, "--format", "json")
     assert result.exit_code == 1
     rows = json.loads(result.stdout)
     assert "malformed" in rows[0]["error"] and rows[0]["listing_id"] == LID
     assert [r["market"] for r in rows[1:]] == ["fr-fr", "de-de"]
 
-    box = make_sandbox(script=["malformed"])
+    box = make_sandbox(script=["malformed"] * 5)
     result = box.run("listings", "--format", "json")
     assert result.exit_code == 1
     assert "malformed" in result.stderr
@@ -573,8 +588,76 @@ def test_a_write_with_a_malformed_answer_stays_in_history(make_sandbox) -> None:
     result = box.run("update-price", LID, "99.00", "--format", "json")
     assert result.exit_code == 1
     assert json.loads(result.stdout)[0]["status"] == "error"
+    assert box.writes() == [("POST", f"/ws/listings/{LID}")]  # applied: never sent again
     rows = json.loads(box.run("history", LID, "--format", "json").stdout)
     assert [(r["new_price"], r["reason"], r["status"]) for r in rows] == [("99.00", "update", "error")]
+
+
+class GoesDown:
+    """The sandbox's transport until ``down`` turns true, then a host that refuses connections."""
+
+    def __init__(self, inner, down=lambda sent: True) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.down = inner, down
+        self.sent: list[tuple[str, str]] = []  # answered
+        self.refused: list[tuple[str, str]] = []
+
+    def send(self, request, timeout):  # type: ignore[no-untyped-def]
+        from bmctl.traffic.transport import TransportError
+
+        if self.down(self.sent):
+            self.refused.append((request.method, request.path))
+            raise TransportError("refused", "connection refused: ConnectionError: HTTPConnectionPool("
+                                 "host='127.0.0.1', port=8765): Max retries exceeded")
+        self.sent.append((request.method, request.path))
+        return self.inner.send(request, timeout)
+
+
+REFUSED = "bmctl: error: cannot connect to http://127.0.0.1:8765 (connection refused)"
+
+
+@pytest.mark.parametrize("args", [
+    ["competitors", LID, TWO, JP], ["listings"], ["update-price", LID, "99.00"],
+    ["update-price", "--file", "-"],
+])
+def test_a_host_that_refuses_connections_stops_the_run_at_the_first_refusal(
+        sandbox: Sandbox, args: list[str]) -> None:
+    """Issue 13, point 5: one line, exit 1, no retry, and no other id tried."""
+    sandbox.transport = GoesDown(sandbox.transport)  # type: ignore[assignment]
+    result = sandbox.run(*args, "--format", "json", input=f"{LID},101\n{TWO},201\n{JP},15001,ja-jp\n")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == REFUSED
+    assert "HTTPConnectionPool" not in result.stderr
+    assert len(sandbox.transport.refused) == 1  # type: ignore[attr-defined]
+    verbose = sandbox.run("--verbose", *args, input=f"{LID},101\n")
+    assert "HTTPConnectionPool" in verbose.stderr and REFUSED in verbose.stderr
+
+
+def test_a_host_going_down_mid_probe_leaves_the_journal_to_recover(sandbox: Sandbox) -> None:
+    """The first write lands, then the host refuses: the batch stops, the restore cannot reach
+    the host either, the open probe is named and kept; `bmctl recover` puts it back once the
+    host is up again (and stops at once while it is still down)."""
+    inner = sandbox.transport
+    down = GoesDown(inner, lambda sent: any(method == "POST" for method, _ in sent))
+    sandbox.transport = down  # type: ignore[assignment]
+    before = {LID: sandbox.price(LID), TWO: sandbox.price(TWO)}
+    result = sandbox.run("probe", LID, TWO, "--format", "json")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == REFUSED
+    assert len(down.refused) == 2  # the batch's next request, then the restore's read
+    (left,) = [line for line in result.stderr.splitlines() if "left open" in line]
+    (dipped,) = [lid for lid in (LID, TWO) if lid in left]
+    assert "bmctl recover" in left and sandbox.price(dipped) != before[dipped]
+
+    down.refused.clear()
+    still = sandbox.run("recover", "--format", "json")
+    assert still.exit_code == 1 and still.stderr.splitlines()[-1] == REFUSED
+    assert len(down.refused) == 1
+
+    sandbox.transport = inner
+    back = sandbox.run("recover", "--format", "json")
+    assert back.exit_code == 0, back.stderr
+    assert [row["status"] for row in json.loads(back.stdout)] == ["restored"]
+    assert sandbox.price(dipped) == before[dipped]
 
 
 def test_a_held_lock_is_exit_5_and_dry_runs_do_not_need_it(sandbox: Sandbox) -> None:

@@ -84,3 +84,21 @@ def run_probes(world: SimWorld, db: Path, targets: Sequence[ProbeTarget], *,
 
 def by_listing(summary: BatchSummary) -> dict[str, ProbeResult]:
     return {r.listing_id: r for r in summary.results}
+
+
+def fault_once(world: SimWorld, fault: str, match: Any) -> list[HttpRequest]:
+    """The sandbox's ``fault`` (``malformed``, ``error``, ...) for the first request ``match``
+    accepts, then normal answers; returns the requests it hit (to check it happened)."""
+    from bmctl.sandbox.app import Decision
+
+    decide = world.app.decide
+    hit: list[HttpRequest] = []
+
+    def decide_once(request: HttpRequest) -> Decision:
+        if not hit and match(request):
+            hit.append(request)
+            return Decision(0.0, fault)
+        return decide(request)
+
+    world.app.decide = decide_once  # type: ignore[method-assign]
+    return hit

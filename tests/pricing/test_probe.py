@@ -320,3 +320,56 @@ def test_a_probe_refused_by_429_after_every_retry_reports_exit_code_4(tmp_path: 
     summary, _ = run_probes(world, tmp_path / "r.db", [ProbeTarget(spec.id, "fr-fr")])
     (result,) = summary.results
     assert (result.outcome, result.exit_code) == ("error", 4)
+
+
+class FirstCompetitorsRead:
+    """Passes requests to ``inner``, but the first competitors read meets ``fault`` instead."""
+
+    def __init__(self, inner, fault):  # type: ignore[no-untyped-def]
+        self.inner, self.fault, self.hit = inner, fault, False
+
+    def send(self, request, timeout):  # type: ignore[no-untyped-def]
+        if not self.hit and "/competitors/" in request.path:
+            self.hit = True
+            return self.fault(request, timeout)
+        return self.inner.send(request, timeout)
+
+
+def test_a_read_that_timed_out_once_and_was_then_answered_does_not_fail_the_probe(tmp_path: Path) -> None:
+    from bmctl.traffic.transport import TransportError
+
+    def timeout(request, timeout):  # type: ignore[no-untyped-def]
+        raise TransportError("timeout", "read timed out")
+
+    spec = listing("100.00", ["95.00", "99.00"])
+    world = SimWorld([spec])
+    transport = FirstCompetitorsRead(world.transport, timeout)
+    summary, _ = run_probes(world, tmp_path / "t.db", [ProbeTarget(spec.id, "fr-fr")], transport=transport)
+    (result,) = summary.results
+    assert transport.hit
+    assert (result.outcome, result.final_price) == ("won", money("94.99")), result.reason
+
+
+@pytest.mark.parametrize("path", ["/ws/backbox/v1/competitors/", "/ws/listings/"])
+def test_a_first_read_with_a_malformed_answer_is_asked_again_and_the_probe_goes_on(
+        tmp_path: Path, path: str) -> None:
+    """Issue 13, point 4: one truncated answer to a read (the sandbox's ``malformed`` fault) is
+    retried like a 5xx; it used to end the probe in ``error``."""
+    import sqlite3
+
+    from tests.pricing.harness import fault_once
+
+    spec = listing("100.00", ["95.00", "99.00"])
+    world = SimWorld([spec])
+    hit = fault_once(world, "malformed", lambda r: r.method == "GET" and r.path.startswith(path))
+    summary, recorder = run_probes(world, tmp_path / "m.db", [ProbeTarget(spec.id, "fr-fr")])
+    (result,) = summary.results
+    assert len(hit) == 1
+    assert (result.outcome, result.final_price) == ("won", money("94.99")), result.reason
+    assert [body["price"] for _, body in recorder.writes()] == ["94.99"]
+    conn = sqlite3.connect(tmp_path / "m.db")
+    rows = conn.execute("select outcome, error from rate_limit_logs where path like ? order by id",
+                        (path + "%",)).fetchall()
+    conn.close()
+    assert rows[0][0] == "retry" and rows[0][1].startswith("malformed answer: not JSON")
+    assert rows[1] == ("ok", None)

@@ -21,7 +21,7 @@ from bmctl.traffic.controller import (
 from bmctl.traffic.ledger import MemoryLedger
 from bmctl.traffic.queue import Priority
 from bmctl.traffic.routes import RouteMap
-from bmctl.traffic.transport import HttpResponse, TransportError
+from bmctl.traffic.transport import HttpResponse, TransportError, UnusableAnswer
 
 from .fakes import FakeTransport, RecordingClock, get, post
 
@@ -173,6 +173,56 @@ def test_exceptions_from_callbacks_propagate_and_the_loop_survives() -> None:
         ctl.run()
     ctl.run()
     assert transport.paths() == [LIST + "a", LIST + "b"]
+
+
+class TogetherWire:
+    """Several requests on the wire, all answered 200 in the same poll."""
+
+    capacity = 4
+
+    def __init__(self, clock: RecordingClock) -> None:
+        self.clock = clock
+        self.started: list[int] = []
+        self.ready: list[tuple[int, HttpResponse, float]] = []
+
+    def start(self, token, request, timeout):  # type: ignore[no-untyped-def]
+        self.started.append(token)
+        return self.clock.monotonic()
+
+    def poll(self):  # type: ignore[no-untyped-def]
+        done, self.ready = self.ready, []
+        return done
+
+    def wait(self, until: float) -> None:
+        if self.started:
+            self.ready += [(t, HttpResponse(200), self.clock.monotonic()) for t in self.started]
+            self.started = []
+        elif until != float("inf"):
+            self.clock.advance(max(0.0, until - self.clock.monotonic()))
+
+    def close(self) -> None:
+        pass
+
+
+def test_answers_polled_with_one_whose_callback_raises_are_not_lost() -> None:
+    """A run-stopping error raised from one callback used to drop the answers polled with it:
+    their slots stayed held, and drain() waited out its whole limit (30 s at the end of a run)."""
+    clock = RecordingClock()
+    records: list[AttemptRecord] = []
+    ledger = MemoryLedger(DEFAULT_LIMITS, clock.monotonic)
+    ctl = TrafficController(ledger, None, FakeTransport(clock), clock=clock, wire=TogetherWire(clock),
+                            on_attempt=records.append)
+
+    def boom(call: Call) -> None:
+        raise ValueError("the run stops")
+
+    ctl.submit(get(LIST + "a"), on_done=boom)
+    second = ctl.submit(get(LIST + "b"))
+    with pytest.raises(ValueError):
+        ctl.run()
+    ctl.drain(limit=clock.monotonic() + 30.0)
+    assert ctl.in_flight() == 0 and clock.monotonic() == 0.0  # taken in at once
+    assert [r.request.path for r in records] == [LIST + "a", LIST + "b"] and not second.done
 
 
 # -- reservations -----------------------------------------------------------------------------
@@ -357,12 +407,74 @@ def test_an_earlier_http_answer_is_returned_when_later_attempts_time_out() -> No
     assert ctl.execute(get(LIST + "a")).status == 502
 
 
+def test_a_call_answered_after_a_lost_attempt_carries_no_error() -> None:
+    """The probe and update-price read ``call.error`` first: a read that timed out once and was
+    then answered must not end them in ``error``."""
+    ctl, _, _, _ = make([TransportError("timeout", "t")])
+    call = ctl.submit(get(LIST + "a"))
+    ctl.run()
+    assert call.done and call.attempts == 2
+    assert call.error is None and call.response is not None and call.response.status == 200
+
+
 def test_no_retry_for_404() -> None:
     ctl, transport, _, records = make([HttpResponse(404)])
     call = ctl.submit(post(LIST + "a"))
     ctl.run()
     assert call.done and call.attempts == 1 and call.response.status == 404
     assert [r.outcome for r in records] == ["http_error"]
+
+
+def parse_json(request, response):  # type: ignore[no-untyped-def]
+    """An ``accept`` check as the client's parsers behave: the value, or UnusableAnswer."""
+    import json
+
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        error = UnusableAnswer("cut")
+        error.reason = "not JSON (truncated)"
+        raise error from None
+
+
+TRUNCATED = HttpResponse(200, {}, b'{"price": "1')
+
+
+def test_a_malformed_answer_to_a_read_is_retried_like_a_5xx() -> None:
+    ctl, transport, clock, records = make([TRUNCATED], backoff_base=0.5, rng=random.Random(3))
+    call = ctl.submit(get(LIST + "a"), Priority.HIGH, accept=parse_json)
+    ctl.run()
+    assert call.done and call.accepted and call.value == {} and call.attempts == 2
+    assert clock.sleeps == pytest.approx([0.5 * (0.5 + 0.5 * random.Random(3).random())])
+    assert [(r.outcome, r.status, r.error) for r in records] == [
+        ("retry", 200, "malformed answer: not JSON (truncated)"), ("ok", 200, None)]
+    assert [r.priority for r in records] == [Priority.HIGH] * 2
+    assert ctl.execute(get(LIST + "b"), accept=parse_json).status == 200
+
+
+def test_a_read_malformed_on_every_attempt_ends_with_its_last_answer_unaccepted() -> None:
+    ctl, transport, _, records = make([TRUNCATED] * 3, max_attempts=3)
+    call = ctl.submit(get(LIST + "a"), accept=parse_json)
+    ctl.run()
+    assert call.done and not call.accepted and call.error is None
+    assert call.response is TRUNCATED and len(transport.sent) == 3
+    assert [r.outcome for r in records] == ["retry", "retry", "malformed"]
+    assert all(b'"price"' not in (r.error or "").encode() for r in records)  # never the body
+
+
+def test_the_check_sees_only_2xx_answers_and_never_a_write() -> None:
+    seen: list[int] = []
+
+    def check(request, response):  # type: ignore[no-untyped-def]
+        seen.append(response.status)
+        return "fine"
+
+    ctl, _, _, records = make([HttpResponse(503), HttpResponse(404)])
+    call = ctl.submit(get(LIST + "a"), accept=check)
+    ctl.run()
+    assert seen == [] and not call.accepted and call.response.status == 404
+    with pytest.raises(ValueError, match="idempotent"):
+        ctl.submit(post(LIST + "a"), accept=check)
 
 
 # -- records and plumbing ---------------------------------------------------------------------
@@ -468,3 +580,41 @@ def test_an_unanswered_request_holds_its_slot_for_the_in_flight_bound() -> None:
     ctl.execute(get(COMP + "a"))
     # MemoryLedger's default in_flight_bound is 60 s.
     assert transport.times() == pytest.approx([0.0, 60.0 + SPAN])
+
+
+@pytest.mark.parametrize("kind", ["refused", "unresolved"])
+def test_a_request_that_never_connected_is_not_retried_and_frees_its_slot_at_once(kind: str) -> None:
+    """Issue 13, point 5: the host is down, so asking again only waits; and the server never
+    saw the request, so its slot is held one window from the failure, not the no-answer bound."""
+    ctl, transport, clock, records = make([TransportError(kind, "connection refused")],
+                                          limits={"competitors": LimitSpec(1, 1.0)})
+    call = ctl.submit(get(COMP + "a"))
+    ctl.run()
+    assert call.done and call.attempts == 1 and call.response is None
+    assert call.error is not None and call.error.kind == kind and call.error.unreachable
+    assert [(r.outcome, r.error) for r in records] == [("connection_error", "connection refused")]
+    assert clock.sleeps == []  # no backoff
+    ctl.execute(get(COMP + "b"))
+    assert transport.times() == pytest.approx([0.0, SPAN])  # not 60 s + a window
+
+
+def test_a_call_that_never_connected_on_its_last_attempt_ends_with_that_error() -> None:
+    """An earlier 503 does not hide that the host is now down: the run must stop."""
+    ctl, transport, _, _ = make([HttpResponse(503), TransportError("refused", "connection refused")])
+    with pytest.raises(TransportError) as caught:
+        ctl.execute(get(LIST + "a"))
+    assert caught.value.kind == "refused" and len(transport.sent) == 2
+
+
+def test_a_cancelled_request_that_never_connected_frees_its_slot_too() -> None:
+    clock = RecordingClock()
+    ledger = MemoryLedger({**DEFAULT_LIMITS, "competitors": LimitSpec(1, 1.0)}, clock.monotonic)
+    wire = TogetherWire(clock)
+    ctl = TrafficController(ledger, None, FakeTransport(clock), clock=clock, wire=wire)
+    ctl.submit(get(COMP + "a"))
+    ctl.run(until=lambda: ctl.in_flight() == 1)
+    ctl.cancel_all()
+    wire.started = []
+    wire.ready = [(1, TransportError("refused", "connection refused"), 0.0)]  # type: ignore[list-item]
+    ctl.drain()
+    assert ctl.buckets["competitors"].time_to_send(1) == pytest.approx(SPAN)
