@@ -182,3 +182,23 @@ def test_a_malformed_listing_page_is_asked_for_again_while_pages_go_ahead(tmp_pa
         ids = [listing.id for listing in runtime.client.iter_listings(market="fr-fr")]
     assert len(hit) == 1
     assert len(ids) == 480 and set(ids) == {s.id for s in specs}
+
+
+def test_the_first_listing_page_of_every_market_is_asked_for_at_once(tmp_path: Path) -> None:
+    from bmctl.api.markets import platform_markets
+    from bmctl.sandbox.catalogue import generate_catalogue
+
+    markets = platform_markets("fr-fr")  # the 13 European markets
+    specs = generate_catalogue(60, markets=("fr-fr", "de-de", "en-gb"), seed=3)
+    runs = []
+    for workers in (1, 32):
+        world = SimWorld(specs, latency=0.3)
+        with world.runtime(tmp_path / f"m{workers}.db", command="listings", writing=False,
+                           traffic_max_in_flight=workers) as runtime:
+            start = world.clock.monotonic()
+            seen = list(runtime.client.iter_listings_by_market(markets, min_quantity=1))
+            runs.append((seen, world.clock.monotonic() - start))
+    (one_by_one, slow), (together, fast) = runs
+    assert together == one_by_one and {m for m, _ in together} == {"fr-fr", "de-de", "en-gb"}
+    assert slow == pytest.approx(13 * 0.3, abs=0.05)  # one page per market, one after the other
+    assert fast < 3 * 0.3  # every market's first page on the wire together, then the rest
