@@ -241,6 +241,8 @@ def main() -> None:
         http_wires = [int(w) for w in args.http_wires.split(",")]
         for name, size in (("update-price --file", args.http_rows), ("listings", args.http_pages),
                            ("probe --all", args.http_probes)):
+            if not size:  # --http-rows 0 and the like: leave that workload out
+                continue
             for latency, jitter in DELAYS:
                 for workers in http_wires:
                     r = http_run(name, size, latency, jitter, workers)
