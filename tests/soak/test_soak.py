@@ -124,6 +124,15 @@ def test_soak_recovery_records_uncertain_restores() -> None:
     assert result.violation is None, result.summary()
 
 
+def test_soak_restore_waits_for_its_writes_on_the_wire() -> None:
+    """Was a bug with several requests in flight: after a refusal (a WAF 403) the restore read a
+    listing while its dip write was still on the wire; the read arrived first, found the
+    original price, closed the probe, and the dip landed after it. Restoring now takes the
+    answers still on the wire first."""
+    result = run_soak(103, 0.8, max_in_flight=8, latency_ms=150, jitter_ms=100)
+    assert result.violation is None, result.summary()
+
+
 def test_minimal_kill_then_immediate_run_keeps_competitors_limit(tmp_path) -> None:
     """Minimal reproduction: run A reads competitors at the limit and dies (its log buffer and
     its unwritten settles are lost, as with SIGKILL); run B starts 0.1 s later on the same
