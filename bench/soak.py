@@ -16,7 +16,8 @@ Exit status: 0 when every seed held every invariant, 1 otherwise.
 Scenario options (they choose what happens, never what is checked): ``--gap`` seconds between
 the three chained cron processes of a slot (default 0.2 s), ``--no-waf`` (no WAF/challenge 403s),
 ``--no-auth`` (no 401 periods), ``--kill-rate``, ``--interrupt-rate``, ``--sighup-points``
-(where SIGHUP may arrive: sleep, answer, wait), ``--profile tight`` (tighter limits),
+(where SIGHUP may arrive: sleep, answer, wait), ``--output-format json`` (rows written at the
+end: a known bug), ``--profile tight`` (tighter limits),
 ``--max-in-flight`` (requests on the wire at once: above 1, the soak's wire with answers out of
 order), ``--latency``/``--jitter`` (milliseconds per answer), ``--fair-share`` (a deadline that
 allows this share of a market's catalogue per run, and the fairness invariant), ``--jobs``
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="[traffic] max_in_flight: requests on the wire at once (default 1)")
     parser.add_argument("--latency", type=float, default=20.0, help="milliseconds per answer (default 20)")
     parser.add_argument("--jitter", type=float, default=0.0, help="± milliseconds, uniform (default 0)")
+    parser.add_argument("--output-format", default="ndjson", choices=("ndjson", "json"),
+                        help="--format of the runs (json is written at the end; default ndjson)")
     parser.add_argument("--fair-share", type=float,
                         help="deadline for this share of each market's catalogue per run; checks fairness")
     parser.add_argument("--no-waf", action="store_true", help="no WAF / challenge 403s")
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
              ("--fair-share", "fair_share", args.fair_share, None))
     for _, name, value, _ in tuned:
         options[name] = value
+    options["output_format"] = args.output_format
     if args.sighup_points is not None:
         options["interrupt_points"] = tuple(p for p in args.sighup_points.split(",") if p)
     if args.keep_db:
@@ -100,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     extra += "".join(f" {flag} {value:g}" for flag, _, value, default in tuned if value != default)
     if args.sighup_points is not None:
         extra += f" --sighup-points {args.sighup_points}"
+    if args.output_format != "ndjson":
+        extra += f" --output-format {args.output_format}"
     started = time.perf_counter()
     print(f"soak: seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), {args.hours:g} simulated hours each, "
           f"profile {args.profile}, {args.jobs} job(s){extra}", file=sys.stderr, flush=True)
