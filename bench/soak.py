@@ -3,17 +3,25 @@
     python bench/soak.py --seeds 20 --hours 24          # the long soak (seeds 0..19)
     python bench/soak.py --seed 7 --hours 24            # replay one seed exactly
     python bench/soak.py --seeds 4 --hours 8 --gap 11 --no-waf --no-auth   # explore past known bugs
+    python bench/soak.py --seeds 20 --hours 24 --max-in-flight 8 --latency 150 --jitter 100
+    python bench/soak.py --seeds 20 --hours 24 --fair-share 0.5     # fairness: half a market per run
 
 Each seed builds its own simulated world (200 listings in fr-fr, en-gb, ja-jp, drifting
-competitors), plays cron every 15 minutes with faults, 429 storms, 401 periods and process
-deaths, and checks the invariants after every run (``tests/soak/runner.py`` documents them).
+competitors), plays cron every 15 minutes with faults, 429 storms, 401 periods, process deaths
+and interruptions (SIGHUP, a closed output pipe), and checks the invariants after every run
+(``tests/soak/runner.py`` documents them).
 A seed stops at its first violated invariant, printed with the context to replay it.
 Exit status: 0 when every seed held every invariant, 1 otherwise.
 
 Scenario options (they choose what happens, never what is checked): ``--gap`` seconds between
 the three chained cron processes of a slot (default 0.2 s), ``--no-waf`` (no WAF/challenge 403s),
-``--no-auth`` (no 401 periods), ``--kill-rate``, ``--profile tight`` (tighter limits),
-``--jobs`` worker processes (default: the CPU count).
+``--no-auth`` (no 401 periods), ``--kill-rate``, ``--interrupt-rate``, ``--sighup-points``
+(where SIGHUP may arrive: sleep, answer, wait), ``--output-format json`` (rows written at the
+end: a known bug), ``--profile tight`` (tighter limits),
+``--max-in-flight`` (requests on the wire at once: above 1, the soak's wire with answers out of
+order), ``--latency``/``--jitter`` (milliseconds per answer), ``--fair-share`` (a deadline that
+allows this share of a market's catalogue per run, and the fairness invariant), ``--jobs``
+worker processes (default: the CPU count).
 """
 
 from __future__ import annotations
@@ -51,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=0.2,
                         help="simulated seconds between the chained cron processes of a slot")
     parser.add_argument("--kill-rate", type=float, default=0.2, help="share of runs that die")
+    parser.add_argument("--interrupt-rate", type=float, default=0.1,
+                        help="share of the other runs interrupted (SIGHUP or a closed output pipe)")
+    parser.add_argument("--sighup-points", help="where SIGHUP may arrive, comma-separated: sleep, answer, "
+                                                "wait (default: sleep,answer; and wait with --max-in-flight > 1)")
+    parser.add_argument("--max-in-flight", type=int, default=1,
+                        help="[traffic] max_in_flight: requests on the wire at once (default 1)")
+    parser.add_argument("--latency", type=float, default=20.0, help="milliseconds per answer (default 20)")
+    parser.add_argument("--jitter", type=float, default=0.0, help="± milliseconds, uniform (default 0)")
+    parser.add_argument("--output-format", default="ndjson", choices=("ndjson", "json"),
+                        help="--format of the runs (json is written at the end; default ndjson)")
+    parser.add_argument("--fair-share", type=float,
+                        help="deadline for this share of each market's catalogue per run; checks fairness")
     parser.add_argument("--no-waf", action="store_true", help="no WAF / challenge 403s")
     parser.add_argument("--no-auth", action="store_true", help="no 401 periods")
     parser.add_argument("--listings", type=int, default=200)
@@ -64,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
                                "listings": args.listings}
     if args.no_auth:
         options["auth_per_hour"] = 0.0
+    tuned = (("--interrupt-rate", "interrupt_rate", args.interrupt_rate, 0.1),
+             ("--max-in-flight", "max_in_flight", args.max_in_flight, 1),
+             ("--latency", "latency_ms", args.latency, 20.0),
+             ("--jitter", "jitter_ms", args.jitter, 0.0),
+             ("--fair-share", "fair_share", args.fair_share, None))
+    for _, name, value, _ in tuned:
+        options[name] = value
+    options["output_format"] = args.output_format
+    if args.sighup_points is not None:
+        options["interrupt_points"] = tuple(p for p in args.sighup_points.split(",") if p)
     if args.keep_db:
         options["db_dir"] = args.keep_db
     extra = "".join(f" {flag}" for flag, on in (("--no-waf", args.no_waf), ("--no-auth", args.no_auth)) if on)
@@ -71,9 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         extra += f" --gap {args.gap:g}"
     if args.kill_rate != 0.2:
         extra += f" --kill-rate {args.kill_rate:g}"
+    extra += "".join(f" {flag} {value:g}" for flag, _, value, default in tuned if value != default)
+    if args.sighup_points is not None:
+        extra += f" --sighup-points {args.sighup_points}"
+    if args.output_format != "ndjson":
+        extra += f" --output-format {args.output_format}"
     started = time.perf_counter()
     print(f"soak: seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), {args.hours:g} simulated hours each, "
-          f"profile {args.profile}, {args.jobs} job(s)", file=sys.stderr, flush=True)
+          f"profile {args.profile}, {args.jobs} job(s){extra}", file=sys.stderr, flush=True)
     results = []
     work = [(seed, args.hours, options) for seed in seeds]
     if args.jobs > 1 and len(seeds) > 1:
@@ -100,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsoak: {len(results)} seed(s) x {args.hours:g} h, {len(bad)} with a violation "
           f"{by_invariant or ''}; wall {wall:.1f} s ({cpu / max(hours, 1e-9):.2f} s of one core per "
           f"simulated hour); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+
+    def span(name: str) -> str:
+        return f"{min(getattr(r, name) for r in results)}–{max(getattr(r, name) for r in results)}"
+
+    print(f"per seed: {span('runs')} runs, {span('sends')} sends, {span('writes')} writes, {span('killed')} "
+          f"killed, {span('interrupted')} interrupted, {span('injected_429')} injected 429s, "
+          f"{span('app_429')} sandbox 429s, {span('max_on_wire')} most on the wire, {span('out_of_order')} "
+          f"answers out of order" + (f", longest unprobed streak {span('fairness_streak')}"
+                                     if args.fair_share is not None else ""))
     for r in bad:
         print(f"  seed {r.seed}: {r.violation.invariant}: replay with `{r.replay}`")
     return 1 if bad else 0

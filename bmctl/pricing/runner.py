@@ -217,6 +217,8 @@ class ProbeRun:
             previous = None
         try:
             self.runtime.controller.cancel_all()
+            # A write still on the wire could land after the read that decides the restore.
+            self.runtime.controller.drain(limit=self.runtime.controller.now() + self.runtime.settings.timeout)
             return recover(self.runtime.client, self.journal, run_id=self.runtime.run_id)
         finally:
             if previous is not None:

@@ -40,6 +40,7 @@ class Recorder:
 
     inner: Any
     sent: list[HttpRequest] = field(default_factory=list)
+    wires: list["RecordingWire"] = field(default_factory=list)
 
     def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         self.sent.append(request)
@@ -52,14 +53,57 @@ class Recorder:
         ]
 
 
+class RecordingWire:
+    """A wire (the world's ``SimWire``) that keeps every request it starts in the recorder, and
+    counts how many were on it at once and how many answers overtook an earlier request's."""
+
+    def __init__(self, recorder: Recorder, inner: Any) -> None:
+        self.recorder = recorder
+        self.inner = inner
+        self.capacity = inner.capacity
+        self.order: dict[Any, int] = {}  # token -> send number
+        self.max_on_wire = 0
+        self.out_of_order = 0
+        self._latest = 0
+
+    def start(self, token: Any, request: HttpRequest, timeout: float) -> float:
+        self.recorder.sent.append(request)
+        self.order[token] = len(self.recorder.sent)
+        self.max_on_wire = max(self.max_on_wire, len(self.order))
+        return float(self.inner.start(token, request, timeout))
+
+    def poll(self) -> list[Any]:
+        done = self.inner.poll()
+        for token, _, _ in done:
+            number = self.order.pop(token)
+            self.out_of_order += number < self._latest
+            self._latest = max(self._latest, number)
+        return list(done)
+
+    def wait(self, until: float) -> None:
+        self.inner.wait(until)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def run_probes(world: SimWorld, db: Path, targets: Sequence[ProbeTarget], *,
                params: ProbeParams | None = None, deadline: float | None = None,
                breaker: int = 5, max_in_flight: int = 16, on_attempt: Any = None,
-               transport: Any = None, **settings: Any) -> tuple[BatchSummary, Recorder]:
+               transport: Any = None, wire: bool = False, **settings: Any) -> tuple[BatchSummary, Recorder]:
     """One probe run, as `bmctl probe` does it, over the world; returns summary and recorder.
 
-    ``on_attempt`` also sees every AttemptRecord; ``transport`` wraps the world's transport."""
+    ``on_attempt`` also sees every AttemptRecord; ``transport`` wraps the world's transport;
+    ``wire``: requests travel over the world's ``SimWire`` (``traffic_max_in_flight`` of them
+    at once), through the :class:`RecordingWire` kept in ``recorder.wires``."""
     recorder = Recorder(transport if transport is not None else world.transport)
+    if wire:
+        def make_wire(workers: int) -> RecordingWire:
+            made = RecordingWire(recorder, world.transport.wire(workers))
+            recorder.wires.append(made)
+            return made
+
+        recorder.wire = make_wire  # type: ignore[attr-defined]  # what Runtime looks for
     runtime = world.runtime(db, **settings)
     runtime.transport = recorder
     options = ProbeRunOptions(params=params or ProbeParams(settle=world.settle), deadline=deadline,

@@ -1,7 +1,8 @@
 """Property test of the probe over random markets and bounds (simulated time).
 
 Every write seen at the transport is a decimal string with the currency's decimals (never a
-JSON float) within [floor, effective ceiling]; every winnable listing ends winning.
+JSON float) within [floor, effective ceiling]; every winnable listing ends winning. The same
+property holds with several requests on the wire at once, answered out of order (150 ± 100 ms).
 
 CI runs a modest number of examples; a dedicated run of many cases:
 
@@ -23,9 +24,10 @@ from hypothesis import strategies as st
 
 from bmctl.api.money import Money, minor_units, tick
 from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.sandbox.faults import Faults
 from bmctl.sandbox.model import ListingSpec, OfferSpec
 from bmctl.sandbox.world import SimWorld
-from tests.pricing.harness import by_listing, run_probes
+from tests.pricing.harness import Recorder, by_listing, run_probes
 
 EXAMPLES = int(os.environ.get("BMCTL_PROPERTY_EXAMPLES", "60"))
 PROPERTY = settings(
@@ -34,6 +36,8 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=EXAMPLES <= 100,  # CI: the same examples every time; big runs explore
 )
+# Over the wire each example is a larger batch: fewer of them keep CI time modest.
+CONCURRENT = settings(PROPERTY, max_examples=max(10, EXAMPLES // 3))
 
 MARKETS = {"EUR": "fr-fr", "JPY": "ja-jp"}
 
@@ -121,17 +125,24 @@ def check_write(body_bytes: bytes, currency: str, bounds: tuple[Money, Money]) -
     return price
 
 
-def run_cases(batch: list[Case], *, reveal: bool, settle: float, params: ProbeParams,
-              drift=None, seed: int = 0, coarse: bool = False) -> None:  # type: ignore[no-untyped-def]
+def run_cases(batch: list[Case], *, reveal: bool, settle: float, params: ProbeParams,  # type: ignore[no-untyped-def]
+              drift=None, seed: int = 0, coarse: bool = False, workers: int = 1) -> Recorder:
+    """Probe the batch and check the property; ``workers`` > 1: over the world's SimWire, that
+    many requests on the wire at once, each answered in 150 ± 100 ms (out of order)."""
     specs = [spec_of(c) for c in batch]
-    world = SimWorld(specs, reveal=reveal, settle=settle, drift=drift, seed=seed)
+    if workers > 1:
+        world = SimWorld(specs, reveal=reveal, settle=settle, drift=drift, seed=seed, latency=0.0,
+                         faults=Faults(latency=150.0, jitter=100.0))
+    else:
+        world = SimWorld(specs, reveal=reveal, settle=settle, drift=drift, seed=seed)
     # Which listings could win before the probe starts: competing, a price to win at or above
     # the floor (or already winning), bounds valid.
     before = {s.id: world.marketplace.backbox(s.id, MARKETS[c.currency]) for s, c in zip(specs, batch)}
     targets = [ProbeTarget(s.id, MARKETS[c.currency], c.money(c.floor), c.money(c.ceiling))
                for s, c in zip(specs, batch)]
     with tempfile.TemporaryDirectory() as tmp:
-        summary, recorder = run_probes(world, Path(tmp) / "p.db", targets, params=params)
+        summary, recorder = run_probes(world, Path(tmp) / "p.db", targets, params=params,
+                                       wire=workers > 1, traffic_max_in_flight=workers)
     results = by_listing(summary)
     assert len(results) == len(batch)
     ids = {s.id: c for s, c in zip(specs, batch)}
@@ -193,6 +204,7 @@ def run_cases(batch: list[Case], *, reveal: bool, settle: float, params: ProbePa
             assert final == case.money(case.price) or floor <= final <= ceiling
         assert result.writes == sum(1 for r in recorder.sent
                                     if r.method == "POST" and r.listing_id == spec.id)
+    return recorder
 
 
 @PROPERTY
@@ -214,3 +226,30 @@ def test_probe_never_writes_out_of_bounds_and_wins_what_is_winnable(
         step = "0.05" if batch[0].currency == "EUR" else "5"
     params = ProbeParams(settle=settle, max_raises=max_raises, headroom=headroom, step=step)
     run_cases(batch, reveal=reveal, settle=settle, params=params, coarse=bool(step))
+
+
+@CONCURRENT
+@given(
+    batch=st.lists(cases(), min_size=2, max_size=6),
+    reveal=st.booleans(),
+    settle=st.sampled_from([0.0, 0.5, 2.0, 5.0]),
+    max_raises=st.integers(0, 4),
+    headroom=st.sampled_from(["auto", "hidden", "revealed"]),
+    workers=st.sampled_from([2, 8]),
+)
+def test_probe_property_holds_with_concurrent_completions(
+    batch: list[Case], reveal: bool, settle: float, max_raises: int, headroom: str, workers: int
+) -> None:
+    if headroom == "revealed" and not reveal:
+        headroom = "auto"
+    params = ProbeParams(settle=settle, max_raises=max_raises, headroom=headroom)
+    run_cases(batch, reveal=reveal, settle=settle, params=params, workers=workers)
+
+
+def test_the_concurrent_property_runs_do_complete_out_of_order() -> None:
+    # What the property above relies on: several requests on the wire, answers overtaking.
+    batch = [Case("EUR", 10_000 + 50 * i, (9_900 + 50 * i,), 8_000, 15_000, None, None, False)
+             for i in range(6)]
+    recorder = run_cases(batch, reveal=True, settle=2.0, params=ProbeParams(settle=2.0), workers=8)
+    (wire,) = recorder.wires
+    assert wire.max_on_wire > 1 and wire.out_of_order > 0, (wire.max_on_wire, wire.out_of_order)

@@ -27,6 +27,39 @@ process and nothing more: the runtime is never ``__exit__``-ed (no run record fi
 released (the kernel drops the ``flock``), and the SQLite connection is closed without commit
 (what was committed stays, an open transaction would be rolled back).
 
+**Interruption** (SIGHUP, a closed output pipe), drawn from its own seed stream for a share
+``interrupt_rate`` of the runs that do not die: the soak makes happen what the CLI would meet,
+where it would meet it, and lets bmctl's own code handle it. Each run writes its rows as
+``--format ndjson`` through the CLI's :class:`~bmctl.cli.output.Output` into a pipe (a
+``TextIOWrapper`` over a ``BufferedWriter``, as ``sys.stdout`` is when piped) whose reader goes
+away (``| head -1``) at a random send: from then on every write to the pipe fails with
+``BrokenPipeError`` (EPIPE: Python ignores SIGPIPE), met at the next row bmctl emits, or never if
+it emits none. SIGHUP is delivered at a random send, at one of these points: while the
+controller sleeps (``sleep``), after an answer's log row was buffered (``answer``), or while the
+main thread waits for the network (``wait``: with ``max_in_flight`` > 1 in the wire's ``wait``;
+with one request at a time inside the blocking send, after the server served it). Delivery calls
+the handler installed for SIGHUP at that moment, which during the batch is bmctl's own (it raises
+``KeyboardInterrupt``); outside it, SIGHUP's default action ends the process, which the soak then
+treats as a death (kill point ``sighup``). The soak pins SIGHUP to its default disposition while
+it runs (what cron gives its children). The run then ends as the CLI's ``BmctlGroup.main``
+ends it: the process's exit code is computed from what escaped exactly as there (130 for
+``KeyboardInterrupt``, ``BrokenPipeError`` and bmctl's ``Interrupted``). An interrupted run is not
+dead: every invariant is checked as for any run. ``wait`` with one request at a time is off by
+default: it finds a known bug (``tests/soak/test_soak.py``, ``SyncWire``); so does
+``output_format="json"`` (rows written at the end: the run record keeps the batch's code).
+
+**Several requests in flight** (``max_in_flight`` > 1): the runtime's wire is a view, tagged with
+its run, of one network shared by every run of the soak: an event heap in simulated time, like
+the sandbox's ``SimWire``. Each request leaves at once and reaches the marketplace after half its
+latency (``latency_ms`` ± ``jitter_ms``, uniform, drawn at the send); the app's faults and the
+401 periods are decided at that arrival (a burst's extra latency then delays the answer), and
+the answer comes back after the other half, or a timeout. A 429 storm answers at once at the
+send. A killed run's requests still arrive at the marketplace (the server got them); answers
+addressed to a dead run are discarded. Every move of the clock (the controller's sleeps, the
+soak's own advances between runs) first plays the wire's due events in time order. Deaths on
+this wire: ``before_send`` in ``start``, ``after_send`` when the answer is handed back to the
+controller, ``on_attempt`` as before.
+
 **Determinism**: the soak pins what ``Runtime`` leaves to the host: the controller's backoff rng
 (unseeded by default) is seeded per run, and ``LogWriter``'s flush clock (``time.monotonic`` by
 default) is the simulated clock, which is what real time is to a real process. Run ids carry
@@ -56,7 +89,9 @@ the seed and context, see :class:`Violation`):
     After every run that was not killed: a probe left open by an *earlier* run is allowed only if
     this run's recovery said it could not restore it ("could not restore"), or the run ended on an
     authentication failure (exit 3: recovery stops at once); a probe of *this* run is allowed
-    open only if its result says the restore failed (kept for recovery). Every listing without
+    open only if its result says the restore failed (kept for recovery), or, in a run that was
+    interrupted (or refused), if a CRITICAL request for it went out after that (its restore was
+    tried, and failed). Every listing without
     an open probe is at the price bmctl last confirmed: the latest of (``price_changes`` rows
     with status ``updated``: ``new_price``; closed ``probes``: ``final_price``), an ``error``
     write after it making it unconfirmed; a listing bmctl never touched is at its catalogue
@@ -67,39 +102,82 @@ the seed and context, see :class:`Violation`):
     ``rate_limit_logs``, in order, with the run's id, and every send at the transport had an
     attempt. For a killed run the rows in the table are exactly a prefix of its attempts; the
     missing tail is what ``LogWriter`` still buffered: fewer than ``flush_rows`` (500) rows, all
-    recorded less than ``flush_seconds`` (1 s, simulated) after the first of them, plus at most the
-    one send in flight at the death (no attempt recorded). Every price the marketplace applied
-    (a 2xx to a price POST, malformed answers included) has a ``price_changes`` row of that run
-    with that listing and price (a killed run may miss the one in flight). Every ``run_id`` in
-    ``rate_limit_logs``, ``price_changes`` and ``probes`` exists in ``runs``.
+    recorded less than ``flush_seconds`` (1 s, simulated) after the first of them; and its sends
+    without an attempt are exactly the sends on the wire at the death (counted at the transport:
+    sent, and their answer not yet handed back to the controller). Every price the marketplace
+    applied (a 2xx to a price POST, malformed answers included) has a ``price_changes`` row of
+    that run with that listing and price, except the writes whose answers bmctl had not taken in
+    (on the wire, or the one whose answer was being handled) when the run died, met its
+    interruption or its first refusal (401/403). A dead run cannot record them; a stopping run
+    cancels them (``cancel_all``: their answers are logged, never handed to their probe): a gap
+    in ``history`` that only several requests in flight open (a finding, not fixed here). Every
+    ``run_id`` in ``rate_limit_logs``, ``price_changes`` and ``probes`` exists in ``runs``.
+``exit``
+    After every run that was not killed: the run record's ``exit_code`` is the code the process
+    exits with (computed as ``BmctlGroup.main`` does). A run whose interruption bmctl met exits
+    130, or 3 when an authentication refusal (401/403) came after the interruption (the
+    restores were refused: the run says what is left open).
+``fairness`` (only with ``fair_share``: a per-market ``--deadline`` that allows about that share
+    of the market's catalogue per run)
+    No listing with stock goes unprobed (no result row other than ``not_started``) for more than
+    two consecutive counted runs of its market. A run counts when it went through its batch to
+    the end: not killed, not interrupted, and its output accounts for the whole catalogue, each
+    listing probed or ``not_started`` for the deadline. Every other run is excused, neither
+    counting nor breaking a streak (a listing it did probe to the end still breaks its own):
+    killed runs (they stop wherever they die), interrupted ones (SIGHUP, a closed pipe: they stop
+    starting probes by design), runs ended by an authentication refusal (exit 3: the first
+    refused request ends the run) or by an error before their batch (the listing pages failed),
+    and runs stopped by the circuit breaker (``not_started`` for the breaker). Each of those
+    stops short for a reason the order cannot help; the order can only promise that a run which
+    spends its deadline begins with the listings that waited longest. Excused too, because the
+    deadline did not allow its share there: runs the network slowed (a 429 storm or a fault
+    burst overlapped the run, or during it or in the ``IN_FLIGHT_HOLD`` before it a request got
+    no answer or a run died with requests on the wire: an unanswered request holds one of the
+    two ``competitors`` slots for a minute, halving the probes a run can start). Least recently
+    probed first, half the catalogue per run makes a listing wait one run; the second run of
+    slack absorbs the runs that came out a little under half, and the listings an excused run
+    left behind (a probe cut short is closed, and counts as a turn in bmctl's order).
+``hang``
+    The simulated clock's ``monotonic`` is read ``HANG_READS`` times without time moving: bmctl
+    spins without sending, sleeping or waiting (with simulated time it would never end).
 ``token``
     The API token (and its base64) appears nowhere in a dump of every table.
 ``crash``
-    A run raises nothing but bmctl's own errors (mapped to exit codes by the CLI).
+    A run raises nothing but bmctl's own errors (mapped to exit codes by the CLI), and
+    ``KeyboardInterrupt`` or ``BrokenPipeError`` only when the soak interrupted it.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
+import errno
+import heapq
+import io
 import json
+import math
 import random
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from email.utils import formatdate
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from bmctl.api.money import tick
+from bmctl.cli.env import CliEnv
+from bmctl.cli.output import Output
 from bmctl.commands.probe import ProbeRequest, probe, probe_params
 from bmctl.commands.run import CommandContext, execute
 from bmctl.errors import BmctlError, exit_code_for
+from bmctl.pricing.plan import plan_probes
 from bmctl.pricing.runner import ProbeRunOptions
 from bmctl.sandbox.catalogue import generate_catalogue
 from bmctl.sandbox.faults import Faults
@@ -107,9 +185,14 @@ from bmctl.sandbox.model import Drift
 from bmctl.sandbox.world import SimWorld
 from bmctl.traffic.buckets import DEFAULT_LIMITS, LimitSpec
 from bmctl.traffic.routes import RouteMap
-from bmctl.traffic.transport import HttpRequest, HttpResponse
+from bmctl.traffic.transport import HttpRequest, HttpResponse, TransportError
 
 FLOAT_TOL = 1e-9
+HANG_READS = 2_000_000  # monotonic() reads without time moving: a spin (see ``hang``)
+SIGHUP_POINTS = ("sleep", "answer", "wait")
+# How long an unanswered request holds its slots in the ledger (bmctl's in_flight_bound, 60 s
+# at the default timeout, plus the longest window that matters here): see ``fairness``.
+IN_FLIGHT_HOLD = 61.0
 SLOT = 900.0  # cron: every 15 minutes
 MARKETS = ("fr-fr", "en-gb", "ja-jp")  # EUR, GBP and JPY (no decimals: a harder price grid)
 
@@ -127,6 +210,10 @@ BACKGROUND = Faults(error=0.004, timeout=0.0005, drop=0.001, malformed=0.001, wa
 
 class SoakKilled(BaseException):
     """Process death (SIGKILL) at a chosen point; never caught by bmctl."""
+
+
+class SoakHang(BaseException):
+    """bmctl spins in simulated time (see the ``hang`` invariant); never caught by bmctl."""
 
 
 class Violation(AssertionError):
@@ -168,6 +255,23 @@ class SoakConfig:
     final_quiet_run: bool = True
     check_token_every: int = 0  # dump the database every N runs (0: only at the end)
     db_dir: str | None = None  # keep the database here (default: a temporary folder, removed)
+    interrupt_rate: float = 0.1  # share of the runs not killed that are interrupted
+    interrupt_max_index: int = 300  # at a send index drawn in [1, interrupt_max_index]
+    # SIGHUP points (SIGHUP_POINTS); None: sleep and answer, and wait with max_in_flight > 1
+    # (wait with one request at a time finds a known bug, see the module docstring).
+    interrupt_points: tuple[str, ...] | None = None
+    pipe_share: float = 0.5  # of the interruptions: a closed output pipe (the rest: SIGHUP)
+    output_format: str = "ndjson"  # --format of the runs (json: written at the end; a known bug)
+    max_in_flight: int = 1  # [traffic] max_in_flight; above 1, the soak's shared wire
+    latency_ms: float = 20.0  # per answer, half out and half back
+    jitter_ms: float = 0.0  # latency ± jitter, uniform
+    fair_share: float | None = None  # deadline for this share of a market's catalogue (fairness)
+
+    def sighup_points(self) -> tuple[str, ...]:
+        """Where SIGHUP may arrive (see the module docstring)."""
+        if self.interrupt_points is not None:
+            return self.interrupt_points
+        return ("sleep", "answer", "wait") if self.max_in_flight > 1 else ("sleep", "answer")
 
 
 @dataclass
@@ -188,15 +292,25 @@ class RunRecord:
     end: float = 0.0
     kill: tuple[int, str] | None = None  # planned (send index, point)
     killed: bool = False
-    exit_code: int | None = None
+    interrupt: tuple[int, str] | None = None  # planned (send index, "pipe" | "sighup-POINT")
+    fired: bool = False  # the pipe's reader went away / SIGHUP was delivered
+    interrupted: bool = False  # bmctl met the interruption (a handler raised, a write failed)
+    at_attempt: int = -1  # attempts recorded when the run died or was interrupted
+    on_wire: int = 0  # sends whose answer bmctl had not taken in at the death
+    unseen_writes: Counter = field(default_factory=Counter)  # writes on the wire when it stopped
+    open_writes: Counter = field(default_factory=Counter)  # (listing, market, price) not taken in
+    exit_code: int | None = None  # the code the process exits with
     error: str = ""
-    sends: int = 0
+    starts: int = 0  # requests bmctl tried to send (the kill/interrupt index counts these)
+    sends: int = 0  # requests that left
+    handed: int = 0  # answers (or their absence) handed back to bmctl
     attempts: list[tuple[Any, ...]] = field(default_factory=list)  # (method, path, attempt, status, outcome)
     attempt_times: list[float] = field(default_factory=list)
     attempt_meta: list[tuple[int, str]] = field(default_factory=list)  # (priority, listing id)
     applied: Counter = field(default_factory=Counter)  # (listing, market, price) applied by the app
     warnings: list[str] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
+    pipe: Any = None  # its stdout's ReaderSide
 
 
 @dataclass
@@ -212,6 +326,15 @@ class SoakResult:
     app_429: int = 0
     auth_refused: int = 0
     recovered: int = 0
+    interrupted: int = 0  # runs whose interruption bmctl met
+    interrupts: Counter = field(default_factory=Counter)  # kind -> runs interrupted so
+    unnoticed: int = 0  # pipes closed with no row written after: the run ended normally
+    max_on_wire: int = 0  # most requests of one run on the wire at once
+    out_of_order: int = 0  # answers handed back before the answer of an earlier send
+    fairness_streak: int = 0  # most consecutive counted runs a listing went unprobed
+    fair_runs: int = 0  # runs counted by the fairness invariant
+    fair_probed: int = 0  # listings they probed ...
+    fair_catalogue: int = 0  # ... out of this many
     exit_codes: Counter = field(default_factory=Counter)
     kill_points: Counter = field(default_factory=Counter)
     violation: Violation | None = None
@@ -224,16 +347,50 @@ class SoakResult:
         text = (f"seed {self.seed}: {status} - {self.hours:g} h ({self.profile}), {self.runs} runs "
                 f"({self.killed} killed: {dict(self.kill_points)}), {self.sends} sends, "
                 f"{self.writes} writes, {self.injected_429} injected 429s, {self.app_429} sandbox "
-                f"429s, {self.auth_refused} 401s, {self.recovered} recovered, exit codes "
-                f"{dict(sorted(self.exit_codes.items()))}, {self.simulated_hours:.2f} h simulated in "
-                f"{self.wall_seconds:.1f} s wall")
+                f"429s, {self.auth_refused} 401s, {self.recovered} recovered, {self.interrupted} "
+                f"interrupted {dict(sorted(self.interrupts.items()))} (+{self.unnoticed} closed pipes "
+                f"unnoticed), exit codes {dict(sorted(self.exit_codes.items()))}")
+        if self.max_on_wire > 1:
+            text += f", up to {self.max_on_wire} on the wire, {self.out_of_order} answers out of order"
+        if self.fair_runs:
+            text += (f", fairness: {self.fair_probed / max(self.fair_catalogue, 1):.0%} of the "
+                     f"catalogue probed per counted run ({self.fair_runs}), longest streak unprobed "
+                     f"{self.fairness_streak}")
+        text += f", {self.simulated_hours:.2f} h simulated in {self.wall_seconds:.1f} s wall"
         if self.violation is not None:
             text += f"\n  {self.violation.describe()}\n  replay: {self.replay}"
         return text
 
 
+class ReaderSide(io.RawIOBase):
+    """The pipe a run's stdout writes into: once its reader has gone (``| head -1`` is done),
+    every write fails with EPIPE as the kernel makes it (Python ignores SIGPIPE)."""
+
+    def __init__(self, on_broken: Callable[[], None]) -> None:
+        super().__init__()
+        self.gone = False
+        self.on_broken = on_broken
+        self.lines = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.gone:
+            self.on_broken()
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        self.lines += bytes(data).count(b"\n")
+        return len(data)
+
+
+def piped_stdout(raw: ReaderSide) -> io.TextIOWrapper:
+    """``sys.stdout`` as Python makes it on a pipe: block-buffered text over a buffered writer."""
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", write_through=False)
+
+
 class SoakTransport:
-    """The transport bmctl sends through: ground truth of every send, fault episodes, death."""
+    """The transport bmctl sends through: ground truth of every send, fault episodes, death and
+    interruption. One request at a time (``send``), or a wire per run over :class:`SoakWire`."""
 
     def __init__(self, soak: "Soak") -> None:
         self.soak = soak
@@ -241,11 +398,14 @@ class SoakTransport:
         self.inner = soak.world.transport
         self.clock = soak.world.clock
         self.rng = random.Random(soak.config.seed * 7919 + 17)
+        self.latency_rng = random.Random(soak.config.seed * 104_729 + 29)
         self.routes = RouteMap.default()
         self.times: dict[str, list[float]] = {name: [] for name in soak.limits}
         self.arrivals: dict[str, list[float]] = {name: [] for name in soak.limits}
         self.run: RunRecord | None = None
         self.quiet = False
+        self.network: SoakWire | None = None
+        self.view: SoakWireView | None = None
         app = self.world.app
         respond = app.respond
 
@@ -258,25 +418,41 @@ class SoakTransport:
 
         app.respond = respond_and_count  # type: ignore[method-assign]
 
-    def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
-        soak, run = self.soak, self.run
-        assert run is not None
+    def wire(self, workers: int) -> "SoakWireView":
+        """The run's view of the shared network (Runtime asks for it when max_in_flight > 1)."""
+        assert self.network is not None and self.run is not None
+        self.view = SoakWireView(self.network, self.run, workers)
+        return self.view
+
+    def latency(self) -> float:
+        """One request's round trip in seconds: ``latency_ms`` ± ``jitter_ms``."""
+        cfg = self.soak.config
+        spread = self.latency_rng.uniform(-cfg.jitter_ms, cfg.jitter_ms) if cfg.jitter_ms else 0.0
+        return max(0.0, cfg.latency_ms + spread) / 1000.0
+
+    def leave(self, run: RunRecord, request: HttpRequest) -> HttpResponse | None:
+        """A request leaves bmctl: death before it, the pipe's reader going away, the counts;
+        returns the 429 of a storm (answered at once, the app never sees it) or None."""
+        soak = self.soak
         now = self.clock.monotonic()
-        run.sends += 1
-        if run.kill is not None and run.sends == run.kill[0] and run.kill[1] == "before_send":
+        run.starts += 1
+        if run.kill is not None and run.starts == run.kill[0] and run.kill[1] == "before_send":
             raise SoakKilled("before_send")  # dies before the request leaves: not a send
+        if run.interrupt is not None and run.interrupt[1] == "pipe" and run.starts == run.interrupt[0]:
+            run.fired = True
+            run.pipe.gone = True  # type: ignore[attr-defined]
+        run.sends += 1
         soak.result.sends += 1
         for name in self.routes.lookup(request.method, request.path):
             if name in self.times:
                 self.times[name].append(now)
-        is_write = request.method == "POST" and request.path.startswith("/ws/listings/")
-        if is_write:
+        if request.method == "POST" and request.path.startswith("/ws/listings/"):
             soak.result.writes += 1
             soak.check_write(request, run, now)
-        storm, burst, auth = self._episodes(now)
-        app = self.world.app
-        app.faults = burst if burst is not None else (None if self.quiet else soak.background)
-        app.token = "rotated-elsewhere" if auth else self.world.token
+            key = write_key(request)
+            if key is not None:
+                run.open_writes[key] += 1
+        storm = self._episodes(now)[0]
         if storm is not None and self.rng.random() < storm["share"]:
             soak.result.injected_429 += 1
             headers = {"content-type": "application/json"}
@@ -288,19 +464,52 @@ class SoakTransport:
                 headers["retry-after"] = formatdate(self.clock.wall() + wait, usegmt=True)
             body = b'{"error":{"code":"too_many_requests","message":"storm"}}'
             return HttpResponse(429, headers, body)
+        return None
+
+    def set_app(self, now: float) -> None:
+        """The app's faults and token as the episodes make them at ``now``."""
+        _, burst, auth = self._episodes(now)
+        app = self.world.app
+        app.faults = burst if burst is not None else (None if self.quiet else self.soak.background)
+        app.token = "rotated-elsewhere" if auth else self.world.token
+
+    def reset_app(self) -> None:
+        self.world.app.faults, self.world.app.token = None, self.world.token
+
+    def served(self, run: RunRecord, request: HttpRequest, response: HttpResponse) -> None:
+        """What the marketplace answered: counts, and the prices it applied."""
+        if response.status == 429:
+            self.soak.result.app_429 += 1
+        if response.status == 401:
+            self.soak.result.auth_refused += 1
+        if 200 <= response.status < 300:
+            key = write_key(request)
+            if key is not None:
+                run.applied[key] += 1
+
+    def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+        soak, run = self.soak, self.run
+        assert run is not None
+        storm = self.leave(run, request)
+        if storm is not None:
+            run.handed += 1
+            return storm
+        self.set_app(self.clock.monotonic())
+        if soak.config.jitter_ms:
+            self.inner.latency = self.latency()
         try:
             response = self.inner.send(request, timeout)
+        except TransportError:
+            run.handed += 1
+            raise
         finally:
-            app.faults, app.token = None, self.world.token
-        if response.status == 429:
-            soak.result.app_429 += 1
-        if response.status == 401:
-            soak.result.auth_refused += 1
-        if is_write and 200 <= response.status < 300 and request.listing_id:
-            body = json.loads(request.body or b"{}")
-            run.applied[(request.listing_id.lower(), request.market, body.get("price"))] += 1
-        if run.kill is not None and run.sends == run.kill[0] and run.kill[1] == "after_send":
+            self.reset_app()
+        self.served(run, request, response)
+        if run.kill is not None and run.starts == run.kill[0] and run.kill[1] == "after_send":
             raise SoakKilled("after_send")
+        if soak.due(run, "sighup-wait"):
+            soak.hangup(run)  # blocked in the request, the server has served it
+        run.handed += 1
         return response
 
     def _episodes(self, now: float) -> tuple[dict | None, Faults | None, bool]:
@@ -318,6 +527,170 @@ class SoakTransport:
         return storm, burst, auth
 
 
+def write_key(request: HttpRequest) -> tuple[str, str | None, Any] | None:
+    """(listing, market, price) of a price write, else None."""
+    if request.method != "POST" or not request.path.startswith("/ws/listings/") or not request.listing_id:
+        return None
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return None
+    price = body.get("price") if isinstance(body, dict) else None
+    return (request.listing_id.lower(), request.market, price)
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One request on the soak's network."""
+
+    view: "SoakWireView"
+    token: Any
+    request: HttpRequest
+    number: int  # its send number in its run
+    sent: float
+    latency: float
+    timeout: float
+
+
+class SoakWire:
+    """The network of a soak with ``max_in_flight`` > 1: one event heap in simulated time shared
+    by every run (see the module docstring); each run sends through its :class:`SoakWireView`."""
+
+    def __init__(self, transport: SoakTransport) -> None:
+        self.transport = transport
+        clock = self.clock = transport.clock
+        self.app = transport.world.app
+        self._events: list[tuple[float, int, str, Any]] = []
+        self._seq = 0
+        # Every move of the clock plays the due events first, in time order.
+        self._advance = clock.advance
+        self._sleep = clock.sleep
+        clock.advance = self._advance_hook  # type: ignore[method-assign]
+        clock.sleep = self._sleep_hook  # type: ignore[method-assign]
+
+    def _advance_hook(self, seconds: float) -> None:
+        target = self.clock.monotonic() + seconds
+        self.play_until(target)
+        self._advance(target - self.clock.monotonic())
+
+    def _sleep_hook(self, seconds: float) -> None:
+        target = self.clock.monotonic() + seconds
+        self.play_until(target)
+        self._sleep(target - self.clock.monotonic())
+
+    def at(self, when: float, kind: str, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (when, self._seq, kind, payload))
+
+    def play_until(self, until: float, view: "SoakWireView | None" = None) -> bool:
+        """Play the events due by ``until`` in time order; True once one of ``view``'s requests
+        finished (it stops there)."""
+        events = self._events
+        while events and events[0][0] <= until:
+            when, _, kind, payload = heapq.heappop(events)
+            self._advance(when - self.clock.monotonic())
+            if kind == "arrive":
+                self._arrive(payload)
+            else:
+                flight, result = payload
+                owner = flight.view
+                owner.in_network -= 1
+                if owner.dead:
+                    continue  # the process it answers is gone
+                owner.ready.append((flight, result, when))
+                if owner is view:
+                    return True
+        return False
+
+    def _arrive(self, flight: _Flight) -> None:
+        """The request reaches the marketplace: faults and the token as they are now."""
+        transport, app = self.transport, self.app
+        now = self.clock.monotonic()
+        request, sent, timeout = flight.request, flight.sent, flight.timeout
+        transport.set_app(now)
+        try:
+            decision = app.decide(request)
+            if decision.fault == "timeout":
+                self.at(sent + timeout, "done", (flight, TransportError(
+                    "timeout", f"soak: no answer within {timeout:g} s (injected fault)")))
+                return
+            if decision.fault == "drop":
+                self.at(now, "done", (flight, TransportError(
+                    "connection", "soak: connection closed without an answer (injected fault)")))
+                return
+            response = app.respond(request, decision)
+        finally:
+            transport.reset_app()
+        transport.served(flight.view.run, request, response)
+        total = flight.latency + decision.latency
+        if total > timeout:  # served, but the answer is lost (a write may have landed)
+            self.at(sent + timeout, "done", (flight, TransportError(
+                "timeout", f"soak: no answer within {timeout:g} s")))
+        else:
+            self.at(sent + total, "done", (flight, response))
+
+
+class SoakWireView:
+    """One run's wire (``bmctl.traffic.wire.Wire``) over the soak's network, its requests tagged
+    with the run: deaths and SIGHUP where the module docstring says."""
+
+    def __init__(self, network: SoakWire, run: RunRecord, capacity: int) -> None:
+        self.network = network
+        self.run = run
+        self.capacity = capacity
+        self.clock = network.clock
+        self.soak = network.transport.soak
+        self.ready: deque[tuple[_Flight, HttpResponse | TransportError, float]] = deque()
+        self.dead = False
+        self.in_network = 0
+        self._latest = 0  # highest send number handed back so far
+
+    def start(self, token: Any, request: HttpRequest, timeout: float) -> float:
+        now = self.clock.monotonic()
+        run = self.run
+        storm = self.network.transport.leave(run, request)
+        flight = _Flight(self, token, request, run.sends, now, self.network.transport.latency(), timeout)
+        self.in_network += 1
+        result = self.soak.result
+        result.max_on_wire = max(result.max_on_wire, self.in_network)
+        if storm is not None:
+            self.network.at(now, "done", (flight, storm))
+        else:
+            self.network.at(now + min(flight.latency / 2, timeout), "arrive", flight)
+        return now
+
+    def poll(self) -> Any:
+        self.network.play_until(self.clock.monotonic())
+        if not self.ready:
+            return ()
+        done = list(self.ready)  # handed over: what the controller does not take in is lost
+        self.ready.clear()
+        return self._hand_over(done)
+
+    def _hand_over(self, done: list[tuple[_Flight, HttpResponse | TransportError, float]]
+                   ) -> Iterator[tuple[Any, HttpResponse | TransportError, float]]:
+        run = self.run
+        for flight, result, when in done:
+            if run.kill is not None and flight.number == run.kill[0] and run.kill[1] == "after_send":
+                raise SoakKilled("after_send")  # dies as the answer comes in
+            run.handed += 1
+            if flight.number < self._latest:
+                self.soak.result.out_of_order += 1
+            self._latest = max(self._latest, flight.number)
+            yield flight.token, result, when
+
+    def wait(self, until: float) -> None:
+        if self.soak.due(self.run, "sighup-wait"):
+            self.soak.hangup(self.run)
+        if self.ready or self.network.play_until(until, self):
+            return
+        if until != math.inf and until > self.clock.monotonic():
+            self.network._sleep(until - self.clock.monotonic())
+
+    def close(self) -> None:
+        return None
+
+
 class Soak:
     def __init__(self, config: SoakConfig) -> None:
         self.config = config
@@ -330,7 +703,7 @@ class Soak:
         specs = generate_catalogue(config.listings, config.markets, seed=config.seed)
         self.world = SimWorld(specs, drift=Drift(interval=60.0, step=Decimal("0.01"),
                                                  band=Decimal("0.10")),
-                              seed=config.seed, token=self.token)
+                              seed=config.seed, token=self.token, latency=config.latency_ms / 1000.0)
         self.bounds: dict[tuple[str, str], tuple[Decimal | None, Decimal, str]] = {}
         self.start_price: dict[tuple[str, str], Decimal] = {}
         for spec in specs:
@@ -354,6 +727,54 @@ class Soak:
         self.belief: dict[tuple[str, str], tuple[str, int, Decimal | None]] = {}  # key -> (ts, order, price)
         self.last_change_id = 0
         self.last_probe_ts = ""
+        unknown = set(config.sighup_points()) - set(SIGHUP_POINTS)
+        if unknown:
+            raise ValueError(f"unknown SIGHUP point(s) {sorted(unknown)} (known: {', '.join(SIGHUP_POINTS)})")
+        self.irng = random.Random(config.seed * 1_000_037 + 5)  # interruptions: their own stream
+        if config.max_in_flight > 1:
+            self.transport.network = SoakWire(self.transport)
+        self._watch_clock()
+        # Fairness: what `--all` enumerates in each market (stock never changes in the soak).
+        self.catalogue = {m: {listing.id.lower() for listing in self.world.marketplace.listings()
+                              if m in listing.offers and listing.quantity >= 1} for m in config.markets}
+        self.unprobed: dict[str, Counter] = {m: Counter() for m in config.markets}
+        self.fair_deadline = {m: self._deadline_for_share(m) for m in config.markets} \
+            if config.fair_share is not None else {}
+
+    def _deadline_for_share(self, market: str) -> float:
+        """``--deadline`` for ``fair_share`` of the market's catalogue: the time bmctl's own plan
+        gives that many probes at the limits (typical cost per probe, settles included)."""
+        assert self.config.fair_share is not None
+        params = probe_params(self.world.settings(":memory:"))
+        share = max(1, round(self.config.fair_share * len(self.catalogue[market])))
+        return plan_probes(share, self.limits, settle=params.settle, max_raises=params.max_raises,
+                           peek_retries=params.peek_retries).seconds
+
+    def _watch_clock(self) -> None:
+        """The clock's hooks: SIGHUP while the controller sleeps, and the ``hang`` detector."""
+        clock = self.world.clock
+        read, sleep = clock.monotonic, clock.sleep
+        last = [read(), 0]
+
+        def monotonic() -> float:
+            now = read()
+            if now != last[0]:
+                last[0], last[1] = now, 0
+            else:
+                last[1] += 1
+                if last[1] > HANG_READS:
+                    last[1] = 0
+                    raise SoakHang(f"{HANG_READS} reads of the clock at t={now:.6f} s without time moving")
+            return now
+
+        def sleep_and_hangup(seconds: float) -> None:
+            run = self.transport.run
+            if run is not None and self.due(run, "sighup-sleep"):
+                self.hangup(run)
+            sleep(seconds)
+
+        clock.monotonic = monotonic  # type: ignore[method-assign]
+        clock.sleep = sleep_and_hangup  # type: ignore[method-assign]
 
     # --- the plan ---------------------------------------------------------------------------
 
@@ -408,11 +829,17 @@ class Soak:
         tmp = Path(self.config.db_dir) if self.config.db_dir else Path(tempfile.mkdtemp(prefix="bmctl-soak-"))
         tmp.mkdir(parents=True, exist_ok=True)
         self.db_path = tmp / f"soak-{self.config.seed}.db"
+        # SIGHUP as cron leaves it to its children (not ignored, as under nohup): bmctl installs
+        # its handler for the batch only, and the soak delivers SIGHUP by calling what is installed.
+        hup = signal.signal(signal.SIGHUP, signal.SIG_DFL) \
+            if threading.current_thread() is threading.main_thread() else None
         try:
             self._loop()
         except Violation as violation:
             self.result.violation = violation
         finally:
+            if hup is not None:
+                signal.signal(signal.SIGHUP, hup)
             self.result.wall_seconds = time.perf_counter() - t0
             self.result.simulated_hours = self.world.clock.monotonic() / 3600.0
             if not self.config.db_dir:
@@ -433,7 +860,8 @@ class Soak:
                 if self.rng.random() < cfg.kill_rate:
                     kill = (self.rng.randint(1, cfg.kill_max_index),
                             self.rng.choice(("before_send", "after_send", "on_attempt")))
-                self._one_run(slot, market, kill, quiet=False)
+                interrupt = self._plan_interrupt()
+                self._one_run(slot, market, kill, quiet=False, interrupt=None if kill else interrupt)
             slot = int(clock.monotonic() // SLOT) + 1
         if cfg.final_quiet_run:
             clock.advance(SLOT - clock.monotonic() % SLOT)
@@ -444,67 +872,157 @@ class Soak:
             self.check_final()
         self.check_token()
 
-    def _one_run(self, slot: int, market: str, kill: tuple[int, str] | None, *, quiet: bool) -> RunRecord:
+    def _plan_interrupt(self) -> tuple[int, str] | None:
+        """A run's interruption, if any: (send index, ``pipe`` | ``sighup-POINT``); the same
+        number of draws every run, so the plan of one run does not shift the next ones."""
+        cfg = self.config
+        rng = self.irng
+        u, index, v, w = rng.random(), rng.randint(1, cfg.interrupt_max_index), rng.random(), rng.random()
+        points = cfg.sighup_points()
+        if u >= cfg.interrupt_rate:
+            return None
+        if v < cfg.pipe_share or not points:
+            return index, "pipe"
+        return index, "sighup-" + points[int(w * len(points))]
+
+    def due(self, run: RunRecord, kind: str) -> bool:
+        """Whether the run's planned interruption of this kind is to happen now."""
+        plan = run.interrupt
+        return plan is not None and not run.fired and plan[1] == kind and run.starts >= plan[0]
+
+    def hangup(self, run: RunRecord) -> None:
+        """Deliver SIGHUP: what is installed for it runs (bmctl's handler raises
+        KeyboardInterrupt); the default action ends the process."""
+        run.fired = True
+        handler = signal.getsignal(signal.SIGHUP)
+        if callable(handler):
+            self.met_interruption(run)
+            handler(signal.SIGHUP, None)
+        elif handler != signal.SIG_IGN:
+            raise SoakKilled("sighup")
+
+    def met_interruption(self, run: RunRecord) -> None:
+        """bmctl meets the interruption now: what it has taken in so far."""
+        if not run.interrupted:
+            run.interrupted = True
+            run.at_attempt = len(run.attempts)
+            run.unseen_writes |= run.open_writes
+
+    def _one_run(self, slot: int, market: str, kill: tuple[int, str] | None, *, quiet: bool,
+                 interrupt: tuple[int, str] | None = None) -> RunRecord:
         cfg, world = self.config, self.world
-        run = RunRecord(index=len(self.runs), slot=slot, market=market, kill=kill,
+        run = RunRecord(index=len(self.runs), slot=slot, market=market, kill=kill, interrupt=interrupt,
                         start=world.clock.monotonic())
         self.runs.append(run)
         self.result.runs += 1
         self.transport.run = run
         self.transport.quiet = quiet
-        runtime = world.runtime(self.db_path, limits=dict(self.limits))
+        runtime = world.runtime(self.db_path, limits=dict(self.limits),
+                                traffic_max_in_flight=cfg.max_in_flight)
         runtime.transport = self.transport
+        # The run's stdout: a pipe whose reader may go away (the module docstring).
+        pipe = run.pipe = ReaderSide(lambda: self.met_interruption(run))
+        env = CliEnv(stdout=piped_stdout(pipe), stderr=io.StringIO())
         runtime.__enter__()
         run.run_id = runtime.run_id
         try:
-            controller = runtime.controller
-            # What Runtime leaves to the host, pinned for replay (see the module docstring).
-            runtime._log.clock = world.clock.monotonic
-            controller.rng = random.Random(cfg.seed * 1_000_003 + run.index)
-            record = controller.on_attempt
+            try:
+                controller = runtime.controller
+                # What Runtime leaves to the host, pinned for replay (see the module docstring).
+                runtime._log.clock = world.clock.monotonic
+                controller.rng = random.Random(cfg.seed * 1_000_003 + run.index)
+                controller.on_attempt = self._on_attempt(run, controller.on_attempt)
+                options = ProbeRunOptions(params=probe_params(runtime.settings),
+                                          deadline=self.fair_deadline.get(market, cfg.deadline),
+                                          breaker_floor_hits=runtime.settings.probe.breaker_floor_hits)
+                core = partial(probe, request=ProbeRequest(all_listings=True, market=market), targets=[],
+                               options=options)
+                # What the CLI's run_command does around the core: rows out through Output.
+                with Output(env, None, format=cfg.output_format) as out:
+                    def emit(row: Any) -> None:
+                        run.results.append(row)
+                        out.emit(row)
 
-            def on_attempt(attempt: Any) -> None:
-                run.attempts.append((attempt.request.method, attempt.request.path, attempt.attempt,
-                                     attempt.status, attempt.outcome))
-                run.attempt_times.append(world.clock.monotonic())
-                run.attempt_meta.append((int(attempt.priority), (attempt.request.listing_id or "").lower()))
-                record(attempt)
-                if run.kill is not None and run.sends == run.kill[0] and run.kill[1] == "on_attempt":
-                    raise SoakKilled("on_attempt")
-
-            controller.on_attempt = on_attempt
-            options = ProbeRunOptions(params=probe_params(runtime.settings), deadline=cfg.deadline,
-                                      breaker_floor_hits=runtime.settings.probe.breaker_floor_hits)
-            context = CommandContext(runtime, emit=run.results.append, warn=run.warnings.append)
-            execute(context, partial(probe, request=ProbeRequest(all_listings=True, market=market),
-                                     targets=[], options=options), recover=True)
+                    context = CommandContext(runtime, emit=emit, warn=run.warnings.append)
+                    code = execute(context, core, recover=True)
+            except (SoakKilled, SoakHang):
+                raise
+            except BaseException as error:
+                runtime.__exit__(type(error), error, error.__traceback__)
+                raise
             runtime.__exit__(None, None, None)
+            run.exit_code = int(code)  # run_command's finish(code): typer.Exit(code)
         except SoakKilled as death:
             self._die(runtime)
             run.killed = True
+            run.at_attempt = len(run.attempts)
+            run.on_wire = run.sends - run.handed
+            run.unseen_writes |= run.open_writes
             self.result.killed += 1
             self.result.kill_points[str(death)] += 1
+        except SoakHang as hang:
+            tb = traceback.format_exc(limit=12)
+            self._die(runtime)
+            run.killed = True
+            raise Violation("hang", f"bmctl spins: {hang}", **self._where(run), traceback=tb) from None
+        except (KeyboardInterrupt, BrokenPipeError) as stop:
+            if not run.interrupted:
+                raise Violation("crash", f"{type(stop).__name__} escaped a run the soak did not interrupt",
+                                **self._where(run), traceback=traceback.format_exc(limit=8)) from None
+            run.error = f"{type(stop).__name__}: {stop}"
+            run.exit_code = int(exit_code_for(stop))  # as BmctlGroup.main maps it
         except BmctlError as error:
             run.error = f"{type(error).__name__}: {error}"
-            runtime.__exit__(type(error), error, error.__traceback__)
-            runtime.exit_code = int(exit_code_for(error))
+            run.exit_code = int(exit_code_for(error))
         except Exception as error:  # noqa: BLE001 - a crash is a finding
-            tb = traceback.format_exc(limit=8)
-            try:
-                runtime.__exit__(type(error), error, error.__traceback__)
-            except Exception:  # noqa: BLE001
-                pass
             raise Violation("crash", f"run raised {type(error).__name__}: {error}",
-                            **self._where(run), traceback=tb) from None
-        run.exit_code = None if run.killed else (runtime.exit_code if runtime.exit_code is not None else 0)
+                            **self._where(run), traceback=traceback.format_exc(limit=8)) from None
+        finally:
+            view = self.transport.view
+            if view is not None:
+                view.dead = True  # answers still coming are addressed to a process that is gone
+                self.transport.view = None
+            pipe.gone = False  # let the interpreter's last flush through (nothing reads it)
+            env.stdout.close()
         if not run.killed:
-            self.result.exit_codes[int(run.exit_code)] += 1
+            self.result.exit_codes[int(run.exit_code)] += 1  # type: ignore[arg-type]
+            if run.interrupted:
+                self.result.interrupted += 1
+                self.result.interrupts[run.interrupt[1]] += 1  # type: ignore[index]
+            elif run.fired and run.interrupt is not None and run.interrupt[1] == "pipe":
+                self.result.unnoticed += 1
         run.end = world.clock.monotonic()
         self.result.recovered += sum(1 for w in run.warnings if w.startswith("recovered "))
         self.check_after_run(run)
         if cfg.check_token_every and (run.index + 1) % cfg.check_token_every == 0:
             self.check_token()
         return run
+
+    def _on_attempt(self, run: RunRecord, record: Callable[[Any], None]) -> Callable[[Any], None]:
+        """The controller's ``on_attempt``: ground truth of the attempts, then the log, then a
+        death or SIGHUP planned for this point."""
+        clock = self.world.clock
+
+        def on_attempt(attempt: Any) -> None:
+            run.attempts.append((attempt.request.method, attempt.request.path, attempt.attempt,
+                                 attempt.status, attempt.outcome))
+            run.attempt_times.append(clock.monotonic())
+            run.attempt_meta.append((int(attempt.priority), (attempt.request.listing_id or "").lower()))
+            record(attempt)
+            if attempt.status in (401, 403):
+                # A refusal ends the run: the writes still on the wire are cancelled (their
+                # answers logged, never handed to the probe that sent them).
+                run.unseen_writes |= run.open_writes
+            if run.kill is not None and run.starts >= run.kill[0] and run.kill[1] == "on_attempt":
+                raise SoakKilled("on_attempt")
+            if self.due(run, "sighup-answer"):
+                self.hangup(run)
+            key = write_key(attempt.request)
+            if key is not None:
+                run.open_writes[key] -= 1  # bmctl takes this answer in
+
+        return on_attempt
+
 
     @staticmethod
     def _die(runtime: Any) -> None:
@@ -575,9 +1093,11 @@ class Soak:
         db = self._open()
         try:
             self.check_logs(run, db)
+            self.check_exit(run, db)
             self.check_recovery(run, db)
         finally:
             db.close()
+        self.check_fairness(run)
 
     def _open(self) -> Any:
         import sqlite3
@@ -639,24 +1159,88 @@ class Soak:
                 if span >= 1.0:
                     raise Violation("logs", f"a killed run lost rows spanning {span:.3f} s (flush is due "
                                             "after 1 s)", **where)
-            if not 0 <= run.sends - len(expected) <= 1:
-                raise Violation("logs", f"{run.sends} sends but {len(expected)} attempts in a killed run",
-                                **where)
+            if run.sends - len(expected) != run.on_wire:
+                raise Violation("logs", f"{run.sends} sends but {len(expected)} attempts in a killed run "
+                                        f"with {run.on_wire} send(s) on the wire at its death", **where)
         changes = Counter(
             (lid.lower(), market, price) for lid, market, price in db.execute(
                 "select listing_id, market, new_price from price_changes where run_id = ?",
                 (run.run_id,)))
-        lacking = run.applied - changes
-        allowed = 1 if run.killed else 0
-        if sum(lacking.values()) > allowed:
+        lacking = run.applied - changes - run.unseen_writes
+        if lacking:
             raise Violation("logs", "a price the marketplace applied has no price_changes row",
-                            **where, lacking=dict(lacking))
+                            **where, lacking=dict(lacking), unseen=dict(run.unseen_writes),
+                            interrupted=run.interrupted)
         for table in ("rate_limit_logs", "price_changes", "probes"):
             orphan = db.execute(f"select count(*), min(run_id) from {table} where run_id is null or "
                                 "run_id not in (select id from runs)").fetchone()
             if orphan[0]:
                 raise Violation("logs", f"{orphan[0]} row(s) of {table} with a run id not in runs "
                                         f"(e.g. {orphan[1]})", **where)
+
+    def check_exit(self, run: RunRecord, db: Any) -> None:
+        if run.killed:
+            return
+        where = self._where(run)
+        row = db.execute("select exit_code from runs where id = ?", (run.run_id,)).fetchone()
+        recorded = None if row is None else row[0]
+        if recorded != run.exit_code:
+            raise Violation("exit", f"the run record says exit {recorded}, the process exits {run.exit_code}",
+                            **where, error=run.error)
+        if run.interrupted:
+            refused = any(a[3] in (401, 403) for a in run.attempts[run.at_attempt:])
+            if run.exit_code != 130 and not (refused and run.exit_code == 3):
+                raise Violation("exit", f"an interrupted run exits {run.exit_code}, not 130",
+                                **where, error=run.error)
+
+    def check_fairness(self, run: RunRecord) -> None:
+        """The ``fairness`` invariant (module docstring), after every run of the scenario."""
+        if self.config.fair_share is None:
+            return
+        catalogue = self.catalogue[run.market]
+        probed = {str(r["listing_id"]).lower() for r in run.results if r.get("outcome") != "not_started"}
+        streaks = self.unprobed[run.market]
+        for lid in probed:
+            streaks.pop(lid, None)
+        listed = {str(r["listing_id"]).lower() for r in run.results}
+        deadline_only = all(r.get("outcome") != "not_started" or "deadline" in (r.get("reason") or "")
+                            for r in run.results)
+        if run.killed or run.interrupted or not catalogue <= listed or not deadline_only:
+            return  # excused: it stopped before its batch's end (see the module docstring)
+        if self._degraded(run):
+            return  # excused: the network did not let the deadline buy its share
+        result = self.result
+        result.fair_runs += 1
+        result.fair_probed += len(probed & catalogue)
+        result.fair_catalogue += len(catalogue)
+        for lid in catalogue - probed:
+            streaks[lid] += 1
+        worst = max(streaks.values(), default=0)
+        result.fairness_streak = max(result.fairness_streak, worst)
+        if worst > 2:
+            late = sorted(lid for lid, n in streaks.items() if n == worst)
+            raise Violation("fairness", f"{len(late)} listing(s) of {run.market} unprobed for {worst} "
+                                        f"consecutive runs (e.g. {late[0]})", **self._where(run),
+                            probed=f"{len(probed & catalogue)} of {len(catalogue)} this run",
+                            deadline=f"{self.fair_deadline[run.market]:.1f} s")
+
+    def _degraded(self, run: RunRecord) -> bool:
+        """Whether the network slowed the run: a 429 storm or a fault burst overlapped it, or
+        during it or the hold before it (``IN_FLIGHT_HOLD``) a request of any run got no answer,
+        or a run died with requests on the wire (their slots stay held that long)."""
+        if any(ep.start < run.end and ep.end > run.start and ep.kind in ("storm", "burst")
+               for ep in self.episodes):
+            return True
+        since = run.start - IN_FLIGHT_HOLD
+        for other in reversed(self.runs):
+            if other.end < since:
+                break
+            if other.killed and other.on_wire and other.end >= since:
+                return True
+            first = bisect.bisect_left(other.attempt_times, since)
+            if any(a[4] in ("timeout", "connection_error") for a in other.attempts[first:]):
+                return True
+        return False
 
     def _update_belief(self, db: Any) -> None:
         for cid, ts, lid, market, price, status in db.execute(
@@ -695,7 +1279,8 @@ class Soak:
             if final:
                 ok = False
             elif rid == run.run_id:
-                if key not in failed_restore and not self._tried_restore(run, key[0]):
+                if key not in failed_restore and not self._tried_restore(run, key[0]) and not (
+                        run.interrupted and self._tried_restore(run, key[0], since=run.at_attempt)):
                     raise Violation(
                         "abandoned-dip", f"run ended (exit {run.exit_code}) leaving its own probe {pid} "
                         f"on {lid} ({market}) open without trying to restore it (state {state}, original "
@@ -723,14 +1308,16 @@ class Soak:
                                 **where, exit_code=run.exit_code, error=run.error)
 
     @staticmethod
-    def _tried_restore(run: RunRecord, listing: str) -> bool:
-        """After the 401/403 that ended the run (its first one: a refused request ends it), did
-        it send a CRITICAL request for the listing (a restore attempt, which the refused
-        authentication may have failed in turn)?"""
-        first = min((i for i, a in enumerate(run.attempts) if a[3] in (401, 403)), default=None)
-        if first is None:
-            return False
-        return any(p == 0 and lid == listing for p, lid in run.attempt_meta[first + 1:])
+    def _tried_restore(run: RunRecord, listing: str, since: int | None = None) -> bool:
+        """After the 401/403 that ended the run (its first one: a refused request ends it), or
+        after attempt ``since`` (an interruption), did it send a CRITICAL request for the
+        listing (a restore attempt, which the refused authentication may have failed in turn)?"""
+        if since is None:
+            first = min((i for i, a in enumerate(run.attempts) if a[3] in (401, 403)), default=None)
+            if first is None:
+                return False
+            since = first + 1
+        return any(p == 0 and lid == listing for p, lid in run.attempt_meta[since:])
 
     def check_final(self) -> None:
         db = self._open()
