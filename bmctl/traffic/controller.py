@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from heapq import heappop, heappush
 from http import HTTPStatus
-from typing import Any, Callable, Mapping
+from itertools import chain
+from typing import Any, Callable, Iterable, Mapping
 
 from bmctl.errors import ConfigError
 from bmctl.traffic.buckets import EPSILON, Bucket, Claim
@@ -414,18 +415,20 @@ class TrafficController:
             ledger.flush()
             sleep(wake - now)
 
-    def _take_in(self, done: list[Any]) -> None:
+    def _take_in(self, done: Iterable[Any]) -> None:
         """Complete finished requests. When a callback raises (a run-stopping error), the
         answers polled with it are kept for the next run() or drain(): their slots and log rows
-        must not be lost, nor drain() wait out its limit for them."""
+        must not be lost, nor drain() wait out its limit for them. ``done`` may be any iterable
+        (a wire may hand answers over one by one)."""
         if self._landed:
-            done = self._landed + done
+            done = chain(self._landed, done)
             self._landed = []
-        for index, (token, result, answered) in enumerate(done):
+        answers = iter(done)
+        for token, result, answered in answers:
             try:
                 self._complete(token, result, answered)
             except BaseException:
-                self._landed = done[index + 1:]
+                self._landed = list(answers)
                 raise
 
     # -- the dispatch path (hot) ---------------------------------------------------------------
