@@ -130,9 +130,12 @@ class Runtime:
                 self._ledger.close()
             if self._log is not None:
                 self._log.close()
-            code = self.exit_code if self.exit_code is not None else (
-                int(exit_code_for(exc)) if exc is not None else 0
-            )
+            # An error after the core decided (the final JSON write to a closed pipe) is what
+            # the process exits with, so it is what the run record keeps.
+            if exc is not None:
+                code = int(exit_code_for(exc))
+            else:
+                code = self.exit_code if self.exit_code is not None else 0
             if self.db is not None and self.clock is not None:
                 finish_run(self.db, self.run_id, code, wall=self.clock.wall())
         finally:

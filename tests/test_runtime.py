@@ -202,3 +202,16 @@ def test_the_first_listing_page_of_every_market_is_asked_for_at_once(tmp_path: P
     assert together == one_by_one and {m for m, _ in together} == {"fr-fr", "de-de", "en-gb"}
     assert slow == pytest.approx(13 * 0.3, abs=0.05)  # one page per market, one after the other
     assert fast < 3 * 0.3  # every market's first page on the wire together, then the rest
+
+
+def test_an_error_after_the_core_decided_is_the_exit_code_the_run_keeps(tmp_path: Path) -> None:
+    """``--format json`` writes its array after the batch: a closed pipe there is exit 130,
+    and the run record must say 130, not the batch's code."""
+    from bmctl.store.db import open_database
+
+    world = SimWorld([listing("100.00", ["95.00"])])
+    with pytest.raises(BrokenPipeError), world.runtime(tmp_path / "x.db", command="probe") as runtime:
+        runtime.exit_code = 0
+        raise BrokenPipeError
+    row = open_database(tmp_path / "x.db").execute("select exit_code from runs").fetchone()
+    assert row[0] == 130

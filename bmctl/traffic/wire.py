@@ -60,6 +60,12 @@ class SyncWire:
             result: HttpResponse | TransportError = self.transport.send(request, timeout)
         except TransportError as error:
             result = error
+        except BaseException:
+            # A stop signal inside the blocking send: the request may have left, so it ends as
+            # one that got no answer; left on the wire, the restore would wait for it forever.
+            self._done.append((token, TransportError("connection", "interrupted before the answer"),
+                               self._monotonic()))
+            raise
         self._done.append((token, result, self._monotonic()))
         return sent
 

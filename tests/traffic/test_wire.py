@@ -241,3 +241,21 @@ def test_a_thread_wire_opens_workers_only_as_the_work_needs_them() -> None:
     ctl.close()
     assert all(c.response is not None for c in calls)
     assert 1 < len(made) <= 3
+
+
+def test_a_stop_signal_inside_a_blocking_send_ends_that_flight_as_unanswered() -> None:
+    """With one request at a time the send blocks the loop's thread; Ctrl-C/SIGTERM/SIGHUP
+    there must not leave the flight on the wire forever (the restore would wait for it): it
+    comes back as a request that got no answer (its slots stay held as such)."""
+    from bmctl.traffic.wire import SyncWire
+
+    class Interrupted:
+        def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+            raise KeyboardInterrupt
+
+    clock = SimClock()
+    wire = SyncWire(Interrupted(), clock.monotonic)
+    with pytest.raises(KeyboardInterrupt):
+        wire.start(7, get(LIST + "a"), 30.0)
+    ((token, result, _),) = wire.poll()
+    assert token == 7 and isinstance(result, TransportError) and result.kind == "connection"
