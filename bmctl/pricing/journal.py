@@ -106,9 +106,12 @@ class Journal:
         )
 
     def last_probed(self) -> dict[tuple[str, str], str]:
-        """When each (listing, market) was last probed (its latest probe's end, UTC text)."""
+        """When each (listing, market) was last probed to the end (its latest such probe's end,
+        UTC text). A probe cut short (``error``: a failure, an interruption, a killed run's probe
+        closed by recovery) or still open is not a turn: the listing is still owed one."""
         rows = self.db.conn.execute(
             "select listing_id, market, max(coalesce(finished_at, updated_at, started_at)) from probes"
+            " where state = 'closed' and outcome is not null and outcome != 'error'"
             " group by listing_id, market")
         return {(lid.lower(), market): ts for lid, market, ts in rows if lid and ts}
 

@@ -204,3 +204,19 @@ def test_a_listing_that_competes_in_no_market_of_the_platform_is_skipped_in_its_
     assert [(r["market"], r["currency"], r["outcome"]) for r in rows] == [("fr-fr", "EUR", "skipped")]
     assert "none of the markets" in rows[0]["reason"]
     assert not [r for r in recorder.sent if r.method == "POST"]
+
+
+def test_a_probe_cut_short_is_not_a_turn(tmp_path: Path) -> None:
+    """A probe that ended in ``error`` (a failure, an interruption, or a killed run's probe
+    closed by recovery) or is still open leaves its listing owed a turn: the next deadline-bound
+    run starts with it, not with it at the back of the line."""
+    from bmctl.pricing.journal import Journal
+
+    world = SimWorld(CATALOGUE, settle=2.0)
+    with world.runtime(tmp_path / "t.db") as runtime:
+        journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
+        journal.record_result({"listing_id": FR.id, "market": "fr-fr", "outcome": "won"})
+        journal.record_result({"listing_id": GB.id, "market": "en-gb", "outcome": "error"})
+        journal.open_probe(listing_id=BOTH.id, market="fr-fr", original_price=Money.parse("120.00", "EUR"),
+                           floor=Money.parse("60.00", "EUR"), ceiling=Money.parse("200.00", "EUR"))
+        assert set(journal.last_probed()) == {(FR.id, "fr-fr")}
