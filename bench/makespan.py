@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--delays", default="20,150:100,300:150",
                         help="answer delays, ms[:jitter ms], comma-separated (20 = SimWorld's default)")
     parser.add_argument("--inflight", type=int, default=16, help="max_in_flight (bmctl's default 16)")
-    parser.add_argument("--wire", default="1,2,4,8,32",
+    parser.add_argument("--wire", default="1,2,4,8,64",
                         help="[traffic] max_in_flight values: requests on the wire at once (1: one at a time)")
     parser.add_argument("--no-old", action="store_true", help="skip the old design's rows (8e18beb)")
     parser.add_argument("--no-hidden", action="store_true", help="skip the hidden-headroom row")

@@ -20,7 +20,7 @@ Also side by side: the previous design (commit 8e18beb: the same controller over
 with burst 1 and a 50 ms jitter allowance), from the frozen copy in ``bench/legacy/``
 (``token_controller.py``, ``token_buckets.py``), on the same requests; skipped if it is absent.
 
-And bmctl's controller over a ``ThreadWire`` of ``--workers`` threads (32, the default
+And bmctl's controller over a ``ThreadWire`` of ``--workers`` threads (64, the default
 ``[traffic] max_in_flight``) on the same transport: the cost of handing each request to a worker
 and its answer back, which is what real HTTP pays on top (CPU of every thread).
 
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="20,000 requests, 2 repeats (a smoke run)")
-    parser.add_argument("--workers", type=int, default=32, help="ThreadWire workers ([traffic] max_in_flight)")
+    parser.add_argument("--workers", type=int, default=64, help="ThreadWire workers ([traffic] max_in_flight)")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.repeat = 20_000, 2

@@ -1,5 +1,5 @@
 """Requests in flight (issue 14): work the global bucket bounds, side by side for
-``[traffic] max_in_flight`` 1, 2, 4, 8 and 32 (the default) at 0, 150 ± 100 and 300 ± 150 ms
+``[traffic] max_in_flight`` 1, 2, 4, 8, 32 and 64 (the default) at 0, 150 ± 100 and 300 ± 150 ms
 per answer, in simulated time and over loopback HTTP.
 
 Simulated time (SimWorld: simulated clock, the sandbox marketplace with the published limits
@@ -217,14 +217,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2000, help="update-price rows (simulated)")
     parser.add_argument("--pages", type=int, default=500, help="listing pages of 50 (simulated)")
-    parser.add_argument("--wires", default="1,2,4,8,32", help="max_in_flight values")
+    parser.add_argument("--wires", default="1,2,4,8,32,64", help="max_in_flight values")
     parser.add_argument("--quick", action="store_true", help="400 rows, 100 pages")
     parser.add_argument("--no-sim", action="store_true", help="skip the simulated-time rows")
     parser.add_argument("--http", action="store_true", help="add loopback HTTP rows (real time)")
     parser.add_argument("--http-rows", type=int, default=300)
     parser.add_argument("--http-pages", type=int, default=100)
     parser.add_argument("--http-probes", type=int, default=40)
-    parser.add_argument("--http-wires", default="1,8,32")
+    parser.add_argument("--http-wires", default="1,8,32,64")
     args = parser.parse_args()
     rows, pages = (400, 100) if args.quick else (args.rows, args.pages)
     wires = [int(w) for w in args.wires.split(",")]

@@ -43,7 +43,7 @@ class TrafficSettings:
 
     # Requests on the wire at once (1: strictly one at a time). The limits are kept whatever it
     # is; more hides network delay: see bench/RESULTS.md for how the default was chosen.
-    max_in_flight: int = 32
+    max_in_flight: int = 64
 
 
 @dataclass(frozen=True)

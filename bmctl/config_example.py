@@ -67,7 +67,7 @@ STARTER = """\
 [traffic]
 # Requests on the wire at once (1: strictly one at a time). The limits hold whatever it is;
 # more hides network delay (each request still waits for its slots in the budget ledger).
-# max_in_flight = 32
+# max_in_flight = 64
 
 # Rate-limit buckets (Back Market's published limits). Each takes limit, window (seconds)
 # and penalty (seconds paused after a 429 without Retry-After, default 10). Every bmctl
