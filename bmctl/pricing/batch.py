@@ -52,6 +52,7 @@ class Batch:
         self.summary = BatchSummary()
         self._targets: Iterator[ProbeTarget] = iter(())
         self._exhausted = False
+        self.running: set[Probe] = set()  # started and not finished (abandoned when a run stops)
 
     def run(self, targets: Iterable[ProbeTarget]) -> BatchSummary:
         """Probe every target; returns when all started probes have finished."""
@@ -84,6 +85,7 @@ class Batch:
                 return
             probe = self.make_probe(target)
             self.in_flight += 1
+            self.running.add(probe)
             self._step(probe, probe.run(), None)
 
     def _stop(self, why: str) -> None:
@@ -103,7 +105,7 @@ class Batch:
             self._take_spawned(probe)
             self._fill()
         if isinstance(action, Send):
-            self.controller.submit(
+            probe.call = self.controller.submit(
                 action.request,
                 action.priority,
                 on_done=lambda call: self._step(probe, steps, call),
@@ -133,6 +135,7 @@ class Batch:
             self.controller.release(probe.reservation)
             probe.reservation = None
         self.in_flight -= 1
+        self.running.discard(probe)
         self.summary.results.append(result)
         if self.on_result is not None:
             self.on_result(result, probe)

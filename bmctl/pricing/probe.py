@@ -202,6 +202,8 @@ class Probe:
         self.keep_open = False  # the journal must keep the probe for recovery
         self.confirmed: Any = None  # the competitor record that confirmed our last price
         self.spawned: list[ProbeTarget] = []  # other markets a discovering probe found
+        self.writing: tuple[HttpRequest, Money, str, Money | None] | None = None  # awaiting its answer
+        self.call: Any = None  # the controller's call for the last Send (set by the batch)
 
     # --- the steps -------------------------------------------------------------------------
 
@@ -615,7 +617,9 @@ class Probe:
         old = self.price
         if self.probe_id is not None:
             self.hooks.step(self.probe_id, state=f"writing-{reason}")
+        self.writing = (request, price, reason, old)
         call = yield Send(request, priority, reserve_exit=reserve_exit, reservation=reservation)
+        self.writing = None
         if call.reservation is not None:
             self.reservation = call.reservation
         try:
@@ -634,6 +638,29 @@ class Probe:
             self.hooks.step(self.probe_id, state=reason, current_price=price, writes=self.result.writes,
                             **({"dip_price": price} if reason == "dip" else {}))
         return call
+
+    def abandoned_write(self) -> None:
+        """Record in history the write this probe was waiting on when its run stopped (the
+        batch abandoned it, but the request may have gone out and its answer come in while the
+        run drained the wire): ``updated`` when it was answered 2xx, ``error`` when it left and
+        no clean answer says what became of it; nothing when it never left the queue."""
+        if self.writing is None or self.call is None or not getattr(self.call, "attempts", 0):
+            return
+        request, price, reason, old = self.writing
+        self.writing = None
+        response = self.call.response
+        if response is not None and 200 <= response.status < 300:
+            try:
+                request_id = getattr(self.client.parse_update(request, response), "request_id", None)
+            except BmctlError:
+                request_id = None
+            self.price = price
+            self.hooks.change(self.probe_id, self.target, old, price, reason, self.snapshot,
+                              request_id, "updated")
+            if self.probe_id is not None:
+                self.hooks.step(self.probe_id, current_price=price)
+        else:
+            self.hooks.change(self.probe_id, self.target, old, price, reason, self.snapshot, None, "error")
 
     def _restore(self, reason: str, why: str) -> Generator[Action, Any, None]:
         """Put the original price back (within the bounds), CRITICAL, on the claimed slot."""

@@ -188,12 +188,12 @@ class ProbeRun:
             with stop_signals_as_interrupt():
                 return batch.run(targets)
         except KeyboardInterrupt:
-            self.restore_open_probes()
+            self.restore_open_probes(batch)
             raise Interrupted("interrupted: open probes were restored") from None
         except BrokenPipeError:
             # The reader of our output went away (`| head -1`): nobody wants the rest, and no
             # listing may stay dipped because of it. Stop like SIGTERM.
-            self.restore_open_probes()
+            self.restore_open_probes(batch)
             raise Interrupted("output closed (broken pipe): open probes were restored") from None
         except RunStopped:
             # One refused request (a 401, the WAF) or a host that refuses connections ends the
@@ -201,12 +201,12 @@ class ProbeRun:
             # authentication is really gone, or the host is down, the restore fails the same way
             # and the journal keeps them for recovery.
             try:
-                self.restore_open_probes()
+                self.restore_open_probes(batch)
             except RunStopped:
                 pass
             raise
 
-    def restore_open_probes(self) -> list[Recovery]:
+    def restore_open_probes(self, batch: Batch | None = None) -> list[Recovery]:
         """Abandon queued work and put this run's open probes back — after Ctrl-C, SIGTERM, an
         authentication failure or an unreachable host (a second Ctrl-C is ignored while this runs: an interrupted
         restore would leave the work to the next run)."""
@@ -219,6 +219,8 @@ class ProbeRun:
             self.runtime.controller.cancel_all()
             # A write still on the wire could land after the read that decides the restore.
             self.runtime.controller.drain(limit=self.runtime.controller.now() + self.runtime.settings.timeout)
+            for probe in batch.running if batch is not None else ():
+                probe.abandoned_write()  # every price bmctl changed is in history
             return recover(self.runtime.client, self.journal, run_id=self.runtime.run_id)
         finally:
             if previous is not None:

@@ -443,3 +443,53 @@ def test_an_auth_failure_mid_batch_names_every_listing_left_open(tmp_path: Path)
         (line,) = [w for w in left if spec.id in w]
         assert "at 94.99 EUR" in line and "original 100.00 EUR" in line and "bmctl recover" in line
         assert world.price(spec.id, "fr-fr") == money("94.99")  # still dipped: the journal keeps it
+
+
+def test_a_write_on_the_wire_when_the_run_stops_is_in_history(tmp_path: Path) -> None:
+    """Ctrl-C while a dip is on the wire: the batch abandons the probe, the write lands while
+    the run drains the wire, and the restore puts the price back — history has both, since
+    every price bmctl changes is recorded (the soak found the dip missing)."""
+    from bmctl.errors import Interrupted
+    from bmctl.store.db import open_database
+
+    spec = listing("100.00", ["95.00"])
+    world = SimWorld([spec], settle=2.0, latency=0.3)
+
+    class StopWhileAWriteIsOut:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.capacity = inner.capacity
+            self.write_out = False
+            self.stopped = False
+
+        def start(self, token: Any, request: Any, timeout: float) -> float:
+            self.write_out = not self.stopped and request.method == "POST"
+            return float(self.inner.start(token, request, timeout))
+
+        def poll(self) -> Any:
+            if self.write_out:
+                self.write_out, self.stopped = False, True
+                raise KeyboardInterrupt  # the signal handler's raise, with the dip on the wire
+            return self.inner.poll()
+
+        def wait(self, until: float) -> None:
+            self.inner.wait(until)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class Transport:
+        def send(self, request: Any, timeout: float) -> Any:
+            return world.transport.send(request, timeout)
+
+        def wire(self, workers: int) -> StopWhileAWriteIsOut:
+            return StopWhileAWriteIsOut(world.transport.wire(workers))
+
+    with pytest.raises(Interrupted), world.runtime(tmp_path / "p.db", traffic_max_in_flight=8) as runtime:
+        runtime.transport = Transport()
+        options = ProbeRunOptions(params=ProbeParams(settle=2.0))
+        probe(CommandContext(runtime), ProbeRequest(ids=[spec.id]), [ProbeTarget(spec.id, "fr-fr")], options)
+    assert world.price(spec.id, "fr-fr") == money("100.00")
+    rows = open_database(tmp_path / "p.db").execute(
+        "select old_price, new_price, status from price_changes order by id").fetchall()
+    assert [tuple(r) for r in rows] == [("100.00", "94.99", "updated"), ("94.99", "100.00", "updated")]

@@ -107,10 +107,10 @@ the seed and context, see :class:`Violation`):
     sent, and their answer not yet handed back to the controller). Every price the marketplace
     applied (a 2xx to a price POST, malformed answers included) has a ``price_changes`` row of
     that run with that listing and price, except the writes whose answers bmctl had not taken in
-    (on the wire, or the one whose answer was being handled) when the run died, met its
-    interruption or its first refusal (401/403). A dead run cannot record them; a stopping run
-    cancels them (``cancel_all``: their answers are logged, never handed to their probe): a gap
-    in ``history`` that only several requests in flight open (a finding, not fixed here). Every
+    (on the wire, or the one whose answer was being handled) when the run died: a dead run
+    cannot record them. A run that stops (its interruption, its first refusal) cancels the
+    writes still on the wire but records each in history once the wire is drained (the soak
+    found them missing: ``Probe.abandoned_write``). Every
     ``run_id`` in ``rate_limit_logs``, ``price_changes`` and ``probes`` exists in ``runs``.
 ``exit``
     After every run that was not killed: the run record's ``exit_code`` is the code the process
@@ -906,7 +906,6 @@ class Soak:
         if not run.interrupted:
             run.interrupted = True
             run.at_attempt = len(run.attempts)
-            run.unseen_writes |= run.open_writes
 
     def _one_run(self, slot: int, market: str, kill: tuple[int, str] | None, *, quiet: bool,
                  interrupt: tuple[int, str] | None = None) -> RunRecord:
@@ -1009,10 +1008,6 @@ class Soak:
             run.attempt_times.append(clock.monotonic())
             run.attempt_meta.append((int(attempt.priority), (attempt.request.listing_id or "").lower()))
             record(attempt)
-            if attempt.status in (401, 403):
-                # A refusal ends the run: the writes still on the wire are cancelled (their
-                # answers logged, never handed to the probe that sent them).
-                run.unseen_writes |= run.open_writes
             if run.kill is not None and run.starts >= run.kill[0] and run.kill[1] == "on_attempt":
                 raise SoakKilled("on_attempt")
             if self.due(run, "sighup-answer"):
