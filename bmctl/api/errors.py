@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bmctl.errors import AuthError, ExitCode, HostUnreachable, ItemError
-from bmctl.traffic.transport import HttpRequest, HttpResponse, TransportError, UnusableAnswer
+from bmctl.traffic.transport import UNREACHABLE_WHY, HttpRequest, HttpResponse, TransportError, UnusableAnswer
 
 # Header names under which a request id may come back (Back Market documents only the body's).
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id")
@@ -302,7 +302,6 @@ def malformed(request: HttpRequest, response: HttpResponse | None, problem: str,
     return error
 
 
-_UNREACHABLE_WHY = {"refused": "connection refused", "unresolved": "host name not resolved"}
 
 
 def host_of(base_url: str) -> str:
@@ -322,10 +321,10 @@ def error_from_transport(request: HttpRequest, error: TransportError) -> Network
     """The NetworkError for a request that got no answer after every attempt; HostUnreachable
     when it never connected (refused, no such host), which stops the whole run."""
     kind = getattr(error, "kind", "connection")
-    if kind in _UNREACHABLE_WHY:
+    if kind in UNREACHABLE_WHY:
         raw = one_line(scrub(getattr(error, "detail", None) or str(error), secrets_of(request)), 2000)
         return HostUnreachable(
-            f"cannot connect to {host_of(request.base_url)} ({_UNREACHABLE_WHY[kind]})",
+            f"cannot connect to {host_of(request.base_url)} ({UNREACHABLE_WHY[kind]})",
             detail=scrub(f"{request.method} {host_of(request.base_url)}{request.path}\n{raw}",
                          secrets_of(request)),
         )

@@ -10,7 +10,7 @@ import socket
 from typing import Any
 
 from bmctl.api.errors import one_line, scrub, secrets_of
-from bmctl.traffic.transport import HttpRequest, HttpResponse, TransportError
+from bmctl.traffic.transport import UNREACHABLE_WHY, HttpRequest, HttpResponse, TransportError
 
 _POOL_SIZE = 10
 
@@ -70,8 +70,8 @@ class RequestsTransport:
                 raise TransportError("timeout", self._message("timed out", request, error)) from None
             never = _never_connected(error)
             if never is not None:
-                raise TransportError(never, self._message(_NEVER[never], request, error),
-                                     self._message(_NEVER[never], request, error, 2000)) from None
+                raise TransportError(never, self._message(UNREACHABLE_WHY[never], request, error),
+                                     self._message(UNREACHABLE_WHY[never], request, error, 2000)) from None
             raise TransportError("connection", self._message("connection failed", request, error)) from None
         except exc.RequestException as error:
             raise TransportError("connection", self._message("request failed", request, error)) from None
@@ -91,9 +91,6 @@ class RequestsTransport:
     def close(self) -> None:
         """Close the pooled connections."""
         self.session.close()
-
-
-_NEVER = {"refused": "connection refused", "unresolved": "host name not resolved"}
 
 
 def _never_connected(error: BaseException) -> str | None:

@@ -38,9 +38,10 @@ class HttpResponse:
         return self.headers.get(name.lower())
 
 
-#: Kinds of TransportError for a connection that was never established: nothing reached the
-#: server, and the host itself is down or unknown.
-UNREACHABLE = frozenset({"refused", "unresolved"})
+#: Kinds of TransportError for a connection that was never established (nothing reached the
+#: server: the host itself is down or unknown), and how a user is told.
+UNREACHABLE_WHY = {"refused": "connection refused", "unresolved": "host name not resolved"}
+UNREACHABLE = frozenset(UNREACHABLE_WHY)
 
 
 class TransportError(Exception):
