@@ -279,10 +279,12 @@ class Marketplace:
                 views.append(view)
         return views
 
-    def refresh(self) -> None:
-        """Bring every offer up to the clock (settled writes, drift)."""
+    def refresh(self, listings: Iterable[Listing] | None = None) -> None:
+        """Bring every offer (of ``listings``, default all) up to the clock (settled writes,
+        drift). Each offer replays its own steps with its own rng, so bringing some up to date
+        and others later gives the same market."""
         now = self.clock()
-        for listing in self._listings.values():
+        for listing in self._listings.values() if listings is None else listings:
             for offer in listing.offers.values():
                 self._advance(listing, offer, now)
 
