@@ -12,6 +12,7 @@ class Progress:
 
     def __init__(self, env: CliEnv, total: int, label: str) -> None:
         self.enabled = env.stderr_is_tty and not env.quiet and total > 0
+        self.total = total
         self.counts: dict[str, int] = {}
         self._progress: Any = None
         self._task: Any = None
@@ -31,9 +32,11 @@ class Progress:
 
     def advance(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        # The total is an estimate when probes find more markets than expected: grow with it.
+        self.total = max(self.total, sum(self.counts.values()))
         if self.enabled:
             summary = " ".join(f"{name} {count}" for name, count in sorted(self.counts.items()))
-            self._progress.update(self._task, advance=1, counts=summary)
+            self._progress.update(self._task, advance=1, total=self.total, counts=summary)
 
     def close(self) -> None:
         if self.enabled and self._progress is not None:

@@ -115,7 +115,7 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
         targets = least_recently_probed_first(run.journal, targets)
     plan = run.plan(len(expected), listing_pages=pages, markets=len({m for _, m in expected}))
     ctx.info(plan.describe())
-    advance.append(ctx.progress(len(targets)))
+    advance.append(ctx.progress(len(expected)))  # a row per (listing, market) expected
     try:
         summary = run.run(targets)
     except RunStopped:
