@@ -17,7 +17,7 @@ LISTING_COLUMNS = ["id", "sku", "price", "min_price", "max_price", "quantity", "
 
 def competitors(
     ctx: typer.Context,
-    ids: List[str] = typer.Argument(..., help="Listing ids (UUIDs)."),
+    ids: List[str] = typer.Argument(..., help="Listing ids (UUIDs); '-' reads ids from stdin, one per line."),
 ) -> None:
     """Backbox data per market for each listing: our price, min price, price to win, winner
     price, winning or not.
@@ -26,12 +26,15 @@ def competitors(
     """
     from functools import partial
 
-    from bmctl.api.client import validate_listing_id
     from bmctl.commands.market import competitors as core
+    from bmctl.errors import UsageError
+    from bmctl.pricing.targets import listing_ids as read_ids
 
     env = cli_env(ctx)
     # Each id once: a repeated one would only spend the 2-per-second competitors budget again.
-    listing_ids = list(dict.fromkeys(validate_listing_id(value) for value in ids))
+    listing_ids = read_ids(ids, env.stdin)
+    if not listing_ids:
+        raise UsageError("no listing ids (stdin held none)")
     run_command(env, "competitors", partial(core, listing_ids=listing_ids), columns=COMPETITOR_COLUMNS,
                 title="Backbox", optional=("error",), summary=len(listing_ids) > 1)
 

@@ -18,7 +18,7 @@ def update_price(
     ctx: typer.Context,
     listing_id: Optional[str] = typer.Argument(None, help="Listing id (UUID)."),
     price: Optional[str] = typer.Argument(None, help="New price, e.g. 149.90 (1500 for JPY)."),
-    file: Optional[str] = typer.Option(None, "--file", help="CSV of listing_id,price[,market] ('-' for stdin)."),
+    file: Optional[str] = typer.Option(None, "--file", help="CSV of listing_id,price[,market], or with a header: id/listing_id, price, market, min_price columns by name (bmctl listings --format csv reads back); ',' or ';'; '-' for stdin."),
     min_price: Optional[str] = typer.Option(None, "--min-price", help="Also set the BackPricer floor (min_price)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Read and print the plan; send no write."),
     force: bool = typer.Option(False, "--force", help="Allow changes beyond max_change_pct or above max_price."),
@@ -51,7 +51,7 @@ def update_price(
 
 def history(
     ctx: typer.Context,
-    listing_id: str = typer.Argument(..., help="Listing id (UUID)."),
+    listing_id: str = typer.Argument(..., help="Listing id (UUID); '-' reads it from stdin."),
     n: Optional[int] = typer.Option(None, "-n", "--limit", min=1, help="Show at most this many changes."),
 ) -> None:
     """The price changes bmctl made to a listing, newest first, with the reason (update, dip,
@@ -59,12 +59,16 @@ def history(
 
     Example: bmctl history 3fa85f64-5717-4562-b3fc-2c963f66afa6 -n 10
     """
-    from bmctl.api.client import validate_listing_id
+    from bmctl.errors import UsageError
     from bmctl.pricing.journal import history as query
+    from bmctl.pricing.targets import listing_ids
     from bmctl.store.db import open_database
 
     env = cli_env(ctx)
-    listing_id = validate_listing_id(listing_id)
+    ids = listing_ids([listing_id], env.stdin)
+    if len(ids) != 1:
+        raise UsageError(f"history takes one listing id; stdin held {len(ids)}")
+    listing_id = ids[0]
     db = open_database(env.settings.db_path)
     with Output(env, HISTORY_COLUMNS if env.format == "table" else None, title=f"History of {listing_id}") as out:
         out.emit_all(query(db, listing_id, n))

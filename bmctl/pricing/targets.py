@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -61,21 +62,50 @@ def _money(text: str | None, market: str, what: str, where: str) -> Money | None
         raise UsageError(f"{where}: bad {what}: {error}") from None
 
 
-def _rows(source: TextIO, name: str) -> Iterable[tuple[int, list[str]]]:
-    """CSV rows with their line numbers, without blank lines, comments or a header row (the
-    first row that is neither, when its first cell names the id column)."""
-    first = True
-    for number, row in enumerate(csv.reader(source), start=1):
+_ID_COLUMNS = ("id", "listing_id", "listing")  # by preference: ``bmctl listings`` writes both
+# ``id`` (the UUID) and ``listing_id`` (the legacy number)
+
+
+def _delimiter(text: str) -> str:
+    """``;`` when the first row that is not blank or a comment holds more of them than commas
+    (as spreadsheets in decimal-comma locales write), else ``,``."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return ";" if line.count(";") > line.count(",") else ","
+    return ","
+
+
+class Table(NamedTuple):
+    """A CSV input: its header row's cells (lower-case; None when the file has none) and its
+    data rows with their line numbers."""
+
+    header: list[str] | None
+    header_line: int
+    rows: list[tuple[int, list[str]]]
+
+
+def _rows(source: TextIO, name: str) -> Table:
+    """The CSV rows with their line numbers, without blank lines or comments, and the header row
+    (the first such row, when one of its cells names the id column). The delimiter (``,`` or
+    ``;``) is sniffed from the first row."""
+    try:
+        text = source.read().lstrip("\ufeff")  # a byte-order mark, as spreadsheets write
+    except UnicodeDecodeError as error:
+        raise UsageError(f"cannot read {name}: not UTF-8 text ({error.reason})") from None
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    for number, row in enumerate(reader, start=1):
         cells = [cell.strip() for cell in row]
-        if number == 1 and cells:  # a byte-order mark, as spreadsheets write (stdin keeps it)
-            cells[0] = cells[0].lstrip("\ufeff").strip()
         if not any(cells) or cells[0].startswith("#"):
             continue
-        if first and cells[0].lower() in ("listing_id", "id", "listing"):
-            first = False
+        if not rows and header is None and any(cell.lower() in _ID_COLUMNS for cell in cells):
+            header, header_line = [cell.lower() for cell in cells], number
             continue
-        first = False
-        yield number, cells
+        rows.append((number, cells))
+    return Table(header, header_line, rows)
 
 
 def _no_repeat(seen: dict[tuple[str, str], int], listing_id: str, market: str, where: str,
@@ -102,7 +132,7 @@ def probe_targets_from_file(path: str, default_market: str, stdin: TextIO) -> li
     targets: list[ProbeTarget] = []
     seen: dict[tuple[str, str], int] = {}
     with source if source is not stdin else nullcontext(source):
-        for number, cells in _rows(source, name):
+        for number, cells in _rows(source, name).rows:
             where = f"{name} line {number}"
             if len(cells) > 4:
                 raise UsageError(f"{where}: expected listing_id[,floor][,ceiling][,market], got {len(cells)} fields")
@@ -132,17 +162,23 @@ def probe_targets_from_ids(ids: Iterable[str], market: str, floor: str | None, c
     """Ids from the command line (``-`` reads more ids from stdin, one per line)."""
     market = _market(market, market, "--market")
     low, high = parse_bounds(market, floor, ceiling)
-    listing_ids: list[str] = []
+    # The same id twice (same market, same bounds) is one probe: two would race each other.
+    return [ProbeTarget(listing_id, market, low, high) for listing_id in listing_ids(ids, stdin)]
+
+
+def listing_ids(ids: Iterable[str], stdin: TextIO) -> list[str]:
+    """Ids from the command line, each once, in order; ``-`` reads more from stdin, one per
+    line (blank lines and ``#`` comments skipped). All are checked before any request."""
+    found: list[str] = []
     for value in ids:
         if value == "-":
             for number, line in enumerate(stdin, start=1):
-                text = line.strip().lstrip("\ufeff")
+                text = line.strip().lstrip("\ufeff").strip()
                 if text and not text.startswith("#"):
-                    listing_ids.append(_listing_id(text, f"<stdin> line {number}"))
+                    found.append(_listing_id(text, f"<stdin> line {number}"))
         else:
-            listing_ids.append(_listing_id(value, "argument"))
-    # The same id twice (same market, same bounds) is one probe: two would race each other.
-    return [ProbeTarget(listing_id, market, low, high) for listing_id in dict.fromkeys(listing_ids)]
+            found.append(_listing_id(value, "argument"))
+    return list(dict.fromkeys(found))
 
 
 class Enumerated(NamedTuple):
@@ -207,24 +243,52 @@ def with_min_price(orders: list[PriceOrder], min_price: str | None) -> list[Pric
     ]
 
 
+def _price_columns(header: list[str], where: str) -> tuple[int, int, int | None, int | None]:
+    """Where a header puts the id, the price, and the optional market and min_price (the first
+    column of each name; ``id`` before ``listing_id``)."""
+    index: dict[str, int] = {}
+    for position, cell in enumerate(header):
+        index.setdefault(cell, position)
+    id_column = next(index[column] for column in _ID_COLUMNS if column in index)
+    if "price" not in index:
+        raise UsageError(f"{where}: the header has no price column")
+    return id_column, index["price"], index.get("market"), index.get("min_price")
+
+
 def price_orders_from_file(path: str, default_market: str, stdin: TextIO) -> list[PriceOrder]:
-    """``listing_id,price[,market]`` per line; the whole file is checked first."""
+    """``listing_id,price[,market]`` per line, or, under a header row, the ``id`` (or
+    ``listing_id``), ``price`` and optional ``market`` and ``min_price`` columns by name (other
+    columns ignored: ``bmctl listings --format csv`` output reads back); ``,`` or ``;``
+    separated. The whole file is checked first."""
     source, name = _open(path, stdin)
     orders: list[PriceOrder] = []
     seen: dict[tuple[str, str], int] = {}
     with source if source is not stdin else nullcontext(source):
-        for number, cells in _rows(source, name):
-            where = f"{name} line {number}"
+        table = _rows(source, name)
+    columns = _price_columns(table.header, f"{name} line {table.header_line}") if table.header else None
+    for number, cells in table.rows:
+        where = f"{name} line {number}"
+        if columns is None:
             if len(cells) < 2 or len(cells) > 3:
                 raise UsageError(f"{where}: expected listing_id,price[,market], got {len(cells)} field(s)")
-            market = _market(cells[2] if len(cells) == 3 else None, default_market, where)
-            price = _money(cells[1], market, "price", where)
-            if price is None:
-                raise UsageError(f"{where}: missing price")
-            listing_id = _listing_id(cells[0], where)
-            _no_repeat(seen, listing_id, market, where, number)
-            orders.append(PriceOrder(listing_id, market, price))
+            id_text, price_text = cells[0], cells[1]
+            market_text, min_text = (cells[2] if len(cells) == 3 else None), None
+        else:
+            assert table.header is not None
+            if len(cells) > len(table.header):
+                raise UsageError(f"{where}: {len(cells)} fields, the header has {len(table.header)}")
+            cells += [""] * (len(table.header) - len(cells))
+            id_text, price_text = cells[columns[0]], cells[columns[1]]
+            market_text = cells[columns[2]] if columns[2] is not None else None
+            min_text = cells[columns[3]] if columns[3] is not None else None
+        market = _market(market_text, default_market, where)
+        price = _money(price_text, market, "price", where)
+        if price is None:
+            raise UsageError(f"{where}: missing price")
+        min_price = _money(min_text, market, "min_price", where)
+        listing_id = _listing_id(id_text, where)
+        _no_repeat(seen, listing_id, market, where, number)
+        orders.append(PriceOrder(listing_id, market, price, min_price))
     if not orders:
         raise UsageError(f"{name} holds no prices")
     return orders
-

@@ -74,6 +74,23 @@ def test_competitors_json_one_object_per_listing_and_market(sandbox: Sandbox) ->
                                          ("GET", f"/ws/backbox/v1/competitors/{TWO}")]
 
 
+def test_competitors_and_history_read_ids_from_stdin(sandbox: Sandbox) -> None:
+    result = sandbox.run("competitors", "-", "--format", "json", input=f"# ids\n{LID}\n\n{TWO}\n{LID}\n")
+    assert result.exit_code == 0, result.stderr
+    assert sorted({row["listing_id"] for row in json.loads(result.stdout)}) == [LID, TWO]
+    assert sandbox.run("update-price", LID, "99.00").exit_code == 0
+    history = sandbox.run("history", "-", "--format", "json", input=f"{LID}\n")
+    assert history.exit_code == 0, history.stderr
+    assert [c["new_price"] for c in json.loads(history.stdout)] == ["99.00"]
+    sent = len(sandbox.seen)
+    for args, text, message in [(["competitors", "-"], f"{LID}\nnope\n", "<stdin> line 2"),
+                                (["competitors", "-"], "\n", "no listing ids"),
+                                (["history", "-"], f"{LID}\n{TWO}\n", "one listing id; stdin held 2")]:
+        bad = sandbox.run(*args, input=text)
+        assert bad.exit_code == 2 and message in one_line_error(bad), args
+    assert len(sandbox.seen) == sent
+
+
 def test_competitors_jpy_amounts_have_no_decimals(sandbox: Sandbox) -> None:
     result = sandbox.run("--market", "ja-jp", "competitors", JP, "--format", "json")
     assert result.exit_code == 0, result.stderr
@@ -365,6 +382,31 @@ def test_update_price_file_from_stdin(sandbox: Sandbox) -> None:
     result = sandbox.run("update-price", "--file", "-", "--format", "json", input=f"{LID},101\n")
     assert result.exit_code == 0, result.stderr
     assert sandbox.price(LID) == "101.00"
+
+
+def test_listings_csv_round_trips_through_update_price_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    exported = sandbox.run("listings", "--format", "csv")
+    assert exported.exit_code == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert {"id", "listing_id", "price", "min_price"} <= set(rows[0])
+    for row in rows:
+        if row["id"] == LID:
+            row["price"], row["min_price"] = "97.00", "85.00"
+    edited = tmp_path / "l.csv"
+    with edited.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), delimiter=";")
+        writer.writeheader()
+        writer.writerows(rows)
+    result = sandbox.run("update-price", "--file", str(edited), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    statuses = {(r["listing_id"], r["market"]): r["status"] for r in json.loads(result.stdout)}
+    assert statuses == {(LID, "fr-fr"): "updated", (TWO, "fr-fr"): "unchanged"}
+    assert (sandbox.price(LID), sandbox.min_price(LID)) == ("97.00", "85.00")
+    assert sandbox.price(TWO) == "200.00"
+    # The untouched export, piped back: the old prices again.
+    piped = sandbox.run("update-price", "--file", "-", "--format", "json", input=exported.stdout)
+    assert piped.exit_code == 0, piped.stderr
+    assert (sandbox.price(LID), sandbox.min_price(LID)) == ("100.00", "80.00")
 
 
 @pytest.mark.parametrize("content, where", [

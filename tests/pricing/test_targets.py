@@ -120,3 +120,35 @@ def test_plain_decimals_are_accepted(price: str, shown: str) -> None:
 def test_bounds_are_strict_too() -> None:
     with pytest.raises(UsageError, match="--floor"):
         parse_bounds("fr-fr", "1e2", None)
+
+
+def _orders(text: str) -> list[tuple[str, str, str, str | None]]:
+    return [(o.listing_id, o.market, o.price.to_api(), o.min_price.to_api() if o.min_price else None)
+            for o in price_orders_from_file("-", "fr-fr", io.StringIO(text))]
+
+
+def test_price_file_header_maps_columns_by_name() -> None:
+    text = (f"sku,min_price,Price,market,title,id,listing_id\n"
+            f"S1,80,99.50,de-de,Phone,{A},1001\n"
+            f"S2,,120,,Other,{B},1002\n")
+    assert _orders(text) == [(A, "de-de", "99.50", "80.00"), (B, "fr-fr", "120.00", None)]
+    # listing_id alone names the id column; columns in any order, no market column.
+    assert _orders(f"price,listing_id\n10,{A}\n") == [(A, "fr-fr", "10.00", None)]
+
+
+def test_price_file_sniffs_semicolons() -> None:
+    assert _orders(f"id;price;market\n{A};10.5;de-de\n") == [(A, "de-de", "10.50", None)]
+    assert _orders(f"{A};11\n") == [(A, "fr-fr", "11.00", None)]
+    assert _orders(f"{A},12\n") == [(A, "fr-fr", "12.00", None)]
+
+
+@pytest.mark.parametrize("text, message", [
+    (f"id,market\n{A},fr-fr\n", "line 1: the header has no price column"),
+    (f"id,price\n{A},10,extra\n", "line 2: 3 fields, the header has 2"),
+    (f"id,price,min_price\n{A},10,abc\n", "line 2: bad min_price"),
+    (f"id,price\n{A},\n", "line 2: missing price"),
+    (f"id;price\n{A};10,50\n", "line 2: bad price"),
+])
+def test_price_file_header_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        price_orders_from_file("-", "fr-fr", io.StringIO(text))
