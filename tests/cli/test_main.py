@@ -154,3 +154,17 @@ def test_negative_prices_reach_the_price_check_not_the_option_parser() -> None:
     result = invoke(["update-price", "3fa85f64-5717-4562-b3fc-2c963f66afa6", "-5"])
     assert result.exit_code == 2
     assert "greater than zero" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "shown"), [
+    (["--listing", "not-a-uuid"], "not-a-uuid"),
+    (["--bucket", "nonesuch"], "nonesuch"),
+])
+def test_logs_list_filters_are_validated(isolated_home: Path, args: list[str], shown: str) -> None:
+    result = invoke(["logs", "list", *args])
+    assert result.exit_code == 2
+    assert shown in result.stderr
+    good = invoke(["logs", "list", "--bucket", "global", "--listing",
+                   "3FA85F64-5717-4562-B3FC-2C963F66AFA6", "--format", "json"])
+    assert good.exit_code == 0, good.stderr
+
