@@ -40,7 +40,7 @@ def _since(env: Any, text: str) -> float:
 def list_logs(
     ctx: typer.Context,
     n: int = typer.Option(50, "-n", "--limit", min=1, help="Rows to show."),
-    since: Optional[str] = typer.Option(None, "--since", help="15m, 2h, 7d or an ISO date/time (UTC)."),
+    since: Optional[str] = typer.Option(None, "--since", help="15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
     bucket: Optional[str] = typer.Option(None, "--bucket", help="Only requests that spent this bucket (one of the configured limits)."),
     status: Optional[int] = typer.Option(None, "--status", help="Only this HTTP status."),
     listing: Optional[str] = typer.Option(None, "--listing", help="Only this listing id (a UUID)."),
@@ -71,7 +71,7 @@ def list_logs(
 @app.command("stats")
 def stats(
     ctx: typer.Context,
-    since: str = typer.Option("1h", "--since", help="Window: 15m, 2h, 7d or an ISO date/time (UTC)."),
+    since: str = typer.Option("1h", "--since", help="Window: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
     run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
 ) -> None:
     """Per bucket: requests, 2xx, 429, other errors, latency and queue-wait percentiles, achieved
@@ -132,7 +132,7 @@ def path(ctx: typer.Context) -> None:
 @app.command("prune")
 def prune(
     ctx: typer.Context,
-    older_than: str = typer.Option(..., "--older-than", help="Delete rows older than this: 30d, 12h or an ISO date."),
+    older_than: str = typer.Option(..., "--older-than", help="Delete rows older than this: 30d, 12h, 1d12h or an ISO date."),
 ) -> None:
     """Delete old log rows, finished runs and closed probes (open probes are always kept).
 

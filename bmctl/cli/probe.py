@@ -32,7 +32,7 @@ def probe(
     max_raises: Optional[int] = typer.Option(None, "--max-raises", min=0, help="Writes of the upward search (default 3)."),
     settle: Optional[float] = typer.Option(None, "--settle", min=0.0, help="Seconds the Backbox needs after a write (default 2)."),
     step: Optional[str] = typer.Option(None, "--step", help="Price tick of the search (default: the currency's)."),
-    deadline: Optional[str] = typer.Option(None, "--deadline", help="Start no probe that cannot finish within this (e.g. 10m)."),
+    deadline: Optional[str] = typer.Option(None, "--deadline", help="Start no probe that cannot finish within this (10m, 1h30m; a unit is required)."),
 ) -> None:
     """Dip -> Peek -> Peak: win the Backbox at the highest price the market and your bounds allow.
 

@@ -168,3 +168,9 @@ def test_logs_list_filters_are_validated(isolated_home: Path, args: list[str], s
                    "3FA85F64-5717-4562-B3FC-2C963F66AFA6", "--format", "json"])
     assert good.exit_code == 0, good.stderr
 
+
+
+def test_deadline_without_a_unit_is_exit_2_naming_it(isolated_home: Path) -> None:
+    result = invoke(["probe", "--all", "--deadline", "10", "--dry-run"])
+    assert result.exit_code == 2
+    assert "'10'" in result.stderr and "--deadline" in result.stderr
