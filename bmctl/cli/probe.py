@@ -19,6 +19,7 @@ PLAN_COLUMNS = [
     "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "floor", "ceiling", "reason",
 ]
 RECOVER_COLUMNS = ["listing_id", "market", "original_price", "found_price", "status", "reason"]
+RECOVER_PLAN_COLUMNS = ["listing_id", "market", "original_price", "current_price", "state", "run_id"]
 
 
 def probe(
@@ -68,14 +69,26 @@ def _deadline(text: Optional[str]) -> Optional[float]:
     return parse_duration(text, "--deadline") if text is not None else None
 
 
-def recover(ctx: typer.Context) -> None:
+def recover(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="List the open probes (from the local journal); send nothing, no token needed."),
+) -> None:
     """Put every listing a killed run left in an open probe back at its original price, and
-    close the probe (every writing run also does this first).
+    close the probe (every writing run also does this first). With nothing open, or with
+    --dry-run, no token is needed and nothing is sent.
 
-    Example: bmctl recover --format json
+    Example: bmctl recover --dry-run
     """
+    from functools import partial
+
     from bmctl.commands.probe import recover as core
 
     env = cli_env(ctx)
-    run_command(env, "recover", core, writing=True, recover=False,
+    if dry_run:
+        run_command(env, "recover", partial(core, dry_run=True), writing=False, recover=False,
+                    needs_token=False, columns=RECOVER_PLAN_COLUMNS if env.format == "table" else None,
+                    title="Open probes (dry run: nothing sent)")
+        return
+    run_command(env, "recover", core, writing=True, recover=False, needs_token=False,
                 columns=RECOVER_COLUMNS if env.format == "table" else None, title="Recovered")
