@@ -1,4 +1,5 @@
-"""Durations written the way operators write them: ``90s``, ``15m``, ``2h``, ``7d``, ``1w``."""
+"""Durations written the way operators write them: ``90s``, ``15m``, ``2h``, ``7d``, ``1w``, and
+compounds such as ``1h30m`` or ``1d12h`` (largest unit first, each unit once)."""
 
 from __future__ import annotations
 
@@ -7,34 +8,46 @@ import re
 from bmctl.errors import UsageError
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_ORDER = "wdhms"
+_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])", re.IGNORECASE)
 
 
-def duration_seconds(text: str, *, unit_required: bool = False) -> float | None:
-    """Seconds in ``text`` (``15m``; a bare number is seconds unless ``unit_required``), or None
-    when it is not a duration."""
-    match = _PATTERN.match(text or "")
-    if not match or (unit_required and not match.group(2)):
-        return None
-    return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+def duration_seconds(text: str, *, unit_required: bool = True) -> float | None:
+    """Seconds in ``text`` (``15m``, ``1h30m``; a bare number only when not ``unit_required``),
+    or None when it is not a duration."""
+    value = (text or "").strip()
+    bare = _NUMBER.match(value)
+    if bare:
+        return None if unit_required else float(bare.group(1))
+    total, pos, last = 0.0, 0, -1
+    for match in _PART.finditer(value):
+        unit = match.group(2).lower()
+        if match.start() != pos or _ORDER.index(unit) <= last:
+            return None
+        total += float(match.group(1)) * _UNITS[unit]
+        pos, last = match.end(), _ORDER.index(unit)
+    return total if pos and pos == len(value) else None
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
-    """Seconds in ``text``; a bare number means seconds. Bad input is a UsageError naming it."""
+    """Seconds in ``text`` (``10m``, ``1h30m``; a bare number is refused: it has no unit). Bad
+    input is a UsageError naming it."""
     seconds = duration_seconds(text)
     if seconds is None:
-        raise UsageError(f"bad {what} {text!r}: use a number with s, m, h, d or w (e.g. 15m, 2h, 7d)")
+        raise UsageError(f"bad {what} {text!r}: use a number with s, m, h, d or w"
+                         " (e.g. 90s, 15m, 2h, 1h30m, 7d)")
     if seconds <= 0:
         raise UsageError(f"bad {what} {text!r}: must be greater than zero")
     return seconds
 
 
 def parse_since(text: str, now_wall: float) -> float:
-    """``30s``/``15m``/``2h``/``7d``/``1w`` ago, or an ISO date/date-time (naive = UTC) -> epoch seconds.
+    """``30s``/``15m``/``2h``/``1h30m``/``7d``/``1w`` ago, or an ISO date/date-time (naive = UTC) -> epoch seconds.
 
     Bad input raises ``UsageError`` naming the value."""
     value = (text or "").strip()
-    ago = duration_seconds(value, unit_required=True)  # a bare number would read as a year
+    ago = duration_seconds(value)  # a bare number is refused: it would read as a year
     if ago is not None:
         return now_wall - ago
     if value and value[0].isdigit() and len(value) >= 10:  # at least YYYY-MM-DD
@@ -45,6 +58,6 @@ def parse_since(text: str, now_wall: float) -> float:
         except ValueError:
             pass
     raise UsageError(
-        f"invalid time {text!r}: use a duration ago (30s, 15m, 2h, 7d, 1w)"
+        f"invalid time {text!r}: use a duration ago (30s, 15m, 2h, 1h30m, 7d, 1w)"
         " or an ISO date/time in UTC (2026-11-28 or 2026-11-28T01:53:00Z)"
     )

@@ -80,6 +80,9 @@ class Runtime:
     warn: Callable[[str], None] | None = None
     debug: Callable[[str], None] | None = None  # --verbose: one stderr line per failed attempt
     exit_code: int | None = None
+    # False for commands that may finish on local data alone (recover with nothing open): the
+    # token is then asked for only when the client is first used.
+    needs_token: bool = True
     db: Any = field(default=None, init=False)
     run_id: str = field(default="", init=False)
     _lock: Any = field(default=None, init=False)
@@ -94,7 +97,7 @@ class Runtime:
         from bmctl.store.runs import start_run
         from bmctl.traffic.clock import SystemClock
 
-        if not self.settings.token:  # before anything is recorded or sent
+        if self.needs_token and not self.settings.token:  # before anything is recorded or sent
             raise UsageError(NO_TOKEN)
         if self.clock is None:
             self.clock = SystemClock()

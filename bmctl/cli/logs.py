@@ -40,10 +40,10 @@ def _since(env: Any, text: str) -> float:
 def list_logs(
     ctx: typer.Context,
     n: int = typer.Option(50, "-n", "--limit", min=1, help="Rows to show."),
-    since: Optional[str] = typer.Option(None, "--since", help="15m, 2h, 7d or an ISO date/time (UTC)."),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help="Only requests that spent this bucket."),
+    since: Optional[str] = typer.Option(None, "--since", help="15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help="Only requests that spent this bucket (one of the configured limits)."),
     status: Optional[int] = typer.Option(None, "--status", help="Only this HTTP status."),
-    listing: Optional[str] = typer.Option(None, "--listing", help="Only this listing id."),
+    listing: Optional[str] = typer.Option(None, "--listing", help="Only this listing id (a UUID)."),
     run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
 ) -> None:
     """The request log, newest first.
@@ -52,8 +52,17 @@ def list_logs(
     """
     from bmctl.store.logs import list_logs as query
 
-    env, db = _open(ctx)
+    env = cli_env(ctx)
+    if listing is not None:
+        from bmctl.api.client import validate_listing_id
+
+        listing = validate_listing_id(listing)
+    if bucket is not None and bucket not in env.settings.limits:
+        from bmctl.errors import UsageError
+
+        raise UsageError(f"unknown bucket {bucket!r}: use one of {', '.join(sorted(env.settings.limits))}")
     since_wall = _since(env, since) if since is not None else None
+    env, db = _open(ctx)
     rows = query(db, limit=n, since_wall=since_wall, bucket=bucket, status=status, listing=listing, run=run)
     with Output(env, LOG_COLUMNS if env.format == "table" else None, title="Request log") as out:
         out.emit_all(rows)
@@ -62,7 +71,7 @@ def list_logs(
 @app.command("stats")
 def stats(
     ctx: typer.Context,
-    since: str = typer.Option("1h", "--since", help="Window: 15m, 2h, 7d or an ISO date/time (UTC)."),
+    since: str = typer.Option("1h", "--since", help="Window: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
     run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
 ) -> None:
     """Per bucket: requests, 2xx, 429, other errors, latency and queue-wait percentiles, achieved
@@ -123,7 +132,7 @@ def path(ctx: typer.Context) -> None:
 @app.command("prune")
 def prune(
     ctx: typer.Context,
-    older_than: str = typer.Option(..., "--older-than", help="Delete rows older than this: 30d, 12h or an ISO date."),
+    older_than: str = typer.Option(..., "--older-than", help="Delete rows older than this: 30d, 12h, 1d12h or an ISO date."),
 ) -> None:
     """Delete old log rows, finished runs and closed probes (open probes are always kept).
 

@@ -19,6 +19,7 @@ PLAN_COLUMNS = [
     "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "floor", "ceiling", "reason",
 ]
 RECOVER_COLUMNS = ["listing_id", "market", "original_price", "found_price", "status", "reason"]
+RECOVER_PLAN_COLUMNS = ["listing_id", "market", "original_price", "current_price", "state", "run_id"]
 
 
 def probe(
@@ -32,7 +33,7 @@ def probe(
     max_raises: Optional[int] = typer.Option(None, "--max-raises", min=0, help="Writes of the upward search (default 3)."),
     settle: Optional[float] = typer.Option(None, "--settle", min=0.0, help="Seconds the Backbox needs after a write (default 2)."),
     step: Optional[str] = typer.Option(None, "--step", help="Price tick of the search (default: the currency's)."),
-    deadline: Optional[str] = typer.Option(None, "--deadline", help="Start no probe that cannot finish within this (e.g. 10m)."),
+    deadline: Optional[str] = typer.Option(None, "--deadline", help="Start no probe that cannot finish within this (10m, 1h30m; a unit is required)."),
 ) -> None:
     """Dip -> Peek -> Peak: win the Backbox at the highest price the market and your bounds allow.
 
@@ -68,14 +69,26 @@ def _deadline(text: Optional[str]) -> Optional[float]:
     return parse_duration(text, "--deadline") if text is not None else None
 
 
-def recover(ctx: typer.Context) -> None:
+def recover(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="List the open probes (from the local journal); send nothing, no token needed."),
+) -> None:
     """Put every listing a killed run left in an open probe back at its original price, and
-    close the probe (every writing run also does this first).
+    close the probe (every writing run also does this first). With nothing open, or with
+    --dry-run, no token is needed and nothing is sent.
 
-    Example: bmctl recover --format json
+    Example: bmctl recover --dry-run
     """
+    from functools import partial
+
     from bmctl.commands.probe import recover as core
 
     env = cli_env(ctx)
-    run_command(env, "recover", core, writing=True, recover=False,
+    if dry_run:
+        run_command(env, "recover", partial(core, dry_run=True), writing=False, recover=False,
+                    needs_token=False, columns=RECOVER_PLAN_COLUMNS if env.format == "table" else None,
+                    title="Open probes (dry run: nothing sent)")
+        return
+    run_command(env, "recover", core, writing=True, recover=False, needs_token=False,
                 columns=RECOVER_COLUMNS if env.format == "table" else None, title="Recovered")

@@ -202,15 +202,27 @@ def outcome_of(summary: BatchSummary, warn: Callable[[str], None]) -> ProbeOutco
     return outcome
 
 
-def recover(ctx: CommandContext) -> Outcome:
+def recover(ctx: CommandContext, *, dry_run: bool = False) -> Outcome:
     """Put every listing a killed run left in an open probe back at its original price and
-    close the probe; one row per probe handled (none when nothing was open)."""
+    close the probe; one row per probe handled (none when nothing was open). ``dry_run``: one
+    row per open probe, read from the local journal; nothing sent, no token needed."""
+    from bmctl.api.money import money_text
     from bmctl.pricing.journal import Journal
     from bmctl.pricing.recovery import recover as put_back
 
     runtime = ctx.runtime
     journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
-    done = put_back(runtime.client, journal) if journal.open_probes() else []
+    open_probes = journal.open_probes()
+    if dry_run:
+        if not open_probes:
+            ctx.info("no open probes: nothing to recover")
+        for probe in open_probes:
+            ctx.emit({"probe_id": probe.id, "run_id": probe.run_id, "listing_id": probe.listing_id,
+                      "market": probe.market, "currency": probe.currency,
+                      "original_price": probe.original_price.to_api(),
+                      "current_price": money_text(probe.current_price), "state": probe.state})
+        return Outcome()
+    done = put_back(runtime.client, journal) if open_probes else []
     if not done:
         ctx.info("no open probes: nothing to recover")
     for item in done:

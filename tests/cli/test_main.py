@@ -154,3 +154,55 @@ def test_negative_prices_reach_the_price_check_not_the_option_parser() -> None:
     result = invoke(["update-price", "3fa85f64-5717-4562-b3fc-2c963f66afa6", "-5"])
     assert result.exit_code == 2
     assert "greater than zero" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "shown"), [
+    (["--listing", "not-a-uuid"], "not-a-uuid"),
+    (["--bucket", "nonesuch"], "nonesuch"),
+])
+def test_logs_list_filters_are_validated(isolated_home: Path, args: list[str], shown: str) -> None:
+    result = invoke(["logs", "list", *args])
+    assert result.exit_code == 2
+    assert shown in result.stderr
+    good = invoke(["logs", "list", "--bucket", "global", "--listing",
+                   "3FA85F64-5717-4562-B3FC-2C963F66AFA6", "--format", "json"])
+    assert good.exit_code == 0, good.stderr
+
+
+
+def test_deadline_without_a_unit_is_exit_2_naming_it(isolated_home: Path) -> None:
+    result = invoke(["probe", "--all", "--deadline", "10", "--dry-run"])
+    assert result.exit_code == 2
+    assert "'10'" in result.stderr and "--deadline" in result.stderr
+
+
+def _leave_an_open_probe(home: Path) -> None:
+    """A killed run's open probe in the journal of the default database under ``home``."""
+    from bmctl.api.money import Money
+    from bmctl.pricing.journal import Journal
+    from bmctl.store.db import open_database
+
+    db = open_database(home / ".local" / "share" / "bmctl" / "bmctl.db")
+    journal = Journal(db, "killed-run", lambda: 1_800_000_000.0)
+    probe = journal.open_probe(listing_id="3fa85f64-5717-4562-b3fc-2c963f66afa6", market="fr-fr",
+                               original_price=Money.parse("100.00", "EUR"), floor=None, ceiling=None)
+    journal.update(probe, current_price="98.00", state="dip")
+
+
+def test_recover_with_nothing_open_needs_no_token(isolated_home: Path) -> None:
+    result = invoke(["recover", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == [] and "nothing to recover" in result.stderr
+
+
+def test_recover_dry_run_lists_open_probes_without_a_token(isolated_home: Path) -> None:
+    _leave_an_open_probe(isolated_home)
+    result = invoke(["recover", "--dry-run", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert {k: row[k] for k in ("listing_id", "market", "original_price", "current_price", "state",
+                                "run_id")} == {
+        "listing_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "market": "fr-fr",
+        "original_price": "100.00", "current_price": "98.00", "state": "dip", "run_id": "killed-run"}
+    still = invoke(["recover"])  # something to put back: now the token is needed
+    assert still.exit_code == 2 and "no API token" in still.stderr
