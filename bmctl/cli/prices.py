@@ -21,10 +21,14 @@ def update_price(
     file: Optional[str] = typer.Option(None, "--file", help="CSV of listing_id,price[,market], or with a header: id/listing_id, price, market, min_price columns by name (bmctl listings --format csv reads back); ',' or ';'; '-' for stdin."),
     min_price: Optional[str] = typer.Option(None, "--min-price", help="Also set the BackPricer floor (min_price)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Read and print the plan; send no write."),
-    force: bool = typer.Option(False, "--force", help="Allow changes beyond max_change_pct or above max_price."),
+    allow_big_change: bool = typer.Option(False, "--allow-big-change", help="Allow a change beyond max_change_pct."),
+    allow_above_max: bool = typer.Option(False, "--allow-above-max", help="Allow a price above the listing's max_price."),
+    force: bool = typer.Option(False, "--force", help="Old spelling of --allow-big-change --allow-above-max (also allows a min_price above the price)."),
 ) -> None:
     """Set one price (or many with --file). The current price is read first; a change of more
-    than max_change_pct (30 %) is refused without --force.
+    than max_change_pct (30 %) is refused without --allow-big-change, a price above max_price
+    without --allow-above-max. A price over 100x the current one (or under 1/100 of it) is
+    always refused.
 
     Example: bmctl update-price 3fa85f64-5717-4562-b3fc-2c963f66afa6 149.90 --dry-run
     """
@@ -45,7 +49,8 @@ def update_price(
     else:
         orders = [price_order(listing_id, price, market, min_price)]
     run_command(env, "update-price", partial(core, orders=orders, from_file=file is not None, force=force,
-                                             dry_run=dry_run),
+                                             allow_big_change=allow_big_change,
+                                             allow_above_max=allow_above_max, dry_run=dry_run),
                 writing=not dry_run, columns=UPDATE_FIELDS, summary=file is not None)
 
 

@@ -7,8 +7,9 @@ from typing import Any
 from bmctl.commands.run import CommandContext, Outcome
 
 
-def update_price(ctx: CommandContext, orders: list[Any], *, from_file: bool, force: bool,
-                 dry_run: bool) -> Outcome:
+def update_price(ctx: CommandContext, orders: list[Any], *, from_file: bool, force: bool = False,
+                 dry_run: bool, allow_big_change: bool = False,
+                 allow_above_max: bool = False) -> Outcome:
     """Apply price orders (validated whole before this runs); a file first says on stderr
     what it will cost at the limits, from what the budget ledger holds now."""
     from bmctl.pricing.journal import Journal
@@ -29,6 +30,7 @@ def update_price(ctx: CommandContext, orders: list[Any], *, from_file: bool, for
     controller = runtime.controller
     results = apply_price_orders(runtime.client, journal, orders,
                                  max_change_pct=ctx.settings.max_change_pct,
-                                 force=force, dry_run=dry_run, on_result=show,
+                                 force=force, allow_big_change=allow_big_change,
+                                 allow_above_max=allow_above_max, dry_run=dry_run, on_result=show,
                                  controller=controller, window=2 * controller.max_in_flight)
     return Outcome(failures=[r.exit_code or 1 for r in results if r.status in ("error", "refused")])

@@ -18,6 +18,10 @@ from bmctl.traffic.transport import HttpRequest, HttpResponse
 #: What an order's steps yield: a request, its priority, and the parser a read's answer must pass.
 Step = tuple[HttpRequest, Priority, Callable[[HttpRequest, HttpResponse], Any] | None]
 
+#: A new price more than this many times the current one (or under its 1/ABSURD_FACTOR) is
+#: refused whatever the switches: a typo, not a price.
+ABSURD_FACTOR = 100
+
 
 @dataclass
 class UpdateOutcome:
@@ -52,13 +56,18 @@ def apply_price_orders(
     *,
     max_change_pct: float,
     force: bool = False,
+    allow_big_change: bool = False,
+    allow_above_max: bool = False,
     dry_run: bool = False,
     on_result: Callable[[UpdateOutcome], None] | None = None,
     controller: Any = None,
     window: int = 1,
 ) -> list[UpdateOutcome]:
-    """Read each listing's current price first, refuse changes beyond ``max_change_pct`` (and
-    above ``max_price``) without ``force``, then write and record the change.
+    """Read each listing's current price first, refuse changes beyond ``max_change_pct``
+    without ``allow_big_change``, prices above ``max_price`` without ``allow_above_max`` and a
+    ``min_price`` above the new price without both, then write and record the change. ``force``
+    (the old spelling) is both switches. A new price more than ``ABSURD_FACTOR`` times the
+    current one, or below 1/``ABSURD_FACTOR`` of it, is refused whatever the switches.
 
     With a ``controller``, up to ``window`` orders are under way at once (their reads and
     writes share the wire); results still come out in the orders' order, each as soon as it
@@ -66,9 +75,11 @@ def apply_price_orders(
     orders = list(orders)
     outcomes = [UpdateOutcome(o.listing_id, o.market, o.price.currency, o.price) for o in orders]
     max_pct = Decimal(str(max_change_pct))
+    guard = Guard(max_pct, allow_big_change=force or allow_big_change,
+                  allow_above_max=force or allow_above_max)
 
     def steps(index: int) -> Generator[Step, Any, None]:
-        return _order_steps(client, journal, orders[index], outcomes[index], max_pct, force, dry_run)
+        return _order_steps(client, journal, orders[index], outcomes[index], guard, dry_run)
 
     if controller is None or window <= 1:
         for index in range(len(orders)):
@@ -161,8 +172,26 @@ def _answer(request: HttpRequest, call: Any) -> HttpResponse:
     return call.response  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What update-price refuses: ``max_pct`` unless ``allow_big_change``, above ``max_price``
+    unless ``allow_above_max``, a ``min_price`` above the new price unless both."""
+
+    max_pct: Decimal
+    allow_big_change: bool = False
+    allow_above_max: bool = False
+
+
+def _absurd(old: Money, new: Money) -> bool:
+    """More than ABSURD_FACTOR times the current price, or under 1/ABSURD_FACTOR of it: a
+    misplaced decimal point, whichever way (exactly 100x is allowed)."""
+    if old.amount <= 0:
+        return False
+    return new.amount > old.amount * ABSURD_FACTOR or new.amount * ABSURD_FACTOR < old.amount
+
+
 def _order_steps(client: Any, journal: Journal | None, order: PriceOrder, outcome: UpdateOutcome,
-                 max_pct: Decimal, force: bool,
+                 guard: Guard,
                  dry_run: bool) -> Generator[Step, Any, None]:
     """One order as the requests it makes (yielded with their priority and, for the read, the
     parser its answer must pass; answered by the finished call): the read, the checks, and the
@@ -181,20 +210,30 @@ def _order_steps(client: Any, journal: Journal | None, order: PriceOrder, outcom
         outcome.status = "refused"
         outcome.reason = f"the listing is priced in {old.currency}, not {order.price.currency}"
         return
-    if old is not None and not force:
+    if old is not None and _absurd(old, order.price):
+        outcome.status = "refused"
+        outcome.reason = (
+            f"{order.price} is more than {ABSURD_FACTOR}x away from the current {old}:"
+            " a misplaced decimal point? (refused whatever the switches)"
+        )
+        return
+    max_pct = guard.max_pct
+    if old is not None and not guard.allow_big_change:
         pct = change_pct(old, order.price)  # rounded to 0.01, for the message only
         if abs(order.price.amount - old.amount) * 100 > max_pct * old.amount:
             outcome.status = "refused"
             size = f"{pct}%" if pct > max_pct else f"just over {_pct(max_pct)}%"  # 30.004 shows as 30.00
             outcome.reason = (
-                f"change of {size} from {old} exceeds max_change_pct {_pct(max_pct)}% (use --force)"
+                f"change of {size} from {old} exceeds max_change_pct {_pct(max_pct)}% (use --allow-big-change)"
             )
             return
-    if listing.max_price is not None and order.price > listing.max_price and not force:
+    if listing.max_price is not None and order.price > listing.max_price and not guard.allow_above_max:
         outcome.status = "refused"
-        outcome.reason = f"above max_price {listing.max_price}: the listing would go offline (use --force)"
+        outcome.reason = f"above max_price {listing.max_price}: the listing would go offline (use --allow-above-max)"
         return
-    if order.min_price is not None and order.min_price > order.price and not force:
+    if order.min_price is not None and order.min_price > order.price and not (
+        guard.allow_big_change and guard.allow_above_max
+    ):
         outcome.status = "refused"
         outcome.reason = f"min_price {order.min_price} is above the price {order.price} (use --force)"
         return

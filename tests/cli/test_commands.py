@@ -264,7 +264,7 @@ def test_update_price_guard_refuses_big_changes_without_force(sandbox: Sandbox) 
     refused = sandbox.run("update-price", LID, "140.00", "--format", "json")
     assert refused.exit_code == 1
     (row,) = json.loads(refused.stdout)
-    assert row["status"] == "refused" and "30" in row["reason"] and "--force" in row["reason"]
+    assert row["status"] == "refused" and "30" in row["reason"] and "--allow-big-change" in row["reason"]
     assert sandbox.writes() == [] and sandbox.price(LID) == "100.00"
     assert LID in refused.stderr
 
@@ -303,6 +303,39 @@ def test_update_price_refuses_above_max_price_without_force(sandbox: Sandbox) ->
     assert result.exit_code == 1
     assert "max_price" in json.loads(result.stdout)[0]["reason"]
     assert sandbox.price(LID) == "120.00"
+
+
+def test_update_price_switches_lift_one_refusal_each(sandbox: Sandbox) -> None:
+    # LID: 100.00, max_price 150.00. 160 is both a big change and above max_price.
+    big = sandbox.run("update-price", LID, "160.00", "--allow-big-change", "--format", "json")
+    assert big.exit_code == 1
+    assert "max_price" in json.loads(big.stdout)[0]["reason"] and "--allow-above-max" in big.stdout
+    above = sandbox.run("update-price", LID, "160.00", "--allow-above-max", "--format", "json")
+    assert above.exit_code == 1 and "max_change_pct" in json.loads(above.stdout)[0]["reason"]
+    assert sandbox.writes() == [] and sandbox.price(LID) == "100.00"
+
+    ok = sandbox.run("update-price", LID, "140.00", "--allow-big-change", "--format", "json")
+    assert ok.exit_code == 0, ok.stderr
+    ok = sandbox.run("update-price", LID, "151.00", "--allow-above-max", "--format", "json")
+    assert ok.exit_code == 0, ok.stderr
+    assert sandbox.price(LID) == "151.00"
+    both = sandbox.run("update-price", LID, "300.00", "--allow-big-change", "--allow-above-max")
+    assert both.exit_code == 0, both.stderr
+    assert sandbox.price(LID) == "300.00"
+
+
+def test_update_price_refuses_absurd_amounts_whatever_the_switches(sandbox: Sandbox) -> None:
+    for price in ("10000.01", "0.99"):  # over 100x 100.00, under 1/100 of it
+        result = sandbox.run("update-price", LID, price, "--force", "--allow-big-change",
+                             "--allow-above-max", "--format", "json")
+        assert result.exit_code == 1
+        (row,) = json.loads(result.stdout)
+        assert row["status"] == "refused" and "100x" in row["reason"]
+        assert price in row["reason"] and "100.00" in row["reason"]
+    assert sandbox.writes() == [] and sandbox.price(LID) == "100.00"
+    exact = sandbox.run("update-price", LID, "10000.00", "--force")  # exactly 100x: allowed
+    assert exact.exit_code == 0, exact.stderr
+    assert sandbox.price(LID) == "10000.00"
 
 
 def test_update_price_min_price_sets_the_floor(sandbox: Sandbox) -> None:

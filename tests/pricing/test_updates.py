@@ -32,3 +32,19 @@ def test_orders_overlap_on_the_wire_and_come_out_in_order(tmp_path: Path) -> Non
         assert world.price(spec.id, "fr-fr") == money("100.00" if i == 3 else "99.00")
     rows = runtime.db.execute("select count(*) from price_changes where status = 'updated'").fetchone()
     assert rows[0] == 7
+
+
+def test_switches_lift_one_guard_each_and_force_is_both(tmp_path: Path) -> None:
+    specs = [listing("100.00", ["95.00"], max_price="150") for _ in range(4)]
+    world = SimWorld(specs)
+    orders = [price_order(s.id, "160.00", "fr-fr") for s in specs[:3]]
+    orders.append(price_order(specs[3].id, "10000.01", "fr-fr"))
+    with world.runtime(tmp_path / "u.db", command="update-price") as runtime:
+        client = runtime.client
+        only_big = apply_price_orders(client, None, orders, max_change_pct=30.0, allow_big_change=True)
+        only_max = apply_price_orders(client, None, orders, max_change_pct=30.0, allow_above_max=True)
+        forced = apply_price_orders(client, None, orders, max_change_pct=30.0, force=True)
+    assert "max_price" in only_big[0].reason and "max_change_pct" in only_max[0].reason
+    assert [r.status for r in forced] == ["updated"] * 3 + ["refused"]
+    assert "100x" in forced[3].reason
+    assert world.price(specs[3].id, "fr-fr") == money("100.00")
