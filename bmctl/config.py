@@ -66,6 +66,13 @@ class Settings:
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     limits: Mapping[str, LimitSpec] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     config_path: str | None = None
+    # Where each value set other than by default came from ("file PATH", "env NAME",
+    # "option --x"), by dotted name: "market", "probe.settle", "limits.global.limit".
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def source(self, name: str) -> str:
+        """Where the value ``name`` (dotted) came from: ``default`` unless set."""
+        return self.sources.get(name, "default")
 
     @property
     def db_path(self) -> Path:
@@ -79,7 +86,7 @@ class Settings:
         """The settings as a plain dict for display, with the token masked."""
         data: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in ("probe", "traffic", "limits", "config_path"):
+            if f.name in _NOT_TOP:
                 continue
             data[f.name] = getattr(self, f.name)
         data["token"] = mask_token(self.token)
@@ -98,9 +105,9 @@ def mask_token(token: str) -> str:
     return "***" if token else ""
 
 
+_NOT_TOP = ("probe", "traffic", "limits", "config_path", "sources")
 # Field types as written (strings, from `from __future__ import annotations`).
-_TOP_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)
-                             if f.name not in ("probe", "traffic", "limits", "config_path")}
+_TOP_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(Settings) if f.name not in _NOT_TOP}
 _PROBE_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(ProbeSettings)}
 _TRAFFIC_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(TrafficSettings)}
 _LIMIT_KEYS = {"limit": "int", "window": "float", "penalty": "float"}
@@ -263,22 +270,38 @@ def load_settings(
     """Merge defaults, the config file, the environment and command-line ``overrides``."""
     environ = os.environ if environ is None else environ
     settings = Settings()
+    sources: dict[str, str] = {}
     path = find_config_file(config, environ)
     if path is not None:
         data = read_config_file(path)
         settings = _apply_table(settings, data, str(path), warn)
         settings = replace(settings, config_path=str(path))
+        sources.update(dict.fromkeys(_dotted(data), f"file {path}"))
         if warn is not None and settings.token and _readable_by_others(path):
             warn(f"warning: {path} holds a token and is readable by group or others (chmod 600 it)")
     from_env = {ENV_VARS[k]: v for k, v in environ.items() if k in ENV_VARS and v != ""}
     if from_env:
         settings = _apply_table(settings, from_env, "environment")
+        sources.update({ENV_VARS[k]: f"env {k}" for k, v in environ.items() if k in ENV_VARS and v != ""})
     if overrides:
         given = {k: v for k, v in overrides.items() if v is not None}
         if given:
             settings = _apply_table(settings, given, "options")
+            sources.update({k: f"option --{k.replace('_', '-')}" for k in given})
     _validate(settings)
-    return settings
+    return replace(settings, sources=sources)
+
+
+def _dotted(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted names of the values in a parsed table (``limits.global.limit``); deprecated
+    keys, which set nothing, left out."""
+    names: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            names.extend(_dotted(value, f"{prefix}{key}."))
+        elif key not in _DEPRECATED_TOP and key not in _DEPRECATED_LIMIT:
+            names.append(f"{prefix}{key}")
+    return names
 
 
 def _validate(settings: Settings) -> None:

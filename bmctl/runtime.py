@@ -16,18 +16,44 @@ if TYPE_CHECKING:
     from bmctl.traffic.transport import Transport
 
 
-def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None = None) -> str:
-    """The configured User-Agent, else one built from company and email (with a warning)."""
-    if settings.user_agent:
-        return settings.user_agent
+USER_AGENT_HINT = ("set company and email in the config file (bmctl config init), or user_agent "
+                   "/ BMCTL_USER_AGENT as BM-<Company>-<Integration>;<email>")
+
+
+def effective_user_agent(settings: "Settings") -> str:
+    """The User-Agent bmctl sends: ``user_agent`` as set, else built from company and email."""
     from bmctl.api.client import default_user_agent
 
-    if warn is not None and not _is_loopback(settings.base_url) and not (settings.company and settings.email):
-        warn(
-            "warning: no user_agent set; Back Market asks for "
-            "BM-{CompanyName}-{IntegrationName};{contact email} (set user_agent, or company and email)"
-        )
+    if settings.user_agent:
+        return settings.user_agent
     return default_user_agent(settings.company or "unknown", settings.email or "unknown")
+
+
+def user_agent_refusal(settings: "Settings") -> str | None:
+    """Why the User-Agent would be refused against ``settings``' host, or None if it would not.
+
+    Only a host on this machine (the sandbox, a local stand-in) is exempt: any other host,
+    a proxy included, forwards the header to Back Market."""
+    from bmctl.api.client import resolve_base_url, user_agent_problem
+
+    problem = user_agent_problem(effective_user_agent(settings))
+    if not settings.user_agent:
+        if not (settings.company and settings.email):
+            problem = "no user_agent, and company and email are not both set"
+        elif problem is not None:
+            problem = f"{problem} (built from company and email)"
+    if problem is None or _is_loopback(resolve_base_url(settings.market, settings.env, settings.base_url)):
+        return None
+    return f"invalid User-Agent for Back Market: {problem}; {USER_AGENT_HINT}"
+
+
+def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None = None) -> str:
+    """The User-Agent to send; a UsageError (nothing sent) if a real Back Market host would get
+    an invalid one. A local host (the sandbox) takes whatever is set."""
+    refusal = user_agent_refusal(settings)
+    if refusal is not None:
+        raise UsageError(refusal)
+    return effective_user_agent(settings)
 
 
 def _is_loopback(base_url: str) -> bool:

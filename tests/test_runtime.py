@@ -126,29 +126,50 @@ def test_two_runs_open_at_once_share_one_budget(tmp_path: Path) -> None:
     assert statuses == [200] * 12
 
 
-def test_user_agent_is_built_from_company_and_email_and_warns_only_without_them() -> None:
+def test_user_agent_is_built_from_a_company_slug_and_email() -> None:
     from bmctl.config import Settings
     from bmctl.runtime import resolve_user_agent
 
-    warnings: list[str] = []
-    agent = resolve_user_agent(Settings(company="Acme", email="ops@acme.test"), warnings.append)
-    assert agent == "BM-Acme-bmctl;ops@acme.test" and warnings == []
-    resolve_user_agent(Settings(), warnings.append)
-    assert len(warnings) == 1 and "user_agent" in warnings[0]
-    assert resolve_user_agent(Settings(user_agent="BM-X-Y;z@x.test"), warnings.append) == "BM-X-Y;z@x.test"
-    assert len(warnings) == 1
+    agent = resolve_user_agent(Settings(company="Acme", email="ops@acme.test"))
+    assert agent == "BM-Acme-bmctl;ops@acme.test"
+    agent = resolve_user_agent(Settings(company="Acme Corp-EU", email="ops@acme.test"))
+    assert agent == "BM-Acme_Corp_EU-bmctl;ops@acme.test"
+    assert resolve_user_agent(Settings(user_agent="BM-X-Y;z@x.test")) == "BM-X-Y;z@x.test"
 
 
-def test_user_agent_warning_also_through_a_proxy_but_not_for_the_local_sandbox() -> None:
+@pytest.mark.parametrize("settings", [
+    {},  # nothing set: no more BM-unknown-bmctl;unknown
+    {"company": "Acme"},
+    {"company": "Acme", "email": "ops"},
+    {"company": "Acme", "email": "ops@localhost"},
+    {"company": "!!", "email": "ops@acme.test"},
+    {"user_agent": "Mozilla/5.0"},
+    {"user_agent": "BM-Acme Corp-bmctl;ops@acme.test"},
+    {"user_agent": "BM-Acme-bmctl;ops@acme.test", "base_url": "https://proxy.example.com", "email": "x"},
+])
+def test_an_invalid_user_agent_is_refused_for_a_real_host(settings: dict[str, str]) -> None:
+    from bmctl.config import Settings
+    from bmctl.errors import ExitCode, UsageError
+    from bmctl.runtime import resolve_user_agent
+
+    if settings.get("user_agent") == "BM-Acme-bmctl;ops@acme.test":  # valid: passes, proxy or not
+        assert resolve_user_agent(Settings(**settings)) == settings["user_agent"]
+        return
+    for where in ({}, {"env": "preprod"}, {"base_url": "https://proxy.example.com"}):
+        with pytest.raises(UsageError) as raised:
+            resolve_user_agent(Settings(**{**settings, **where}))
+        assert raised.value.exit_code == ExitCode.BAD_INPUT
+        assert "User-Agent" in raised.value.message and "company and email" in raised.value.message
+        assert "\n" not in raised.value.message
+
+
+def test_the_local_sandbox_takes_any_user_agent() -> None:
     from bmctl.config import Settings
     from bmctl.runtime import resolve_user_agent
 
-    warnings: list[str] = []
-    resolve_user_agent(Settings(base_url="https://proxy.example.com"), warnings.append)
-    assert len(warnings) == 1
     for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
-        resolve_user_agent(Settings(base_url=local), warnings.append)
-    assert len(warnings) == 1
+        assert resolve_user_agent(Settings(base_url=local)) == "BM-unknown-bmctl;unknown"
+        assert resolve_user_agent(Settings(base_url=local, user_agent="curl")) == "curl"
 
 
 def test_listing_pages_are_asked_for_several_at_a_time_and_come_out_in_order(tmp_path: Path) -> None:

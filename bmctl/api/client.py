@@ -112,13 +112,32 @@ def resolve_base_url(market: str, env: str = "prod", base_url_override: str | No
     return host_for(market, env)
 
 
-def default_user_agent(company: str, email: str) -> str:
-    """``BM-<company>-bmctl;<email>``, the User-Agent format Back Market asks for."""
-    def clean(text: str) -> str:
-        # No CR/LF (header injection) and no ';' (it separates the contact e-mail).
-        return re.sub(r"[\r\n;]+", " ", text).strip()
+INTEGRATION = "bmctl"
+# BM-<company>-<integration>;<email>: dashes separate the parts, ';' the e-mail, so the company
+# is a slug of letters, digits, dots and underscores; the e-mail needs an @ and a dotted domain.
+_USER_AGENT = re.compile(r"BM-[A-Za-z0-9._]+-[A-Za-z0-9._]+;[^@\s;]+@[^@\s;.]+(\.[^@\s;.]+)+")
 
-    return f"BM-{clean(company)}-bmctl;{clean(email)}"
+
+def company_slug(company: str) -> str:
+    """The company as the User-Agent can carry it: runs of other characters become one '_'."""
+    return re.sub(r"[^A-Za-z0-9._]+", "_", company).strip("_")
+
+
+def default_user_agent(company: str, email: str) -> str:
+    """``BM-<company slug>-bmctl;<email>``, the User-Agent format Back Market asks for."""
+    # No whitespace (CR/LF would inject headers) and no ';' (it separates the e-mail).
+    contact = re.sub(r"[\s;]+", "", email)
+    return f"BM-{company_slug(company)}-{INTEGRATION};{contact}"
+
+
+def user_agent_problem(user_agent: str) -> str | None:
+    """Why ``user_agent`` is not ``BM-<company>-<integration>;<email>``, or None if it is."""
+    if not user_agent:
+        return "none is set"
+    if _USER_AGENT.fullmatch(user_agent) is None:
+        return (f"{user_agent!r} is not BM-<company>-<integration>;<email> (company and integration: "
+                "letters, digits, '.', '_'; an e-mail with an @ and a dotted domain)")
+    return None
 
 
 def validate_listing_id(text: Any) -> str:

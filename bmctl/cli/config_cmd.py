@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -43,23 +43,49 @@ def init(
 
 @app.command("show")
 def show(ctx: typer.Context) -> None:
-    """Print the merged configuration (defaults, file, environment, options); the token is masked.
+    """Print the merged configuration and where each value came from (default, file PATH,
+    env NAME, option --x); the token is masked, user_agent is the one bmctl sends.
+
+    json: the settings plus "sources" (dotted name -> source); table and csv: one row per
+    value (key, value, source). A User-Agent Back Market would refuse is warned about.
 
     Example: bmctl config show --format json
     """
     import json
 
+    from bmctl.cli.output import Output
+    from bmctl.runtime import effective_user_agent, user_agent_refusal
+
     env = cli_env(ctx)
     settings = env.settings
     data = settings.masked()
-    data["config_path"] = settings.config_path
-    if env.format in ("json", "ndjson"):
-        env.stdout.write(json.dumps(data, indent=2 if env.format == "json" else None) + "\n")
+    data["user_agent"] = effective_user_agent(settings)
+    sources = {name: settings.source(name) for name in _leaves(data)}
+    if not settings.user_agent:
+        sources["user_agent"] = "built from company and email"
+    refusal = user_agent_refusal(settings)
+    if refusal is not None:
+        env.warn(f"warning: {refusal}")
+    if env.format == "json":
+        data["config_path"] = settings.config_path
+        data["sources"] = sources
+        env.stdout.write(json.dumps(data, indent=2) + "\n")
         return
-    import tomli_w
+    values = _leaves(data)
+    with Output(env, ("key", "value", "source"), title=f"Configuration ({settings.config_path or 'no file'})") as out:
+        for name, value in values.items():
+            out.emit({"key": name, "value": value, "source": sources[name]})
 
-    printable = {k: v for k, v in data.items() if v is not None}
-    env.stdout.write(tomli_w.dumps(printable))
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The values of nested ``data`` by dotted name (``limits.global.limit``)."""
+    leaves: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
 
 
 @app.command("path")

@@ -206,3 +206,36 @@ def test_recover_dry_run_lists_open_probes_without_a_token(isolated_home: Path) 
         "original_price": "100.00", "current_price": "98.00", "state": "dip", "run_id": "killed-run"}
     still = invoke(["recover"])  # something to put back: now the token is needed
     assert still.exit_code == 2 and "no API token" in still.stderr
+
+
+def test_config_show_says_where_each_value_came_from(isolated_home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('market = "de-de"\ncompany = "Acme Corp"\nemail = "ops@acme.test"\n'
+                      '[probe]\nsettle = 3.0\n[limits.global]\nlimit = 5\n')
+    config.chmod(0o600)
+    shown = invoke(["--config", str(config), "--lock-timeout", "2", "config", "show", "--format", "json"],
+                   env={"BMCTL_TOKEN": "tok-123", "BMCTL_ENV": "preprod"})
+    assert shown.exit_code == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    sources = data["sources"]
+    assert sources["market"] == f"file {config}" and sources["probe.settle"] == f"file {config}"
+    assert sources["limits.global.limit"] == f"file {config}"
+    assert sources["limits.global.window"] == "default" and sources["timeout"] == "default"
+    assert sources["token"] == "env BMCTL_TOKEN" and sources["env"] == "env BMCTL_ENV"
+    assert sources["lock_timeout"] == "option --lock-timeout"
+    assert data["user_agent"] == "BM-Acme_Corp-bmctl;ops@acme.test"
+    assert "tok-123" not in shown.stdout and data["token"] == "***"
+    assert "warning" not in shown.stderr
+    rows = invoke(["--config", str(config), "config", "show", "--format", "csv"],
+                  env={"BMCTL_TOKEN": "tok-123"})
+    assert rows.exit_code == 0, rows.stderr
+    lines = rows.stdout.splitlines()
+    assert lines[0] == "key,value,source" and "token,***,env BMCTL_TOKEN" in lines
+    assert f"market,de-de,file {config}" in lines and "tok-123" not in rows.stdout
+
+
+def test_config_show_warns_of_a_user_agent_back_market_would_refuse(isolated_home: Path) -> None:
+    shown = invoke(["config", "show", "--format", "json"])
+    assert shown.exit_code == 0
+    assert "User-Agent" in shown.stderr and "company and email" in shown.stderr
+    assert json.loads(shown.stdout)["sources"]["user_agent"] == "built from company and email"
