@@ -29,12 +29,9 @@ def effective_user_agent(settings: "Settings") -> str:
     return default_user_agent(settings.company or "unknown", settings.email or "unknown")
 
 
-def user_agent_refusal(settings: "Settings") -> str | None:
-    """Why the User-Agent would be refused against ``settings``' host, or None if it would not.
-
-    Only a host on this machine (the sandbox, a local stand-in) is exempt: any other host,
-    a proxy included, forwards the header to Back Market."""
-    from bmctl.api.client import resolve_base_url, user_agent_problem
+def user_agent_problem_for(settings: "Settings") -> str | None:
+    """What is wrong with the User-Agent ``settings`` would send, or None."""
+    from bmctl.api.client import user_agent_problem
 
     problem = user_agent_problem(effective_user_agent(settings))
     if not settings.user_agent:
@@ -42,26 +39,55 @@ def user_agent_refusal(settings: "Settings") -> str | None:
             problem = "no user_agent, and company and email are not both set"
         elif problem is not None:
             problem = f"{problem} (built from company and email)"
-    if problem is None or _is_loopback(resolve_base_url(settings.market, settings.env, settings.base_url)):
+    return problem
+
+
+def user_agent_refusal(settings: "Settings") -> str | None:
+    """Why the User-Agent is refused against ``settings``' host, or None: only Back Market's
+    own hosts refuse (prod and preprod); a host on this machine (the sandbox) takes anything,
+    and any other host (a proxy, a stand-in) gets a warning from :func:`resolve_user_agent`."""
+    from bmctl.api.client import resolve_base_url
+
+    problem = user_agent_problem_for(settings)
+    if problem is None or not _is_back_market(resolve_base_url(settings.market, settings.env,
+                                                                 settings.base_url)):
         return None
     return f"invalid User-Agent for Back Market: {problem}; {USER_AGENT_HINT}"
 
 
 def resolve_user_agent(settings: "Settings", warn: Callable[[str], None] | None = None) -> str:
-    """The User-Agent to send; a UsageError (nothing sent) if a real Back Market host would get
-    an invalid one. A local host (the sandbox) takes whatever is set."""
+    """The User-Agent to send; a UsageError (nothing sent) if a Back Market host would get an
+    invalid one; a warning when another remote host (a proxy) would pass it on as it is."""
+    from bmctl.api.client import resolve_base_url
+
     refusal = user_agent_refusal(settings)
     if refusal is not None:
         raise UsageError(refusal)
+    base_url = resolve_base_url(settings.market, settings.env, settings.base_url)
+    problem = user_agent_problem_for(settings)
+    if problem is not None and warn is not None and not _is_loopback(base_url):
+        warn(f"bmctl: warning: invalid User-Agent ({problem}): Back Market refuses it if "
+             f"{base_url} passes it on; {USER_AGENT_HINT}")
     return effective_user_agent(settings)
+
+
+def _host(base_url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(base_url).hostname or "").lower()
 
 
 def _is_loopback(base_url: str) -> bool:
     """A base URL on this machine (the sandbox, a local stand-in): no one there reads the UA."""
-    from urllib.parse import urlsplit
-
-    host = urlsplit(base_url).hostname or ""
+    host = _host(base_url)
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _is_back_market(base_url: str) -> bool:
+    """One of Back Market's own hosts (``www.backmarket.fr``, ``preprod.backmarket.com``, ...)."""
+    host = _host(base_url)
+    labels = host.split(".")
+    return "backmarket" in labels[-3:-1] or host.startswith("backmarket.")
 
 
 NO_TOKEN = "no API token: set BMCTL_TOKEN or `token` in the config file (bmctl config init)"

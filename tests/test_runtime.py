@@ -155,12 +155,16 @@ def test_an_invalid_user_agent_is_refused_for_a_real_host(settings: dict[str, st
     if settings.get("user_agent") == "BM-Acme-bmctl;ops@acme.test":  # valid: passes, proxy or not
         assert resolve_user_agent(Settings(**settings)) == settings["user_agent"]
         return
-    for where in ({}, {"env": "preprod"}, {"base_url": "https://proxy.example.com"}):
+    for where in ({}, {"env": "preprod"}, {"market": "en-us"}, {"base_url": "https://www.backmarket.co.jp"}):
         with pytest.raises(UsageError) as raised:
             resolve_user_agent(Settings(**{**settings, **where}))
         assert raised.value.exit_code == ExitCode.BAD_INPUT
         assert "User-Agent" in raised.value.message and "company and email" in raised.value.message
         assert "\n" not in raised.value.message
+    # Another remote host (a proxy, a stand-in) passes it on as it is: a warning, not a refusal.
+    warnings: list[str] = []
+    resolve_user_agent(Settings(**{**settings, "base_url": "https://proxy.example.com"}), warnings.append)
+    assert len(warnings) == 1 and "User-Agent" in warnings[0]
 
 
 def test_the_local_sandbox_takes_any_user_agent() -> None:
