@@ -1,4 +1,5 @@
-"""Store fixtures: a fresh database, and a stand-in for the traffic package's AttemptRecord."""
+"""Store fixtures: a fresh database, a hand-moved clock, counting and commit-tracing helpers, and
+a stand-in for the traffic package's AttemptRecord."""
 
 from __future__ import annotations
 
@@ -12,6 +13,27 @@ import pytest
 from bmctl.store.db import open_database
 
 WALL0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def count(db, table: str = "rate_limit_logs") -> int:  # type: ignore[no-untyped-def]
+    return db.conn.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def commits(db) -> list[str]:  # type: ignore[no-untyped-def]
+    """Trace the connection: the COMMIT statements it runs from now on."""
+    seen: list[str] = []
+    db.conn.set_trace_callback(lambda sql: seen.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    return seen
 
 
 class Priority(IntEnum):

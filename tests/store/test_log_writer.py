@@ -9,27 +9,7 @@ from bmctl.store.db import open_database
 from bmctl.store.log_writer import LogWriter
 from bmctl.store.logs import list_logs
 
-from .conftest import WALL0, Priority, attempt
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def count(db, table: str = "rate_limit_logs") -> int:  # type: ignore[no-untyped-def]
-    return db.conn.execute(f"select count(*) from {table}").fetchone()[0]
-
-
-def commits(db) -> list[str]:  # type: ignore[no-untyped-def]
-    """Trace the connection: the COMMIT statements it runs from now on."""
-    seen: list[str] = []
-    db.conn.set_trace_callback(lambda sql: seen.append(sql) if sql.strip().upper() == "COMMIT" else None)
-    return seen
-
+from .conftest import WALL0, FakeClock, Priority, attempt, commits, count
 
 # --- LogWriter ---------------------------------------------------------------------------------
 
