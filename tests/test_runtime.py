@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,19 +177,25 @@ def test_the_local_sandbox_takes_any_user_agent() -> None:
         assert resolve_user_agent(Settings(base_url=local, user_agent="curl")) == "curl"
 
 
+def timed_listings(specs: Any, tmp_path: Path, workers: int, read: Any) -> tuple[Any, float]:
+    """What ``read(client)`` returns over a world answering in 0.3 s with ``workers`` requests
+    on the wire, and the simulated seconds it took."""
+    world = SimWorld(specs, latency=0.3)
+    with world.runtime(tmp_path / f"l{workers}.db", command="listings", writing=False,
+                       traffic_max_in_flight=workers) as runtime:
+        start = world.clock.monotonic()
+        result = read(runtime.client)
+        return result, world.clock.monotonic() - start
+
+
 def test_listing_pages_are_asked_for_several_at_a_time_and_come_out_in_order(tmp_path: Path) -> None:
     from bmctl.sandbox.catalogue import generate_catalogue
 
     specs = generate_catalogue(480, markets=("fr-fr",), seed=2)  # ten pages of 50 (the last 30)
-    orders = []
-    for workers in (1, 8):
-        world = SimWorld(specs, latency=0.3)
-        with world.runtime(tmp_path / f"p{workers}.db", command="listings", writing=False,
-                           traffic_max_in_flight=workers) as runtime:
-            start = world.clock.monotonic()
-            ids = [listing.id for listing in runtime.client.iter_listings(market="fr-fr")]
-            orders.append((ids, world.clock.monotonic() - start))
-    (one_by_one, slow), (ahead, fast) = orders
+    (one_by_one, slow), (ahead, fast) = [
+        timed_listings(specs, tmp_path, workers,
+                       lambda client: [listing.id for listing in client.iter_listings(market="fr-fr")])
+        for workers in (1, 8)]
     assert ahead == one_by_one and len(ahead) == 480
     assert slow == pytest.approx(10 * 0.3, abs=0.05)
     assert fast < 3 * 0.3 + 0.05  # the first page, then the other nine at once (8 on the wire)
@@ -215,15 +222,10 @@ def test_the_first_listing_page_of_every_market_is_asked_for_at_once(tmp_path: P
 
     markets = platform_markets("fr-fr")  # the 13 European markets
     specs = generate_catalogue(60, markets=("fr-fr", "de-de", "en-gb"), seed=3)
-    runs = []
-    for workers in (1, 32):
-        world = SimWorld(specs, latency=0.3)
-        with world.runtime(tmp_path / f"m{workers}.db", command="listings", writing=False,
-                           traffic_max_in_flight=workers) as runtime:
-            start = world.clock.monotonic()
-            seen = list(runtime.client.iter_listings_by_market(markets, min_quantity=1))
-            runs.append((seen, world.clock.monotonic() - start))
-    (one_by_one, slow), (together, fast) = runs
+    (one_by_one, slow), (together, fast) = [
+        timed_listings(specs, tmp_path, workers,
+                       lambda client: list(client.iter_listings_by_market(markets, min_quantity=1)))
+        for workers in (1, 32)]
     assert together == one_by_one and {m for m, _ in together} == {"fr-fr", "de-de", "en-gb"}
     assert slow == pytest.approx(13 * 0.3, abs=0.05)  # one page per market, one after the other
     assert fast < 3 * 0.3  # every market's first page on the wire together, then the rest
