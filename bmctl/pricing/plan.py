@@ -33,11 +33,6 @@ def probe_cost(max_raises: int, peek_retries: int, dry_run: bool = False) -> Pro
     )
 
 
-def rate_of(spec: LimitSpec) -> float:
-    """Sustained sends per second a bucket allows (its documented rate)."""
-    return spec.limit / spec.window
-
-
 @dataclass
 class Plan:
     """Estimated requests per bucket for a batch, and what that means in time."""

@@ -87,11 +87,6 @@ class RequestQueue(Generic[T]):
         """Every lane ever created."""
         return iter(self._lanes.values())
 
-    def next_seq(self) -> int:
-        """A fresh sequence number (FIFO order within a priority)."""
-        self._seq += 1
-        return self._seq
-
     def push(self, item: T, priority: int, lane: Lane[T], seq: int | None = None) -> int:
         """Queue ``item``; ``seq`` keeps an earlier place (requeue after a 429). Returns the seq."""
         if seq is None:
@@ -100,7 +95,7 @@ class RequestQueue(Generic[T]):
         heap = lane.heap
         if not heap:
             self._active.append(lane)
-        heappush(heap, ((priority << _SEQ_BITS) | seq, item))
+        heappush(heap, (order_key(priority, seq), item))
         self._len += 1
         return seq
 
