@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, TextIO
 
 from bmctl.errors import UsageError
 
@@ -22,6 +24,32 @@ def check_format(chosen: str) -> str:
     return chosen
 
 
+class LiveLine(Protocol):
+    """A line redrawn in place on stderr (the progress line): it steps aside while anything
+    else is written to the terminal, so output never lands in the middle of it."""
+
+    def clear(self) -> None: ...
+
+    def draw(self) -> None: ...
+
+
+def terminal_width(stream: TextIO, given: int | None = None) -> int:
+    """Columns of the terminal behind ``stream``: ``given``, else $COLUMNS, else the terminal's
+    own size (whatever $TERM says: TERM=dumb is no reason to assume 80), else 80."""
+    if given:
+        return given
+    try:
+        from_env = int(os.environ.get("COLUMNS", ""))
+        if from_env > 0:
+            return from_env
+    except ValueError:
+        pass
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is both
+        return 80
+
+
 @dataclass
 class CliEnv:
     """The environment of one invocation, created once at entry: streams, TTY state, argv, the
@@ -36,10 +64,14 @@ class CliEnv:
     format_option: str | None = None
     verbose: bool = False
     quiet: bool = False
+    wide: bool = False
     argv: list[str] = field(default_factory=list)
+    columns: int | None = None  # the terminal's width, when a test fixes it
     clock: Any = None
     transport: Any = None
     _settings: "Settings | None" = None
+    live: LiveLine | None = None
+    terminal_lock: Any = field(default_factory=threading.RLock)
 
     def now_wall(self) -> float:
         """Wall-clock seconds (UTC) of this invocation's clock."""
@@ -69,6 +101,28 @@ class CliEnv:
         return self.stderr_is_tty and "NO_COLOR" not in os.environ
 
     @property
+    def stdout_color(self) -> bool:
+        """Bold headers on stdout: only on a terminal, never with NO_COLOR."""
+        return self.stdout_is_tty and "NO_COLOR" not in os.environ
+
+    def width(self, stream: TextIO | None = None) -> int:
+        """Columns of the terminal behind ``stream`` (stdout by default)."""
+        return terminal_width(stream if stream is not None else self.stdout, self.columns)
+
+    @contextmanager
+    def terminal(self) -> Iterator[None]:
+        """Hold the terminal: the live line, if one is drawn, steps aside and comes back after."""
+        with self.terminal_lock:
+            live = self.live
+            if live is not None:
+                live.clear()
+            try:
+                yield
+            finally:
+                if live is not None and self.live is live:
+                    live.draw()
+
+    @property
     def format(self) -> str:
         """``--format``, else ``table`` on a terminal and ``json`` in pipes and files."""
         return check_format(self.format_option or ("table" if self.stdout_is_tty else "json"))
@@ -95,20 +149,37 @@ class CliEnv:
 
     def warn(self, message: str) -> None:
         """A warning on stderr (kept even with --quiet: warnings matter in cron mail)."""
-        self.stderr.write(self.redact(message) + "\n")
-        self.stderr.flush()
+        self._say(message)
 
     def info(self, message: str) -> None:
         """Progress and context on stderr, silenced by --quiet."""
         if not self.quiet:
-            self.stderr.write(self.redact(message) + "\n")
-            self.stderr.flush()
+            self._say(message)
 
     def debug(self, message: str) -> None:
         """Detail shown only with --verbose."""
         if self.verbose:
-            self.stderr.write(self.redact(message) + "\n")
+            self._say(message)
+
+    def _say(self, message: str) -> None:
+        text = self.redact(message)
+        if self.stderr_is_tty:  # the terminal would cut words at its edge: wrap between them
+            text = wrap_lines(text, self.width(self.stderr))
+        with self.terminal():
+            self.stderr.write(text + "\n")
             self.stderr.flush()
+
+
+def wrap_lines(text: str, width: int) -> str:
+    """Each line of ``text`` wrapped between words to ``width``, continuations indented."""
+    if all(len(line) <= width for line in text.split("\n")):
+        return text
+    import textwrap
+
+    return "\n".join(
+        "\n".join(textwrap.wrap(line, width=width, subsequent_indent="  ", break_long_words=False,
+                               break_on_hyphens=False) or [""])
+        for line in text.split("\n"))
 
 
 def _isatty(stream: TextIO) -> bool:

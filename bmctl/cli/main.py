@@ -218,6 +218,7 @@ def global_options(
     lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help="Seconds a writing command waits for another run's lock (default 0)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr (never the token)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only data and warnings."),
+    wide: bool = typer.Option(False, "--wide", "--no-trunc", help="Tables on a terminal: every column and full ids, even wider than the terminal."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Global options shared by every command."""
@@ -231,6 +232,7 @@ def global_options(
         format_option=format,
         verbose=verbose,
         quiet=quiet,
+        wide=wide,
         argv=list(getattr(ctx.command, "invoked_args", sys.argv[1:])),
     )
     if format is not None:

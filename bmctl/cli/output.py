@@ -19,15 +19,15 @@ def to_json_line(row: Mapping[str, Any]) -> str:
     return json.dumps(row, default=_json_default, ensure_ascii=False)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, csv: bool = False) -> str:
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
+    if isinstance(value, bool):  # csv says it as JSON does; a table says it in words
+        return ("true" if value else "false") if csv else ("yes" if value else "no")
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
     if isinstance(value, (list, tuple)):
-        return ",".join(_cell(v) for v in value)
+        return ",".join(_cell(v, csv=csv) for v in value)
     if isinstance(value, dict):
         return to_json_line(value)
     return str(value)
@@ -68,10 +68,12 @@ class Output:
     def emit(self, row: Mapping[str, Any]) -> None:
         """Add one row; streamed at once for ndjson and csv."""
         if self.format == "ndjson":
-            self.env.stdout.write(to_json_line(row) + "\n")
-            self.env.stdout.flush()
+            with self.env.terminal():
+                self.env.stdout.write(to_json_line(row) + "\n")
+                self.env.stdout.flush()
         elif self.format == "csv":
-            self._write_csv(row)
+            with self.env.terminal():
+                self._write_csv(row)
         else:
             self.rows.append(row)
 
@@ -88,7 +90,8 @@ class Output:
             return
         if self.format == "json":
             text = json.dumps(list(self.rows), default=_json_default, ensure_ascii=False, indent=2)
-            self.env.stdout.write(text + "\n")
+            with self.env.terminal():
+                self.env.stdout.write(text + "\n")
         elif self.format == "table":
             self._write_table()
         self.env.stdout.flush()
@@ -105,7 +108,7 @@ class Output:
         if self._csv_writer is None:
             self._csv_writer = csv.writer(self.env.stdout, lineterminator="\n")
             self._csv_writer.writerow(self._keys(row))
-        self._csv_writer.writerow([_cell(row.get(key)) for key in self._keys(row)])
+        self._csv_writer.writerow([_cell(row.get(key), csv=True) for key in self._keys(row)])
         self.env.stdout.flush()
 
     def _write_table(self) -> None:
@@ -117,27 +120,21 @@ class Output:
             return
         cells = [[_cell(row.get(k)) for k in keys] for row in self.rows]
         if self.env.stdout_is_tty:
-            self._write_rich_table(keys, cells)
+            self._write_terminal_table(keys, cells)
             return
         widths = [max(len(k), *(len(r[i]) for r in cells)) for i, k in enumerate(keys)]
         lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths)).rstrip()]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
         self.env.stdout.write("\n".join(lines) + "\n")
 
-    def _write_rich_table(self, keys: list[str], cells: list[list[str]]) -> None:
-        import os
+    def _write_terminal_table(self, keys: list[str], cells: list[list[str]]) -> None:
+        from bmctl.cli.layout import fit
 
-        from rich.console import Console
-        from rich.table import Table
-
-        # NO_COLOR (any value): no escape codes at all, bold and italic included.
-        plain = "NO_COLOR" in os.environ
-        console = Console(file=self.env.stdout, no_color=plain, soft_wrap=False,
-                          color_system=None if plain else "auto")
-        table = Table(title=self.title, header_style="bold")
-        for key in keys:
-            numeric = any(k in key for k in ("price", "ms", "rate", "requests", "seconds", "count"))
-            table.add_column(key, justify="right" if numeric else "left", overflow="fold")
-        for row in cells:
-            table.add_row(*row)
-        console.print(table)
+        width = self.env.width()
+        encoding = (getattr(self.env.stdout, "encoding", None) or "utf-8").lower()
+        fitted = fit(keys, cells, width, wide=self.env.wide, bold=self.env.stdout_color,
+                     title=self.title, rule="─" if "utf" in encoding else "-")
+        with self.env.terminal():
+            self.env.stdout.write("\n".join(fitted.lines) + "\n")
+        if fitted.hidden:
+            self.env.info(f"({width} columns: left out {', '.join(fitted.hidden)}; --wide shows all)")

@@ -59,7 +59,14 @@ def list_logs(
         sql += " limit ?"
         params.append(int(limit))
     cursor = db.conn.execute(sql, params)
-    return [dict(zip(_LIST_COLUMNS, row)) for row in cursor]
+    rows = [dict(zip(_LIST_COLUMNS, row)) for row in cursor]
+    for row in rows:  # the clock's nanoseconds are noise: 0.01 ms is what a reader can use
+        for key in _MILLISECONDS:
+            row[key] = _round(row[key], 2)
+    return rows
+
+
+_MILLISECONDS = ("queue_wait_ms", "latency_ms")
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -201,7 +208,24 @@ def list_runs(db: Any, limit: int | None = 20) -> list[dict[str, Any]]:
     if limit is not None:
         sql += " limit ?"
         params.append(int(limit))
-    return [dict(zip(_RUN_COLUMNS, row)) for row in db.conn.execute(sql, params)]
+    rows = [dict(zip(_RUN_COLUMNS, row)) for row in db.conn.execute(sql, params)]
+    for row in rows:
+        row["argv"] = _argv_list(row["argv"])
+        row["duration_s"] = _round(row["duration_s"], 3)
+    return rows
+
+
+def _argv_list(stored: str | None) -> list[str] | None:
+    """The stored argv (a JSON array since the first version; plain text is kept as one word)."""
+    if stored is None:
+        return None
+    import json
+
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return [stored]
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def prune(db: Any, older_than_wall: float) -> dict[str, int]:

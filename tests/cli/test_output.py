@@ -36,8 +36,8 @@ def test_json_keeps_amounts_as_strings() -> None:
 
 def test_ndjson_and_csv_stream() -> None:
     assert [json.loads(line)["price"] for line in render("ndjson").splitlines()] == ["12.30", "9.99"]
-    assert render("csv").splitlines() == ["listing_id,price,is_winning,error", "a,12.30,yes,",
-                                          "b,9.99,no,"]
+    assert render("csv").splitlines() == ["listing_id,price,is_winning,error", "a,12.30,true,",
+                                          "b,9.99,false,"]
 
 
 def test_table_leaves_out_optional_columns_without_values() -> None:
