@@ -48,6 +48,15 @@ class DefaultListGroup(SuggestingGroup):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        """Its commands, and (for ``-...``) the options of ``list`` too: they work here."""
+        results = list(super().shell_complete(ctx, incomplete))
+        default = self.get_command(ctx, self.default_command)
+        if incomplete.startswith("-") and default is not None:
+            seen = {item.value for item in results}
+            results += [item for item in default.shell_complete(ctx, incomplete) if item.value not in seen]
+        return results
+
 
 def cli_env(ctx: typer.Context) -> CliEnv:
     """The invocation's CliEnv (set by the global options callback)."""
