@@ -62,10 +62,15 @@ def install_completion(shell: str) -> Path:
     line of the rc file that loads it); the path written."""
     from typer import _completion_shared as shared
 
+    from bmctl.errors import ConfigError
+
     shell = _checked(shell)
     installers: dict[str, Callable[..., Path]] = {
         "bash": shared.install_bash, "zsh": shared.install_zsh, "fish": shared.install_fish}
-    return installers[shell](prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell)
+    try:
+        return installers[shell](prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell)
+    except OSError as error:  # a read-only home, a directory where the rc file should be
+        raise ConfigError(f"cannot install {shell} completion: {error}") from None
 
 
 def answer_request(cli: Any, instruction: str, out: Any, err: Any) -> int:

@@ -83,6 +83,14 @@ def test_install_completion_writes_the_script(isolated_home: Path, shell: str, w
         assert f"source '{isolated_home / where}'" in (isolated_home / ".bashrc").read_text()
 
 
+def test_an_install_that_cannot_write_is_one_error_line(isolated_home: Path) -> None:
+    (isolated_home / ".bashrc").mkdir()  # where the line that loads the script should go
+    result = invoke(["--install-completion", "bash"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("bmctl: error: cannot install bash completion: ")
+    assert result.stderr.count("\n") == 1
+
+
 def test_listing_ids_are_offered_from_the_local_database(database: Path) -> None:
     offered, code = ask(f"bmctl --db {database} history ")
     assert (sorted(offered), code) == (sorted([A, B, C, D]), 0)  # each once
