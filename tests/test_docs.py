@@ -78,3 +78,33 @@ def test_every_exit_code_is_documented() -> None:
 
     table = REFERENCE.split("## Exit codes", 1)[1].split("##", 1)[0]
     assert [int(c) for c in re.findall(r"^\| (\d+) \|", table, flags=re.M)] == [int(c) for c in ExitCode]
+
+
+def every_command_path() -> list[list[str]]:
+    """Every command path, groups and the root included (``[]``, ``["logs"]``, ``["logs", "list"]``)."""
+    paths: list[list[str]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        paths.append(path)
+        if isinstance(command, TyperGroup):
+            for name in command.list_commands(None):
+                walk(command.get_command(None, name), [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+# What Typer shows when a value has no word: `<str>`, `<int range>`, `<list[str]>`, `x>=1`.
+PYTHON_TYPE = re.compile(r"<(str|int|float|bool|path|list|choice|datetime|uuid)\b|list\[|range>|\bx[<>]=|<=x")
+
+
+@pytest.mark.parametrize("path", [" ".join(p) for p in every_command_path()])
+@pytest.mark.parametrize("columns", ["80", "120"])
+def test_help_shows_words_never_python_types(path: str, columns: str) -> None:
+    from tests.cli.helpers import invoke
+
+    result = invoke([*path.split(), "--help"], env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.stderr
+    typed = [line for line in result.stdout.splitlines() if PYTHON_TYPE.search(line)]
+    assert typed == [], f"bmctl {path} --help: {typed}"
+    assert max(len(line) for line in result.stdout.splitlines()) <= int(columns)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import typer
 from typer.core import TyperGroup
@@ -10,15 +10,52 @@ from typer.core import TyperGroup
 from bmctl.cli.env import CliEnv
 
 
-class DefaultListGroup(TyperGroup):
-    """A group whose bare invocation (or leading options) runs its ``list`` command."""
+def unknown_command(ctx: Any, name: str, commands: Iterable[str]) -> Exception:
+    """The one error for a word that names no command of a group (exit 2), suggesting the
+    closest command when there is one (``bmctl logs lst`` -> did you mean 'list'?)."""
+    from difflib import get_close_matches
+
+    from bmctl.errors import UsageError
+
+    where = f" for {ctx.command_path}" if ctx is not None and ctx.parent is not None else ""
+    matches = get_close_matches(name, list(commands), n=1)
+    if matches:
+        return UsageError(f"no such command {name!r}{where}. Did you mean {matches[0]!r}?")
+    path = ctx.command_path if ctx is not None else "bmctl"
+    return UsageError(f"no such command {name!r}{where}; see {path} --help")
+
+
+class SuggestingGroup(TyperGroup):
+    """A group that answers an unknown command with the closest one (``unknown_command``)."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if (args and not ctx.resilient_parsing and not args[0].startswith("-")
+                and self.get_command(ctx, args[0]) is None):
+            raise unknown_command(ctx, args[0], self.list_commands(ctx))
+        return super().resolve_command(ctx, args)
+
+
+class DefaultListGroup(SuggestingGroup):
+    """A group whose bare invocation (or leading options) runs its ``list`` command; a first
+    word that is no command is an error (the group itself takes no arguments)."""
 
     default_command = "list"
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+        # While completing, a bare group offers its commands rather than running `list`.
+        bare = not args and not ctx.resilient_parsing
+        if bare or (args and args[0].startswith("-") and args[0] not in ("-h", "--help")):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        """Its commands, and (for ``-...``) the options of ``list`` too: they work here."""
+        results = list(super().shell_complete(ctx, incomplete))
+        default = self.get_command(ctx, self.default_command)
+        if incomplete.startswith("-") and default is not None:
+            seen = {item.value for item in results}
+            results += [item for item in default.shell_complete(ctx, incomplete) if item.value not in seen]
+        return results
 
 
 def cli_env(ctx: typer.Context) -> CliEnv:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Any, Optional, Sequence
@@ -10,9 +11,13 @@ import typer
 from typer.core import TyperGroup
 
 from bmctl import __version__
-from bmctl.cli.clicklib import ABORTS, EXITS, ClickException, NoArgsIsHelpError, UsageError
+from bmctl.cli.clicklib import ABORTS, EXITS, ClickException, NoArgsIsHelpError
 from bmctl.cli.env import FORMATS, CliEnv, check_format
 from bmctl.errors import BmctlError, ExitCode, exit_code_for
+
+COMPLETE_VAR = "_BMCTL_COMPLETE"  # set by the completion scripts when the shell asks bmctl
+_COMPLETION_OPTIONS = ("--install-completion", "--show-completion")
+SHELLS = ("bash", "zsh", "fish")  # the shells bmctl completes in
 
 # Global options may also follow the subcommand (`bmctl competitors ID --format json`):
 # they are hoisted in front of it before click parses. Which ones they are is read from the
@@ -105,14 +110,15 @@ class BmctlGroup(TyperGroup):
     contract's exit code."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(list(args), global_option_names(self.params)))
+        args = _shell_values(list(args))
+        return super().parse_args(ctx, hoist_global_options(args, global_option_names(self.params)))
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands:
-            command = load_command(cmd_name)
+            command = load_command(cmd_name, global_params=self.params)
             if command is None:
                 return None
             self.commands[cmd_name] = command
@@ -125,20 +131,24 @@ class BmctlGroup(TyperGroup):
             formatter.write_dl(rows)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        try:
-            return super().resolve_command(ctx, args)
-        except UsageError as error:
-            from difflib import get_close_matches
+        if (args and not ctx.resilient_parsing and not args[0].startswith("-")
+                and args[0] not in COMMANDS):
+            from bmctl.cli.common import unknown_command  # only on this error path
 
-            matches = get_close_matches(args[0], list(COMMANDS)) if args else []
-            if matches and "Did you mean" not in error.message:
-                error.message = error.message.rstrip(".") + f". Did you mean {matches[0]!r}?"
-            raise
+            raise unknown_command(ctx, args[0], COMMANDS)
+        return super().resolve_command(ctx, args)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
              windows_expand_args: bool = True, **extra: Any) -> Any:
         contexts: list[Any] = []
+        if os.environ.get(COMPLETE_VAR):  # the shell asking what to complete (see --show-completion)
+            from bmctl.cli.completion import answer_request
+
+            code = answer_request(self, os.environ[COMPLETE_VAR], sys.stdout, sys.stderr)
+            if standalone_mode:
+                sys.exit(code)
+            return code
         # The arguments this invocation was given, for its run record (not sys.argv: an
         # in-process call, as in tests, has its own).
         self.invoked_args = list(sys.argv[1:] if args is None else args)
@@ -170,10 +180,33 @@ class BmctlGroup(TyperGroup):
         return int(code)
 
 
+def _shell_values(args: list[str]) -> list[str]:
+    """``--install-completion`` / ``--show-completion`` take an optional shell: when none
+    follows, an empty value (the shell of $SHELL)."""
+    for index, arg in enumerate(args):
+        if arg == "--" or not arg.startswith("-"):
+            break
+        if arg in _COMPLETION_OPTIONS and (index + 1 == len(args) or args[index + 1].startswith("-")):
+            return [*args[: index + 1], "", *args[index + 1:]]
+    return args
+
+
+def _completion_option(ctx: Any, param: Any, value: Optional[str]) -> None:
+    """--install-completion / --show-completion: do it and exit."""
+    if value is None or ctx.resilient_parsing:
+        return
+    from bmctl.cli.completion import completion_script, install_completion
+
+    if param.name == "show_completion":
+        typer.echo(completion_script(ctx.command, value))
+    else:
+        path = install_completion(value)
+        typer.echo(f"installed bmctl completion in {path}; it takes effect in a new shell", err=True)
+    raise typer.Exit(0)
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null: the interpreter's final flush must not fail on the closed pipe."""
-    import os
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -209,17 +242,23 @@ def _version(value: bool) -> None:
 @app.callback()
 def global_options(
     ctx: typer.Context,
-    config: Optional[str] = typer.Option(None, "--config", help="Config file (else $BMCTL_CONFIG, ./bmctl.toml, ~/.config/bmctl/bmctl.toml)."),
-    market: Optional[str] = typer.Option(None, "--market", help="Market (Accept-Language code), e.g. fr-fr, en-gb, ja-jp."),
-    env: Optional[str] = typer.Option(None, "--env", help="prod or preprod."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="API base URL, overriding market and env (sandbox, proxies)."),
-    db: Optional[str] = typer.Option(None, "--db", help="SQLite database path."),
-    format: Optional[str] = typer.Option(None, "--format", help=f"Output: {', '.join(FORMATS)} (default: table on a terminal, json otherwise)."),
-    lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help="Seconds a writing command waits for another run's lock (default 0)."),
+    config: Optional[str] = typer.Option(None, "--config", metavar="FILE", help="Config file (else $BMCTL_CONFIG, ./bmctl.toml, ~/.config/bmctl/bmctl.toml)."),
+    market: Optional[str] = typer.Option(None, "--market", metavar="MARKET", help="Market (Accept-Language code), e.g. fr-fr, en-gb, ja-jp."),
+    env: Optional[str] = typer.Option(None, "--env", metavar="ENV", help="prod or preprod."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", help="API base URL, overriding market and env (sandbox, proxies)."),
+    db: Optional[str] = typer.Option(None, "--db", metavar="PATH", help="SQLite database path."),
+    format: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help=f"Output: {', '.join(FORMATS)} (default: table on a terminal, json otherwise)."),
+    lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", metavar="SECONDS", help="Seconds a writing command waits for another run's lock (default 0)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr (never the token)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only data and warnings."),
     wide: bool = typer.Option(False, "--wide", "--no-trunc", help="Tables on a terminal: every column and full ids, even wider than the terminal."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    install_completion: Optional[str] = typer.Option(
+        None, "--install-completion", metavar="[bash|zsh|fish]", callback=_completion_option, is_eager=True,
+        expose_value=False, help="Install shell completion (default: the shell of $SHELL) and exit."),
+    show_completion: Optional[str] = typer.Option(
+        None, "--show-completion", metavar="[bash|zsh|fish]", callback=_completion_option, is_eager=True,
+        expose_value=False, help="Print the shell completion script (to install it by hand) and exit."),
 ) -> None:
     """Global options shared by every command."""
     given = ctx.obj if isinstance(ctx.obj, CliEnv) else None  # a caller's clock and transport
@@ -255,9 +294,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def load_command(name: str) -> Any:
-    """Import a command's module and build its click command (None for an unknown name)."""
+def load_command(name: str, global_params: Sequence[Any] = ()) -> Any:
+    """Import a command's module and build its click command (None for an unknown name): its
+    help shows words for values (``ID...``, ``SECONDS``) and ends with the ``global_params``
+    it accepts; a group suggests the closest command to a typo."""
     import importlib
+
+    from bmctl.cli.common import SuggestingGroup
+    from bmctl.cli.completion import attach_completers
+    from bmctl.cli.help import apply_words, global_options_line
 
     entry = COMMANDS.get(name)
     if entry is None:
@@ -271,7 +316,10 @@ def load_command(name: str) -> Any:
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name
-    return command
+    if type(command) is TyperGroup:  # a plain Typer group: same object, suggesting typos
+        command.__class__ = SuggestingGroup
+    attach_completers(command)
+    return apply_words(command, global_options_line(global_params) if global_params else None)
 
 
 def run() -> None:
