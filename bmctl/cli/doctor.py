@@ -41,7 +41,8 @@ def doctor(ctx: typer.Context) -> None:
 
     env = cli_env(ctx)
     checks = core(DoctorRequest(config=env.config, overrides=env.overrides, argv=env.argv,
-                                clock=env.clock, transport=env.transport))
+                                clock=env.clock, transport=env.transport,
+                                debug=env.debug if env.verbose else None))
     if env.format_option in ("json", "ndjson", "csv"):
         from bmctl.cli.output import Output
 
@@ -89,7 +90,8 @@ def _width(stream: TextIO) -> int:
         return int(columns)
     try:
         if stream.isatty():
-            return os.get_terminal_size(stream.fileno()).columns
+            size = os.get_terminal_size(stream.fileno()).columns
+            return size if size > 0 else 80  # a pseudo-terminal nobody sized
     except (AttributeError, OSError, ValueError):
         pass
     return 80

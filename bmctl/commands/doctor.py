@@ -178,7 +178,7 @@ def check_database(path: Path) -> tuple[Check, Database]:
     size = _size(path.stat().st_size)
     problem = _write_problem(path)
     if problem is not None:
-        return Check("database", FAIL, f"{path} is {problem} ({size})",
+        return Check("database", FAIL, f"{path} is {problem}; {size}",
                      f"chmod u+w {path} and its folder, or point --db elsewhere; "
                      "read-only commands (logs, history) still work"), found
     found.writable = found.usable = True
@@ -371,7 +371,7 @@ def check_ledger(db: Database, wall: float) -> Check:
 
 
 def check_host(settings: "Settings", *, usable_db: bool, clock: Any = None, transport: Any = None,
-               argv: Sequence[str] = ()) -> Check:
+               argv: Sequence[str] = (), debug: Callable[[str], None] | None = None) -> Check:
     """One cheap authenticated read (the first listings page, one listing) through the normal
     runtime: logged and budgeted like any request. Unreachable, refused token and other
     failures are told apart."""
@@ -394,7 +394,7 @@ def check_host(settings: "Settings", *, usable_db: bool, clock: Any = None, tran
                     max_attempts=min(settings.max_attempts, DOCTOR_ATTEMPTS))
     try:
         with Runtime(settings=quick, command="doctor", argv=argv, clock=clock,
-                     transport=transport) as runtime:
+                     transport=transport, debug=debug) as runtime:
             client = runtime.client
             request = client.build_listings_page(1, 1)
             page = client.parse_listings_page(
@@ -434,6 +434,7 @@ class DoctorRequest:
     argv: Sequence[str] = ()
     clock: Any = None
     transport: Any = None
+    debug: Callable[[str], None] | None = None  # --verbose: a line per failed attempt
 
 
 def doctor(request: DoctorRequest) -> list[Check]:
@@ -454,7 +455,7 @@ def doctor(request: DoctorRequest) -> list[Check]:
     db_check, db = _inspect(path)
     db.close()
     host = check_host(settings, usable_db=db.usable, clock=request.clock,
-                      transport=request.transport, argv=request.argv)
+                      transport=request.transport, argv=request.argv, debug=request.debug)
     # Looked at again: what the next command finds, once the host check created or migrated it.
     db_check, db = _inspect(path)
     try:

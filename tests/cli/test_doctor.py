@@ -188,3 +188,19 @@ def test_other_refusals_and_failures_are_told_apart(tmp_path: Path, script: list
     assert host["status"] == FAIL and says in host["detail"] and hint in host["hint"]
     assert "cannot connect" not in host["detail"] and "401" not in host["detail"]
     assert len(box.seen) == len(script)  # doctor gives up after two attempts, not five
+
+
+def test_an_unreachable_host_fails_and_verbose_shows_the_attempt(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # bound, noted, closed: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"BMCTL_TOKEN": SECRET, "BMCTL_BASE_URL": f"http://127.0.0.1:{port}",
+           "BMCTL_DB": str(tmp_path / "b.db"), "BMCTL_USER_AGENT": GOOD_UA}
+    result = CliRunner().invoke(app, ["doctor", "-v"], env=env, catch_exceptions=False)
+    assert result.exit_code == 1
+    host = next(line for line in result.stdout.splitlines() if line.startswith("✗ host "))
+    assert host.endswith(f"cannot connect to http://127.0.0.1:{port} (connection refused)")
+    assert "GET /ws/listings attempt 1: connection refused" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
