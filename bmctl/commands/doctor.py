@@ -80,19 +80,24 @@ def load(config: str | None, overrides: Mapping[str, Any], environ: Mapping[str,
         return Loaded(settings, path, file_data=data)
     except Exception as error:  # noqa: BLE001 - a bad file must be a failed check, not a crash
         reason = _message(error)
+    if path is None:
+        return Loaded(None, None, error=reason)
     try:
         # An empty file in place of the config file: what the environment and options give.
         fallback = load_settings(os.devnull, overrides, environ, warn=quiet)
         return Loaded(replace(fallback, config_path=None), path, error=reason)
-    except Exception as error:  # noqa: BLE001
-        return Loaded(None, path, error=f"{reason}; and without the file: {_message(error)}")
+    except Exception:  # noqa: BLE001 - the environment or an option is wrong too
+        return Loaded(None, path, error=reason)
 
 
 def check_config(loaded: Loaded) -> Check:
     """Which config file is in use, and that one holding a token is readable by its owner only."""
     path = loaded.path
     if loaded.error is not None:
-        where = f"{path}: " if path is not None and str(path) not in loaded.error else ""
+        if loaded.settings is None:  # not (only) the file: a variable or an option
+            return Check("config", FAIL, loaded.error, "check BMCTL_* variables, options and the "
+                         "config file (bmctl config show reads them the same way)")
+        where = "" if str(path) in loaded.error else f"{path}: "
         return Check("config", FAIL, f"{where}{loaded.error}",
                      "fix it (bmctl config show reads it the same way)")
     if path is None:
@@ -103,7 +108,7 @@ def check_config(loaded: Loaded) -> Check:
         return Check("config", FAIL, f"{path}: cannot stat: {error.strerror}", "check the path")
     holds_token = bool((loaded.file_data or {}).get("token"))
     if holds_token and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return Check("config", FAIL, f"{path} holds a token and is readable by others "
+        return Check("config", FAIL, f"{path} holds a token and is open to group or others "
                      f"(mode {mode:04o})", f"chmod 600 {path}")
     return Check("config", OK, f"{path} (mode {mode:04o})")
 

@@ -308,9 +308,14 @@ def test_doctor_never_raises_whatever_is_broken(tmp_path: Path) -> None:
     assert all(SECRET not in c.detail + c.hint for c in checks)
 
 
-def test_settings_unusable_even_without_the_file_skip_the_rest(tmp_path: Path) -> None:
-    checks = doctor(DoctorRequest(environ={"BMCTL_MARKET": "xx-xx", "BMCTL_TOKEN": SECRET}))
+@pytest.mark.parametrize("with_file", [False, True])
+def test_settings_unusable_even_without_the_file_skip_the_rest(tmp_path: Path, with_file: bool) -> None:
+    config = write_config(tmp_path / "elsewhere.toml", 'market = "fr-fr"\n', 0o600)
+    checks = doctor(DoctorRequest(config=str(config) if with_file else None,
+                                  environ={"BMCTL_MARKET": "xx-xx", "BMCTL_TOKEN": SECRET}))
     assert checks[0].status == FAIL and "xx-xx" in checks[0].detail
+    assert str(config) not in checks[0].detail  # the file is not what is wrong
+    assert "BMCTL_" in checks[0].hint
     assert {c.status for c in checks[1:]} == {SKIPPED}
 
 
