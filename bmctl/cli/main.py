@@ -290,6 +290,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("bmctl.cli.demo", "demo", "The main job end to end on the embedded sandbox: seeds a demo catalogue, probes it with live progress, prints the results and the log statistics."),
     "logs": ("bmctl.cli.logs", "app", "Inspect the request log (list is the default)."),
     "config": ("bmctl.cli.config_cmd", "app", "Create, show and locate the configuration file."),
+    "doctor": ("bmctl.cli.doctor", "doctor", "Check the set-up, one line per check with a hint; exit 1 if any failed."),
     "sandbox": ("bmctl.cli.sandbox", "app", "The embedded sandbox marketplace: serve it, or print a catalogue to seed it with."),
 }
 

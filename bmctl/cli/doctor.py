@@ -1,0 +1,117 @@
+"""``bmctl doctor``: run the checks of :mod:`bmctl.commands.doctor` and print them, one line
+each (a list for people, rows for ``--format json|ndjson|csv``)."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from typing import TYPE_CHECKING, Sequence, TextIO
+
+import typer
+
+from bmctl.cli.common import cli_env, finish
+
+if TYPE_CHECKING:
+    from bmctl.commands.doctor import Check
+
+# status -> (symbol, plain-text symbol, ANSI colour)
+_MARKS = {
+    "ok": ("✓", "OK", "32"),
+    "fail": ("✗", "FAIL", "31"),
+    "warn": ("!", "WARN", "33"),
+    "skipped": ("-", "SKIP", "2"),
+}
+
+
+def doctor(ctx: typer.Context) -> None:
+    """Check the set-up, one line per check with a hint; exit 1 if any failed.
+
+    The checks: config file and its permissions, token (masked), User-Agent, host reachable
+    and token accepted (one cheap read, logged and inside the rate limits), database writable,
+    migrations current, open probes left for bmctl recover, the run lock, the budget ledger.
+
+    Exit 0 when nothing failed (warnings and skipped checks do not fail), 1 otherwise. A list
+    by default; --format json, ndjson or csv give rows of check, status (ok, warn, fail,
+    skipped), detail and hint.
+
+    Example: bmctl doctor --format json
+    """
+    from bmctl.commands.doctor import FIELDS, DoctorRequest, exit_code
+    from bmctl.commands.doctor import doctor as core
+
+    env = cli_env(ctx)
+    checks = core(DoctorRequest(config=env.config, overrides=env.overrides, argv=env.argv,
+                                clock=env.clock, transport=env.transport,
+                                debug=env.debug if env.verbose else None))
+    if env.format_option in ("json", "ndjson", "csv"):
+        from bmctl.cli.output import Output
+
+        with Output(env, FIELDS, format=env.format_option) as out:
+            out.emit_all(check.to_json() for check in checks)
+    else:
+        env.stdout.write(render(checks, width=_width(env.stdout), color=_color(env.stdout),
+                                unicode=_unicode(env.stdout)))
+        env.stdout.flush()
+    finish(exit_code(checks))
+
+
+def render(checks: Sequence["Check"], *, width: int = 80, color: bool = False,
+           unicode: bool = True) -> str:
+    """The human list: ``✓ name  detail``, then ``  hint: ...`` under a check that is not ok;
+    every line at most ``width`` columns (a long detail wraps under itself)."""
+    name_width = max(len(check.name) for check in checks)
+    mark_width = 1 if unicode else 4
+    indent = " " * (mark_width + 1 + name_width + 2)
+    width = max(width, len(indent) + 20)
+    lines: list[str] = []
+    for check in checks:
+        symbol, plain, colour = _MARKS.get(check.status, ("?", "????", "0"))
+        mark = (symbol if unicode else plain).ljust(mark_width)
+        head = f"{mark} {check.name.ljust(name_width)}  "
+        body = _wrap(check.detail, width, head, indent) or [head.rstrip()]
+        if color:  # after wrapping: escape codes take no columns
+            body[0] = f"\x1b[{colour}m{mark}\x1b[0m" + body[0][len(mark):]
+        lines += body
+        if check.hint and check.status != "ok":
+            lines += _wrap(check.hint, width, "  hint: ", " " * 8)
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
+    # Paths have no spaces: a long one is cut where the line ends rather than overflow it.
+    return textwrap.wrap(text, width=width, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False)
+
+
+def _width(stream: TextIO) -> int:
+    """The terminal's width (COLUMNS first, as most tools do); 80 when not a terminal."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if stream.isatty():
+            size = os.get_terminal_size(stream.fileno()).columns
+            return size if size > 0 else 80  # a pseudo-terminal nobody sized
+    except (AttributeError, OSError, ValueError):
+        pass
+    return 80
+
+
+def _color(stream: TextIO) -> bool:
+    """Colour on a terminal only; none with NO_COLOR (any value) or TERM=dumb."""
+    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _unicode(stream: TextIO) -> bool:
+    """Whether the stream's encoding can write ✓ and ✗ (else OK / FAIL)."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        "✓✗".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
