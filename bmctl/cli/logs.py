@@ -71,14 +71,17 @@ def list_logs(
 @app.command("stats")
 def stats(
     ctx: typer.Context,
-    since: str = typer.Option("1h", "--since", help="Window: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
-    run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
+    since: str = typer.Option("1h", "--since", metavar="WHEN", help="Window: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
+    run: Optional[str] = typer.Option(None, "--run", metavar="RUN_ID", help="Only this run id."),
     timeline: bool = typer.Option(False, "--timeline", help="Requests per minute per bucket against its limit: a chart under the table on a terminal; rows of bucket, minute, requests, limit_per_min otherwise."),
 ) -> None:
     """Per bucket: requests, 2xx, 429, other errors, latency and queue-wait percentiles, achieved
     rate against the limit, and the budget ledger now: slots held and by whom (run id, pid).
+    --timeline adds each bucket's requests per minute against its limit (a chart on a terminal).
 
     Example: bmctl logs stats --since 15m --format json
+
+    Example: bmctl logs stats --timeline --since 2h
     """
     from bmctl.store.ledger import SqliteLedger
     from bmctl.store.logs import STATS_FIELDS, bucket_stats

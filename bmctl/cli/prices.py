@@ -57,17 +57,20 @@ def update_price(
 
 def history(
     ctx: typer.Context,
-    listing_id: Optional[str] = typer.Argument(None, help="Listing id (UUID); '-' reads it from stdin. Without it: every listing."),
-    n: Optional[int] = typer.Option(None, "-n", "--limit", min=1, help="Show at most this many changes."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only changes since: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
-    run: Optional[str] = typer.Option(None, "--run", help="Only the changes of this run id (see bmctl logs runs)."),
+    listing_id: Optional[str] = typer.Argument(None, metavar="ID", help="Listing id (UUID); '-' reads it from stdin. Without it: every listing."),
+    n: Optional[int] = typer.Option(None, "-n", "--limit", min=1, metavar="N", help="Show at most this many changes."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Only changes since: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
+    run: Optional[str] = typer.Option(None, "--run", metavar="RUN_ID", help="Only the changes of this run id (see bmctl logs runs)."),
 ) -> None:
-    """The price changes bmctl made, newest first, with the reason (update, dip, peak, undo,
-    restore): of one listing, or of every listing (the last 50 unless --since, --run or -n say
-    otherwise). The global --market keeps one market's. JSON rows carry the Backbox snapshot each
-    change was decided on; on a terminal one listing's prices are drawn as a chart.
+    """The price changes bmctl made to a listing, newest first, with the reason (update, dip,
+    peak, undo, restore). Without an id, every listing's: the last 50 unless --since, --run or
+    -n say otherwise. The global --market keeps one market's. JSON rows carry the Backbox
+    snapshot each change was decided on; on a terminal, one listing's prices are drawn as a
+    chart under the table.
 
     Example: bmctl history 3fa85f64-5717-4562-b3fc-2c963f66afa6 -n 10
+
+    Example: bmctl history --since 2h --market fr-fr
     """
     from bmctl.errors import UsageError
     from bmctl.pricing.journal import DEFAULT_RECENT
