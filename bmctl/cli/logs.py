@@ -86,8 +86,13 @@ def stats(
     from bmctl.store.ledger import SqliteLedger
     from bmctl.store.logs import STATS_FIELDS, bucket_stats
 
-    env, db = _open(ctx)
+    env = cli_env(ctx)
     since_wall = _since(env, since)
+    if run is not None:
+        from bmctl.store.runs import validate_run_id
+
+        run = validate_run_id(run)
+    env, db = _open(ctx)
     settings = env.settings
     limits = {name: (spec.limit, spec.window) for name, spec in settings.limits.items()}
     chart = timeline and env.format == "table" and env.stdout_is_tty

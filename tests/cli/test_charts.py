@@ -147,7 +147,16 @@ def test_timeline_in_the_machine_formats_is_the_per_minute_rows(busy: Sandbox) -
     assert "minute" not in plain_stats[0] and "held_now" in plain_stats[0]  # unchanged
 
 
-def test_unused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args, message", [
+    (["--timeline", "--since", "10"], "invalid time '10'"),
+    (["--timeline", "--run", "nope"], "bad run id 'nope'"),
+])
+def test_bad_input_is_a_usage_error(busy: Sandbox, args: list[str], message: str) -> None:
+    result = busy.run("logs", "stats", *args)
+    assert result.exit_code == 2 and result.stdout == "" and message in result.stderr
+
+
+def test_without_any_request_a_note_and_no_chart(tmp_path: Path) -> None:
     box = start_sandbox(tmp_path)
     out, err = stats_on_terminal(box, "--timeline", columns=80)
     assert "requests/min" not in out and "no requests over the window: nothing to chart" in err
