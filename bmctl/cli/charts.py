@@ -201,9 +201,10 @@ def _number(value: float) -> str:
 
 
 def timeline_chart(bucket: str, counts: Sequence[int], limit: float | None, start_label: str,
-                   end_label: str, per_column: int, width: int) -> list[list[Cell]]:
+                   end_label: str, per_column: int, width: int, label_width: int = 0) -> list[list[Cell]]:
     """The lines of one bucket's chart: a bar per column (requests in its busiest minute),
-    the per-minute limit as a dotted line, bars over it in red. Empty when it cannot fit."""
+    the per-minute limit as a dotted line, bars over it in red; y labels at least
+    ``label_width`` wide (charts drawn one under another line up). Empty when it cannot fit."""
     peak = max(counts) if counts else 0
     top = max(peak, limit or 0) or 1
     labels = {TIMELINE_ROWS - 1: _number(top), 0: "0"}
@@ -211,7 +212,7 @@ def timeline_chart(bucket: str, counts: Sequence[int], limit: float | None, star
     if limit:
         limit_row = min(TIMELINE_ROWS - 1, max(0, math.ceil(limit / top * TIMELINE_ROWS) - 1))
         labels[limit_row] = _number(limit)
-    label_width = max(len(text) for text in labels.values())
+    label_width = max(label_width, *(len(text) for text in labels.values()))
     plot = width - label_width - 2
     if plot < MIN_PLOT or len(counts) > plot:
         return []
@@ -274,7 +275,8 @@ def draw_timeline(env: Any, rows: Sequence[Mapping[str, Any]], since_wall: float
     same_day = utc_iso(since_wall)[:10] == utc_iso(now_wall)[:10]
     start, end = (_time_label(utc_iso(w), same_day)[:5 if same_day else 11] for w in (since_wall, now_wall))
     for bucket in by_bucket:  # in the rows' order: configured buckets first
-        lines = timeline_chart(bucket, by_bucket[bucket], limits.get(bucket), start, end, per_column, width)
+        lines = timeline_chart(bucket, by_bucket[bucket], limits.get(bucket), start, end, per_column, width,
+                               label_room)
         if lines:
             env.stdout.write("\n")
             _write(env, lines, width)
