@@ -71,21 +71,37 @@ def list_logs(
 @app.command("stats")
 def stats(
     ctx: typer.Context,
-    since: str = typer.Option("1h", "--since", help="Window: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
-    run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
+    since: str = typer.Option("1h", "--since", metavar="WHEN", help="Window: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
+    run: Optional[str] = typer.Option(None, "--run", metavar="RUN_ID", help="Only this run id."),
+    timeline: bool = typer.Option(False, "--timeline", help="Requests per minute per bucket against its limit: a chart under the table on a terminal; rows of bucket, minute, requests, limit_per_min otherwise."),
 ) -> None:
     """Per bucket: requests, 2xx, 429, other errors, latency and queue-wait percentiles, achieved
     rate against the limit, and the budget ledger now: slots held and by whom (run id, pid).
+    --timeline adds each bucket's requests per minute against its limit (a chart on a terminal).
 
     Example: bmctl logs stats --since 15m --format json
+
+    Example: bmctl logs stats --timeline --since 2h
     """
     from bmctl.store.ledger import SqliteLedger
     from bmctl.store.logs import STATS_FIELDS, bucket_stats
 
-    env, db = _open(ctx)
+    env = cli_env(ctx)
     since_wall = _since(env, since)
+    if run is not None:
+        from bmctl.store.runs import validate_run_id
+
+        run = validate_run_id(run)
+    env, db = _open(ctx)
     settings = env.settings
     limits = {name: (spec.limit, spec.window) for name, spec in settings.limits.items()}
+    chart = timeline and env.format == "table" and env.stdout_is_tty
+    if timeline and not chart:  # the data behind the chart, in the format asked for
+        from bmctl.store.logs import TIMELINE_FIELDS, bucket_timeline
+
+        with Output(env, TIMELINE_FIELDS, title=f"Requests per minute over {since}") as out:
+            out.emit_all(bucket_timeline(db, since_wall, limits, run=run))
+        return
     with SqliteLedger(settings.db_path, settings.limits, env.system_clock()) as ledger:
         holders = ledger.holders()
         where = ledger.describe()
@@ -95,6 +111,12 @@ def stats(
     columns = [*STATS_FIELDS, *STATS_LEDGER_COLUMNS]
     with Output(env, columns, title=f"Buckets over {since} · ledger: {where}") as out:
         out.emit_all(rows)
+    if chart:
+        from bmctl.cli.charts import draw_timeline
+        from bmctl.store.logs import bucket_timeline
+
+        draw_timeline(env, bucket_timeline(db, since_wall, limits, run=run), since_wall, env.now_wall(),
+                      configured=list(limits))
 
 
 def _holders_text(holders: list[dict]) -> str:  # type: ignore[type-arg]

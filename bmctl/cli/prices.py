@@ -12,6 +12,7 @@ from bmctl.cli.output import Output
 
 UPDATE_FIELDS = ["listing_id", "market", "currency", "old_price", "new_price", "status", "reason"]
 HISTORY_COLUMNS = ["ts", "market", "old_price", "new_price", "currency", "reason", "status", "request_id"]
+HISTORY_ALL_COLUMNS = ["ts", "listing_id", *HISTORY_COLUMNS[1:]]
 
 
 def update_price(
@@ -56,24 +57,69 @@ def update_price(
 
 def history(
     ctx: typer.Context,
-    listing_id: str = typer.Argument(..., help="Listing id (UUID); '-' reads it from stdin."),
-    n: Optional[int] = typer.Option(None, "-n", "--limit", min=1, help="Show at most this many changes."),
+    listing_id: Optional[str] = typer.Argument(None, metavar="ID", help="Listing id (UUID); '-' reads it from stdin. Without it: every listing."),
+    n: Optional[int] = typer.Option(None, "-n", "--limit", min=1, metavar="N", help="Show at most this many changes."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Only changes since: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
+    run: Optional[str] = typer.Option(None, "--run", metavar="RUN_ID", help="Only the changes of this run id (see bmctl logs runs)."),
 ) -> None:
     """The price changes bmctl made to a listing, newest first, with the reason (update, dip,
-    peak, undo, restore).
+    peak, undo, restore). Without an id, every listing's: the last 50 unless --since, --run or
+    -n say otherwise. The global --market keeps one market's. JSON rows carry the Backbox
+    snapshot each change was decided on; on a terminal, one listing's prices are drawn as a
+    chart under the table.
 
     Example: bmctl history 3fa85f64-5717-4562-b3fc-2c963f66afa6 -n 10
+
+    Example: bmctl history --since 2h --market fr-fr
     """
     from bmctl.errors import UsageError
+    from bmctl.pricing.journal import DEFAULT_RECENT
     from bmctl.pricing.journal import history as query
     from bmctl.pricing.targets import listing_ids
-    from bmctl.store.db import open_database
 
     env = cli_env(ctx)
-    ids = listing_ids([listing_id], env.stdin)
-    if len(ids) != 1:
-        raise UsageError(f"history takes one listing id; stdin held {len(ids)}")
-    listing_id = ids[0]
+    if listing_id is not None:
+        ids = listing_ids([listing_id], env.stdin)
+        if len(ids) != 1:
+            raise UsageError(f"history takes one listing id; stdin held {len(ids)}")
+        listing_id = ids[0]
+    market = env.overrides.get("market")  # only when asked for: history is of every market
+    if market is not None:
+        from bmctl.api.markets import get_market
+
+        market = get_market(market).code
+    since_text = None
+    if since is not None:
+        from bmctl.durations import parse_since
+        from bmctl.store.db import utc_iso
+
+        since_text = utc_iso(parse_since(since, env.now_wall()))
+    if run is not None:
+        from bmctl.store.runs import validate_run_id
+
+        run = validate_run_id(run)
+    if n is None and listing_id is None and since is None and run is None:
+        n = DEFAULT_RECENT
+    from bmctl.store.db import open_database
+
     db = open_database(env.settings.db_path)
-    with Output(env, HISTORY_COLUMNS if env.format == "table" else None, title=f"History of {listing_id}") as out:
-        out.emit_all(query(db, listing_id, n))
+    rows = query(db, listing_id, n, since=since_text, run=run, market=market)
+    table = env.format == "table"
+    if table:
+        columns = HISTORY_COLUMNS if listing_id is not None else HISTORY_ALL_COLUMNS
+        title = f"History of {listing_id}" if listing_id is not None else "Price changes"
+    else:
+        columns, title = None, None
+    shown = rows
+    if env.format == "csv":  # one cell each: the parsed snapshot as its JSON text
+        import json
+
+        shown = [{**row, **{k: None if row[k] is None else json.dumps(row[k], ensure_ascii=False)
+                            for k in ("backbox", "snapshot")}} for row in rows]
+    with Output(env, columns, title=title) as out:
+        out.emit_all(shown)
+    if table and env.stdout_is_tty and len({row["listing_id"] for row in rows}) == 1:
+        from bmctl.cli.charts import draw_history
+        from bmctl.pricing.journal import price_series
+
+        draw_history(env, price_series(db, rows))

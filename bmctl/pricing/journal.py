@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from bmctl.api.money import Money, money_text
 
@@ -157,16 +157,128 @@ class Journal:
         )
 
 
-def history(db: Any, listing_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """The price changes bmctl made to a listing, newest first."""
+#: The fields of a ``history`` row, in order (``backbox`` and ``snapshot`` are parsed JSON).
+HISTORY_FIELDS = (
+    "ts", "listing_id", "market", "currency", "old_price", "new_price", "reason", "status",
+    "request_id", "run_id", "probe_id", "backbox", "snapshot",
+)
+#: How many changes ``history`` shows by default when neither an id, --since nor --run narrow it.
+DEFAULT_RECENT = 50
+
+
+def history(
+    db: Any,
+    listing_id: str | None = None,
+    limit: int | None = None,
+    *,
+    since: str | None = None,
+    run: str | None = None,
+    market: str | None = None,
+) -> list[dict[str, Any]]:
+    """The price changes bmctl made, newest first: of one listing or every listing, since a UTC
+    time (``since``, the store's text form), of one run and of one market.
+
+    ``snapshot`` is what was stored with the change, parsed (the competitors records of every
+    market the decision was taken on; ``update-price`` stores its ``min_price``), ``backbox`` the
+    record of the change's own market in it (None when the change was not decided on a Backbox
+    read)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for clause, value in (("listing_id = ?", listing_id), ("ts >= ?", since), ("run_id = ?", run),
+                          ("market = ?", market)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
     sql = (
         "select ts, listing_id, market, currency, old_price, new_price, reason, status, request_id,"
-        " run_id, probe_id from price_changes where listing_id = ? order by ts desc, id desc"
+        " run_id, probe_id, snapshot from price_changes"
     )
-    params: tuple[Any, ...] = (listing_id,)
+    if where:
+        sql += " where " + " and ".join(where)
+    sql += " order by ts desc, id desc"
     if limit:
         sql += " limit ?"
-        params = (listing_id, limit)
-    cursor = db.conn.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+        params.append(int(limit))
+    rows = []
+    for row in db.conn.execute(sql, params):
+        change = dict(zip(HISTORY_FIELDS[:-2], row[:-1]))
+        snapshot = _parsed(row[-1])
+        change["backbox"] = backbox_record(snapshot, change["market"])
+        change["snapshot"] = snapshot
+        rows.append(change)
+    return rows
+
+
+def _parsed(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # written by hand or by an older bmctl: shown as it is
+
+
+def backbox_record(snapshot: Any, market: str | None) -> dict[str, Any] | None:
+    """The competitors record of ``market`` in a stored snapshot (a list of per-market records), or None."""
+    if isinstance(snapshot, list):
+        for record in snapshot:
+            if isinstance(record, dict) and record.get("market") == market:
+                return record
+    return None
+
+
+@dataclass(frozen=True)
+class PricePoint:
+    """One price a listing had in one market, for the history chart: when, how much, and what
+    the Backbox made of it (``won``, ``lost``, ``restore`` for a price put back, else None)."""
+
+    ts: str
+    price: str
+    currency: str
+    mark: str | None
+
+
+#: Reasons that put a price back rather than try a new one.
+RESTORING = frozenset({"restore", "undo"})
+#: Statuses of a change that reached the listing (an ``error`` may not have).
+APPLIED = frozenset({"updated", "sent"})
+
+
+def price_series(db: Any, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], list[PricePoint]]:
+    """Per (listing, market) of history ``rows``, the prices over time, oldest first: the price
+    before the first change, then each applied change, marked.
+
+    A price is ``won`` or ``lost`` by what the Backbox showed at that price: the snapshot of
+    the same probe's next change, when it shows our price; else, for a probe's last change, the
+    probe's outcome (``won`` or ``lost``)."""
+    applied = [r for r in reversed(rows) if r.get("status") in APPLIED and r.get("new_price")]
+    probe_ids = sorted({r["probe_id"] for r in applied if r.get("probe_id") is not None})
+    outcomes: dict[int, str | None] = {}
+    if probe_ids:
+        marks = ",".join("?" * len(probe_ids))
+        outcomes = dict(db.conn.execute(f"select id, outcome from probes where id in ({marks})", probe_ids))
+    series: dict[tuple[str, str], list[PricePoint]] = {}
+    for index, row in enumerate(applied):
+        key = (row["listing_id"], row["market"])
+        points = series.setdefault(key, [])
+        if not points and row.get("old_price"):
+            points.append(PricePoint(row["ts"], row["old_price"], row["currency"], None))
+        mark = _mark(row, applied[index + 1:], outcomes)
+        points.append(PricePoint(row["ts"], row["new_price"], row["currency"], mark))
+    return series
+
+
+def _mark(row: Mapping[str, Any], later: Sequence[Mapping[str, Any]], outcomes: Mapping[int, str | None]) -> str | None:
+    if row.get("reason") in RESTORING:
+        return "restore"
+    probe_id = row.get("probe_id")
+    if probe_id is None:
+        return None
+    following = next((r for r in later if r.get("probe_id") == probe_id), None)
+    if following is not None:
+        seen = following.get("backbox") or {}
+        if seen.get("price") == row["new_price"] and isinstance(seen.get("is_winning"), bool):
+            return "won" if seen["is_winning"] else "lost"
+        return None
+    outcome = outcomes.get(probe_id)
+    return outcome if outcome in ("won", "lost") else None

@@ -191,6 +191,46 @@ def bucket_stats(
     return result
 
 
+#: The fields of a ``bucket_timeline`` row.
+TIMELINE_FIELDS = ("bucket", "minute", "requests", "limit_per_min")
+
+
+def bucket_timeline(
+    db: Any,
+    since_wall: float,
+    limits: Mapping[str, tuple[float, float]],
+    run: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per bucket and UTC minute since ``since_wall``: the attempts logged in that minute
+    (a row counts once for each bucket it spent) and the bucket's limit as a per-minute rate
+    (limit / window × 60; None for a bucket without a configured limit). Minutes without a
+    request are left out. Configured buckets first, in order, then the others by name; each
+    bucket's minutes oldest first."""
+    # The minute is the text's first 16 characters (2026-11-30T01:02): fixed-width UTC text.
+    sql = "select substr(ts, 1, 16), buckets, count(*) from rate_limit_logs where ts >= ?"
+    params: list[Any] = [utc_iso(since_wall)]
+    if run:
+        sql += " and run_id = ?"
+        params.append(run)
+    sql += " group by 1, 2"
+    counts: dict[str, dict[str, int]] = {}
+    for minute, buckets, count in db.conn.execute(sql, params):
+        if not buckets:
+            continue
+        for name in buckets.split(","):
+            per_minute = counts.setdefault(name, {})
+            per_minute[minute] = per_minute.get(minute, 0) + int(count)
+    order = [name for name in limits if name in counts] + sorted(set(counts) - set(limits))
+    rows: list[dict[str, Any]] = []
+    for name in order:
+        limit = limits.get(name)
+        per_min = _round(float(limit[0]) / float(limit[1]) * 60.0, 4) if limit and limit[1] else None
+        for minute in sorted(counts[name]):
+            rows.append({"bucket": name, "minute": f"{minute}:00Z", "requests": counts[name][minute],
+                         "limit_per_min": per_min})
+    return rows
+
+
 _RUN_COLUMNS = (
     "id", "command", "argv", "started_at", "finished_at", "duration_s", "exit_code", "requests",
     "pid", "version",

@@ -24,6 +24,20 @@ def new_run_id(wall: float | None = None) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds)) + "-" + secrets.token_hex(3)
 
 
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+
+
+def validate_run_id(text: str) -> str:
+    """``text`` if it is a run id as ``new_run_id`` makes them; bad usage (exit 2) otherwise."""
+    value = text.strip()
+    if not RUN_ID_PATTERN.match(value):
+        from bmctl.errors import UsageError
+
+        raise UsageError(f"bad run id {text!r}: a run id looks like 20261128T015300Z-3f9a1c"
+                         " (see bmctl logs runs)")
+    return value
+
+
 def redact_argv(argv: Sequence[str], redact: Iterable[str] = ()) -> list[str]:
     """``argv`` with every secret string, and the value of any token-like option, replaced by ``***``."""
     # Longest first, so a secret that contains another is replaced whole.

@@ -7,7 +7,7 @@ import pytest
 
 from bmctl.store.db import utc_iso
 from bmctl.store.log_writer import LogWriter
-from bmctl.store.logs import bucket_stats, list_logs, percentile, prune
+from bmctl.store.logs import bucket_stats, bucket_timeline, list_logs, percentile, prune
 from bmctl.store.runs import finish_run, start_run
 
 from .conftest import WALL0, attempt, count
@@ -125,6 +125,33 @@ def test_bucket_stats_with_the_ledger_holders(mixed) -> None:  # type: ignore[no
 
 
 # --- prune -------------------------------------------------------------------------------------
+
+
+# --- bucket_timeline ---------------------------------------------------------------------------
+
+
+def test_bucket_timeline_counts_each_bucket_per_minute(db) -> None:  # type: ignore[no-untyped-def]
+    with LogWriter(db, "r1") as log:
+        for second in (1, 20, 59):  # three in the first minute, one of them a competitors read
+            log.record(attempt(sent_wall=WALL0 + second,
+                               buckets=("global", "competitors") if second == 20 else ("global",)))
+        log.record(attempt(sent_wall=WALL0 + 125, buckets=("global", "listing_writes")))
+        log.record(attempt(sent_wall=WALL0 - 60))  # before the window
+    with LogWriter(db, "r2") as log:
+        log.record(attempt(sent_wall=WALL0 + 61, buckets=("global", "mystery")))
+    limits = {"global": (200, 10.0), "competitors": (2, 1.0), "listing_writes": (2000, 3600.0),
+              "catalog": (20, 10.0)}
+    rows = bucket_timeline(db, WALL0, limits)
+    assert [(r["bucket"], r["minute"], r["requests"], r["limit_per_min"]) for r in rows] == [
+        ("global", "2027-01-15T08:00:00Z", 3, 1200.0),
+        ("global", "2027-01-15T08:01:00Z", 1, 1200.0),
+        ("global", "2027-01-15T08:02:00Z", 1, 1200.0),
+        ("competitors", "2027-01-15T08:00:00Z", 1, 120.0),
+        ("listing_writes", "2027-01-15T08:02:00Z", 1, 33.3333),
+        ("mystery", "2027-01-15T08:01:00Z", 1, None),  # unconfigured: after, with no limit
+    ]
+    by_run = bucket_timeline(db, WALL0 - 120, limits, run="r2")
+    assert [(r["bucket"], r["requests"]) for r in by_run] == [("global", 1), ("mystery", 1)]
 
 
 def test_prune_keeps_open_probes_unfinished_runs_and_history(db) -> None:  # type: ignore[no-untyped-def]
