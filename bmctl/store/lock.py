@@ -82,7 +82,7 @@ class RunLock:
                                             f"{self.clock() - started:.1f} s ({tries} attempts)")
                         raise LockHeld(
                             f"another bmctl run holds the lock on {self.db_path}"
-                            f" ({_describe(pid, about)})",
+                            f" (pid {pid}{': ' + about if about else ''})",
                             detail=f"lock file: {self.path}; wait with --lock-timeout SECONDS",
                         ) from None
                     if seen is None:

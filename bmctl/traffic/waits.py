@@ -88,17 +88,19 @@ class WaitNotices:
             self._paused[name] = ready
             self._say(f"bmctl: {name} paused after a 429 in another bmctl process: waiting {wait}")
             return
+        if ready - now > bucket.span + 1e-6:
+            # No answered request holds a slot longer than the window: this expiry is a
+            # request still on the wire (held as if it never got an answer) or a claim. Its
+            # answer or release comes first; the wait is looked at again then.
+            return
         last = self._budget.get(name, -math.inf)
-        if ready <= last + 1e-6:
+        self._budget[name] = ready  # its end may move either way (other processes' slots)
+        if now <= last:
             return  # the same wait, seen again as the loop woke for something else
-        self._budget[name] = ready
         spec = bucket.spec
         text = (f"bmctl: {name} budget in use ({spec.limit} requests per "
                 f"{window_text(spec.window)}): waiting {wait} for a slot")
-        if now > last + COALESCE:
-            self._say(text)
-        elif now > last:
-            self._say(text, important=False)
+        self._say(text, important=now > last + COALESCE)
 
     def flush(self) -> None:
         """Say what is pending: the controller calls this once out of its ledger transaction

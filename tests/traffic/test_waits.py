@@ -152,6 +152,18 @@ def test_short_waits_for_the_competitors_bucket_say_nothing() -> None:
     assert heard.notices == [] and heard.debug == []
 
 
+def test_slots_held_by_requests_on_the_wire_are_not_a_long_wait() -> None:
+    clock = RecordingClock()
+    # Two competitors reads on the wire hold their slots as if never answered (a minute and
+    # more) until their answers come, 0.5 s later: the others wait about a second, not that.
+    wire = AnswerWire(clock, lambda request, n: OK, latency=0.5)
+    ctl, _, heard, _ = make(clock=clock, wire=wire, debug=True)
+    for i in range(6):
+        ctl.submit(get(COMP + str(i)))
+    ctl.run()
+    assert heard.notices == [] and heard.debug == []
+
+
 def test_a_full_hourly_bucket_is_said_once_in_minutes() -> None:
     ctl, clock, heard, _ = make(limits={"listing_writes": LimitSpec(2, 3600.0)})
     for i in range(3):
