@@ -222,7 +222,10 @@ class ProbeRun:
         try:
             controller = self.runtime.controller
             controller.cancel_all()
-            count = sum(1 for p in self.journal.open_probes() if p.run_id == self.runtime.run_id)
+            count = 0
+            if warn is not None:
+                run_id = self.runtime.run_id
+                count = sum(1 for p in self.journal.open_probes() if p.run_id == run_id)
             if warn is not None and count:
                 seconds = restore_seconds(controller.buckets, count)
                 warn(f"bmctl: {why}: restoring {count} listing(s) to their original price "

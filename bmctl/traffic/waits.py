@@ -84,9 +84,9 @@ class WaitNotices:
             return  # the pause already announced
         wait = duration_text(ready - now)
         if bucket.paused_until >= ready - 1e-6:
-            # Paused, and not by this process: another bmctl run got the 429.
+            # Paused, and not by this process: another bmctl run (or an earlier one) got a 429.
             self._paused[name] = ready
-            self._say(f"bmctl: {name} paused after a 429 in another bmctl process: waiting {wait}")
+            self._say(f"bmctl: {name} paused after a 429 in another bmctl run: waiting {wait}")
             return
         if ready - now > bucket.span + 1e-6:
             # No answered request holds a slot longer than the window: this expiry is a

@@ -139,7 +139,7 @@ def test_a_pause_another_process_started_is_said_once() -> None:
         ctl.submit(get(COMP + str(i)))
     ctl.run()
     (notice,) = heard.notices
-    assert "competitors" in notice and "another bmctl process" in notice and "8 s" in notice
+    assert "competitors" in notice and "another bmctl run" in notice and "8 s" in notice
 
 
 # -- waiting for budget -----------------------------------------------------------------------
