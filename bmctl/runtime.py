@@ -131,6 +131,8 @@ class Runtime:
     transport: "Transport | None" = None
     warn: Callable[[str], None] | None = None
     debug: Callable[[str], None] | None = None  # --verbose: one stderr line per failed attempt
+    # Long waits (a 429 pause, a full bucket, the run lock), said once each (--quiet: None).
+    notice: Callable[[str], None] | None = None
     exit_code: int | None = None
     # False for commands that may finish on local data alone (recover with nothing open): the
     # token is then asked for only when the client is first used.
@@ -155,7 +157,9 @@ class Runtime:
             self.clock = SystemClock()
         db_path = self.settings.db_path
         if self.writing:
-            self._lock = RunLock(str(db_path), timeout=self.settings.lock_timeout)
+            self._lock = RunLock(str(db_path), timeout=self.settings.lock_timeout,
+                                 sleep=self.clock.sleep, clock=self.clock.monotonic,
+                                 holder=self._lock_holder(), notice=self.notice, debug=self.debug)
             self._lock.__enter__()
         try:
             self.db = open_database(db_path)
@@ -195,6 +199,14 @@ class Runtime:
                 finish_run(self.db, self.run_id, code, wall=self.clock.wall())
         finally:
             self._release_lock()
+
+    def _lock_holder(self) -> str:
+        """What the lock file says of this run to the next one waiting: command and start."""
+        from datetime import datetime, timezone
+
+        assert self.clock is not None
+        started = datetime.fromtimestamp(self.clock.wall(), timezone.utc)
+        return f"bmctl {self.command}, started {started:%Y-%m-%d %H:%M:%S} UTC"
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -255,6 +267,8 @@ class Runtime:
             max_attempts=self.settings.max_attempts,
             timeout=self.settings.timeout,
             wire=wire,
+            notice=self.notice,
+            debug=self.debug,
         )
 
     def _transport_and_wire(self) -> tuple[Any, Any]:
@@ -282,8 +296,13 @@ class Runtime:
         if attempt.outcome != "ok" and self.debug is not None:
             request = attempt.request
             what = attempt.error or (f"HTTP {attempt.status}" if attempt.status else attempt.outcome)
+            then = ""
+            if attempt.retry_after is not None:
+                then += f"; Retry-After {attempt.retry_after:g} s"
+            if attempt.retry_in is not None:
+                then += f"; next attempt in {attempt.retry_in:.1f} s"
             self.debug(f"bmctl: {request.method} {request.path} attempt {attempt.attempt}: {what} "
-                       f"[{attempt.outcome}]")
+                       f"[{attempt.outcome}]{then}")
 
     @property
     def client(self) -> "BackMarketClient":

@@ -82,4 +82,4 @@ def open_runtime(env: CliEnv, command: str, *, writing: bool = False, **extra: A
     extra.setdefault("transport", env.transport)
     settings = extra.pop("settings", None) or env.settings
     return Runtime(settings=settings, command=command, argv=env.argv, writing=writing,
-                   warn=env.warn, debug=env.debug if env.verbose else None, **extra)
+                   warn=env.warn, debug=env.debug if env.verbose else None, notice=env.info, **extra)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from bmctl.api.money import Money, money_text
 from bmctl.errors import AuthError, BmctlError, HostUnreachable
@@ -103,3 +103,21 @@ def recover(client: Any, journal: Journal, *, run_id: str | None = None) -> list
     if refused is not None:
         raise refused
     return done
+
+
+def restore_seconds(buckets: Mapping[str, Any], count: int) -> float:
+    """Seconds the limits need to let ``count`` restores through (a read and a write each,
+    one after the other) from what the budget ledger holds now, a 429 pause included."""
+    needs = {"global": 2 * count, "listing_writes": count}
+    waits = [float(buckets[name].time_to_send(n)) for name, n in needs.items() if name in buckets]
+    return max(waits, default=0.0)
+
+
+def restored_text(done: Sequence[Recovery]) -> str:
+    """One line saying how a restore went: how many are back, how many stay open."""
+    back = sum(1 for item in done if item.status in ("restored", "unchanged"))
+    left = len(done) - back
+    text = f"restored {back} of {len(done)} listing(s) to their original price"
+    if left:
+        text += f"; {left} could not be and stay open for `bmctl recover`"
+    return text

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from bmctl.api.money import Money
-from bmctl.errors import Interrupted, RunStopped
+from bmctl.errors import BmctlError, Interrupted, RunStopped
 from bmctl.pricing.batch import Batch, BatchSummary
 from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal
 from bmctl.pricing.plan import Plan, ProbeCost, plan_probes, probe_cost
 from bmctl.pricing.probe import Probe, ProbeParams, ProbeResult, ProbeTarget
-from bmctl.pricing.recovery import Recovery, recover
+from bmctl.pricing.recovery import Recovery, recover, restore_seconds, restored_text
+from bmctl.traffic.waits import duration_text
 
 
 class Breaker:
@@ -188,12 +189,12 @@ class ProbeRun:
             with stop_signals_as_interrupt():
                 return batch.run(targets)
         except KeyboardInterrupt:
-            self.restore_open_probes(batch)
+            self.restore_open_probes(batch, why="interrupted")
             raise Interrupted("interrupted: open probes were restored") from None
         except BrokenPipeError:
             # The reader of our output went away (`| head -1`): nobody wants the rest, and no
             # listing may stay dipped because of it. Stop like SIGTERM.
-            self.restore_open_probes(batch)
+            self.restore_open_probes(batch, why="output closed")
             raise Interrupted("output closed (broken pipe): open probes were restored") from None
         except RunStopped:
             # One refused request (a 401, the WAF) or a host that refuses connections ends the
@@ -201,27 +202,48 @@ class ProbeRun:
             # authentication is really gone, or the host is down, the restore fails the same way
             # and the journal keeps them for recovery.
             try:
-                self.restore_open_probes(batch)
+                self.restore_open_probes(batch, why="run stopped")
             except RunStopped:
                 pass
             raise
 
-    def restore_open_probes(self, batch: Batch | None = None) -> list[Recovery]:
+    def restore_open_probes(self, batch: Batch | None = None, why: str = "") -> list[Recovery]:
         """Abandon queued work and put this run's open probes back — after Ctrl-C, SIGTERM, an
         authentication failure or an unreachable host (a second Ctrl-C is ignored while this runs: an interrupted
-        restore would leave the work to the next run)."""
+        restore would leave the work to the next run). With ``why``, the runtime's ``warn``
+        hears what is restored and about how long it takes (the operator waits for it), then
+        how it went."""
         previous = signal.getsignal(signal.SIGINT)
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         except ValueError:
             previous = None
+        warn = getattr(self.runtime, "warn", None) if why else None
         try:
-            self.runtime.controller.cancel_all()
+            controller = self.runtime.controller
+            controller.cancel_all()
+            count = 0
+            if warn is not None:
+                run_id = self.runtime.run_id
+                count = sum(1 for p in self.journal.open_probes() if p.run_id == run_id)
+            if warn is not None and count:
+                seconds = restore_seconds(controller.buckets, count)
+                warn(f"bmctl: {why}: restoring {count} listing(s) to their original price "
+                     f"(about {duration_text(seconds)} at the limits)...")
             # A write still on the wire could land after the read that decides the restore.
-            self.runtime.controller.drain(limit=self.runtime.controller.now() + self.runtime.settings.timeout)
+            controller.drain(limit=controller.now() + self.runtime.settings.timeout)
             for probe in batch.running if batch is not None else ():
                 probe.abandoned_write()  # every price bmctl changed is in history
-            return recover(self.runtime.client, self.journal, run_id=self.runtime.run_id)
+            try:
+                done = recover(self.runtime.client, self.journal, run_id=self.runtime.run_id)
+            except BmctlError as error:
+                if warn is not None and count:
+                    warn(f"bmctl: restoring stopped ({error.message}): the listings stay open "
+                         "for `bmctl recover`")
+                raise
+            if warn is not None and count:
+                warn(f"bmctl: {restored_text(done)}")
+            return done
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)

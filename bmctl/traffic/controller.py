@@ -32,6 +32,7 @@ from bmctl.traffic.transport import (
     TransportError,
     UnusableAnswer,
 )
+from bmctl.traffic.waits import LONG_WAIT, Say, WaitNotices
 from bmctl.traffic.wire import SyncWire, Wire
 
 _INF = math.inf
@@ -62,6 +63,7 @@ class AttemptRecord:
     outcome: str  # ok | http_error | rate_limited | retry | timeout | connection_error | malformed
     retry_after: float | None
     error: str | None
+    retry_in: float | None = None  # seconds until the request may go again (a retry or a 429)
 
 
 class Reservation:
@@ -211,6 +213,8 @@ class TrafficController:
         rng: random.Random | None = None,
         wire: Wire | None = None,
         max_in_flight: int | None = None,
+        notice: Say | None = None,
+        debug: Say | None = None,
     ) -> None:
         self.ledger = ledger
         self.buckets: Mapping[str, Bucket] = ledger.buckets
@@ -242,6 +246,8 @@ class TrafficController:
         self._reservations: set[Reservation] = set()  # made by reserve_exit, not yet used
         self._flight_ids = 0
         self._landed: list[Any] = []  # answers polled but not taken in: a callback raised first
+        #: Long waits (a 429 pause, a full bucket) said once on ``notice``; None: nobody listens.
+        self._waits = WaitNotices(notice, debug) if notice is not None or debug is not None else None
 
     # -- public API -------------------------------------------------------------------------
     def now(self) -> float:
@@ -436,10 +442,14 @@ class TrafficController:
         """Send the best ready request and return None, or return when to look again."""
         with self.ledger.transaction():
             chosen = self._choose(now)
-            if type(chosen) is float:
-                return chosen
-            call, lane = chosen  # type: ignore[misc]
-            slots = self._take(call, lane.payload)
+            if type(chosen) is not float:
+                call, lane = chosen  # type: ignore[misc]
+                slots = self._take(call, lane.payload)
+        waits = self._waits
+        if waits is not None and waits.pending:
+            waits.flush()
+        if type(chosen) is float:
+            return chosen  # type: ignore[return-value]
         self._queue.pop(lane)
         self._start(call, lane, slots)
         return None
@@ -452,7 +462,11 @@ class TrafficController:
             lane = lanes[0]
             call = lane.heap[0][1]
             ready = self._ready(call, lane.payload, now)
-            return (call, lane) if ready <= limit else ready
+            if ready <= limit:
+                return call, lane
+            if ready - now >= LONG_WAIT and self._waits is not None:
+                self._tell_wait(call, lane.payload, now)
+            return ready
         wake = _INF
         held: set[str] | None = None
         for lane in lanes:
@@ -479,6 +493,8 @@ class TrafficController:
                 return call, lane
             if ready < wake:
                 wake = ready
+            if ready - now >= LONG_WAIT and self._waits is not None:
+                self._tell_wait(call, buckets, now)
             # Hold back only the buckets this head lacks: holding every bucket it needs would
             # let a dip waiting on listing_writes stop all global reads, including the peeks
             # that finish probes and free those slots (a deadlock).
@@ -496,6 +512,13 @@ class TrafficController:
             if r > t:
                 t = r
         return t
+
+    def _tell_wait(self, call: Call, buckets: tuple[Bucket, ...], now: float) -> None:
+        """The head ``call`` of a queue waits long: say for which bucket(s) (rare path)."""
+        waits = self._waits
+        assert waits is not None
+        for b in buckets:
+            waits.waiting(b, self._ready_one(call, b, now), now)
 
     @staticmethod
     def _ready_one(call: Call, b: Bucket, now: float) -> float:
@@ -557,12 +580,15 @@ class TrafficController:
             # No answer: the server may count this request later than we gave up on it (it
             # may sit in a queue there), so its slots keep their provisional expiry, as if
             # this process had died with it on the wire.
-            self._report(call, t0, t1, sent_wall, None, outcome, None, str(result))
             if flight.cancelled:
+                self._report(call, t0, t1, sent_wall, None, outcome, None, str(result))
                 return
             if call.attempts < self.max_attempts:
-                self._back_off(call)
+                delay = self._backoff_delay(call)
+                self._report(call, t0, t1, sent_wall, None, outcome, None, str(result), delay)
+                self._back_off(call, delay)
             else:
+                self._report(call, t0, t1, sent_wall, None, outcome, None, str(result))
                 self._finish(call)
             return
         response = result
@@ -571,10 +597,18 @@ class TrafficController:
         call.response = response
         call.error = None  # answered: an earlier attempt's lost answer no longer describes the call
         status = response.status
+        retry_in: float | None = None
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.wall())
+            retry_in = 0.0
             for b, _ in slots:
-                b.pause(t1 + (b.spec.penalty if retry_after is None else retry_after))
+                pause = b.spec.penalty if retry_after is None else retry_after
+                retry_in = max(retry_in, pause)
+                b.pause(t1 + pause)
+            if self._waits is not None:
+                self._waits.paused((b for b, _ in slots), self._what(call), retry_in,
+                                   retry_after is not None, t1)
+                self._waits.flush()
         if flight.cancelled:
             outcome = "ok" if status < 400 else ("rate_limited" if status == 429 else "http_error")
             self._report(call, t0, t1, sent_wall, status, outcome, None,
@@ -590,8 +624,9 @@ class TrafficController:
                     # stream): a read may simply be asked again. Never log the body itself.
                     why = f"malformed answer: {unusable.reason or unusable}"
                     if call.attempts < self.max_attempts:
-                        self._report(call, t0, t1, sent_wall, status, "retry", None, why)
-                        self._back_off(call)
+                        delay = self._backoff_delay(call)
+                        self._report(call, t0, t1, sent_wall, status, "retry", None, why, delay)
+                        self._back_off(call, delay)
                     else:
                         self._report(call, t0, t1, sent_wall, status, "malformed", None, why)
                         self._finish(call)
@@ -599,38 +634,52 @@ class TrafficController:
             self._report(call, t0, t1, sent_wall, status, "ok", None, None)
             self._finish(call)
         elif status == 429:
-            self._report(call, t0, t1, sent_wall, status, "rate_limited", retry_after, http_error(response))
-            if call.attempts < self.max_attempts:
+            again = call.attempts < self.max_attempts
+            self._report(call, t0, t1, sent_wall, status, "rate_limited", retry_after,
+                         http_error(response), retry_in if again else None)
+            if again:
                 # Same priority and same place in line; the paused buckets make it wait.
                 call._enqueued = t1
                 self._queue.push(call, call.priority, lane, call._seq)
             else:
                 self._finish(call)
         elif status >= 500 and call.attempts < self.max_attempts:
-            self._report(call, t0, t1, sent_wall, status, "retry", None, http_error(response))
-            self._back_off(call)
+            delay = self._backoff_delay(call)
+            self._report(call, t0, t1, sent_wall, status, "retry", None, http_error(response), delay)
+            self._back_off(call, delay)
         else:
             self._report(call, t0, t1, sent_wall, status, "http_error", None, http_error(response))
             self._finish(call)
 
     def _report(self, call: Call, t0: float, t1: float, sent_wall: float, status: int | None,
-                outcome: str, retry_after: float | None, error: str | None) -> None:
+                outcome: str, retry_after: float | None, error: str | None,
+                retry_in: float | None = None) -> None:
         on_attempt = self.on_attempt
         if on_attempt is not None:
             on_attempt(AttemptRecord(
                 call.request, call.call_id, call.priority, call.attempts, call.buckets,
                 call.route, sent_wall, (t0 - call._enqueued) * 1000.0, (t1 - t0) * 1000.0,
-                status, outcome, retry_after, error))
+                status, outcome, retry_after, error, retry_in))
+
+    @staticmethod
+    def _what(call: Call) -> str:
+        """A request as a notice names it: its route, or its method and path."""
+        if call.route != "other":
+            return call.route
+        return f"{call.request.method} {call.request.path}"
 
     def _finish(self, call: Call) -> None:
         call.done = True
         if call.on_done is not None:
             call.on_done(call)  # exceptions propagate out of run(), by design
 
-    def _back_off(self, call: Call) -> None:
+    def _backoff_delay(self, call: Call) -> float:
         """Exponential backoff with jitter: base * 2^(n-1), capped, scaled into [50 %, 100 %]."""
         delay = min(self.backoff_cap, self.backoff_base * (2 ** (call.attempts - 1)))
-        delay *= 0.5 + 0.5 * self.rng.random()
+        return delay * (0.5 + 0.5 * self.rng.random())
+
+    def _back_off(self, call: Call, delay: float) -> None:
+        """Queue ``call`` again in ``delay`` seconds (:meth:`_backoff_delay`)."""
         self._backing_off += 1
 
         def requeue() -> None:

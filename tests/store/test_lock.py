@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bmctl.errors import ExitCode, LockHeld
-from bmctl.store.lock import RunLock
+from bmctl.store.lock import RunLock, read_holder
 
 
 class FakeTime:
@@ -137,3 +137,67 @@ def test_other_process_holds_then_sigkill_releases(tmp_path: Path) -> None:
     # the kernel dropped the flock with the process: no stale lock
     with RunLock(db_path) as lock:
         assert lock.held
+
+
+# -- saying that we wait ----------------------------------------------------------------------
+ABOUT = "bmctl probe, started 2026-11-30 01:02:03 UTC"
+
+
+def test_the_lock_file_records_the_pid_then_what_the_holder_is(tmp_path: Path) -> None:
+    db_path = tmp_path / "bmctl.db"
+    with RunLock(db_path, holder=ABOUT):
+        lines = (tmp_path / "bmctl.db.lock").read_text().splitlines()
+        assert lines == [str(os.getpid()), ABOUT]
+        assert read_holder(db_path) == (str(os.getpid()), ABOUT)
+    assert read_holder(tmp_path / "other.db") is None
+
+
+def test_a_lock_wait_is_said_once_with_the_holder_and_the_timeout(tmp_path: Path) -> None:
+    db_path = tmp_path / "bmctl.db"
+    fake = FakeTime()
+    notices: list[str] = []
+    debug: list[str] = []
+    with RunLock(db_path, holder=ABOUT):  # another open file: flock conflicts even in-process
+        waiting = RunLock(db_path, timeout=30.0, sleep=fake.sleep, clock=fake.clock,
+                          notice=notices.append, debug=debug.append)
+        with pytest.raises(LockHeld) as info:
+            waiting.acquire()
+    assert len(fake.sleeps) > 100  # it polled all along: still one line
+    (notice,) = notices
+    assert "waiting up to 30 s for the lock" in notice
+    assert f"held by pid {os.getpid()} ({ABOUT})" in notice
+    assert str(info.value).endswith(f"(pid {os.getpid()}: {ABOUT})")
+    (line,) = debug
+    assert line.startswith("bmctl: gave up on the lock after 30.0 s")
+
+
+def test_a_lock_released_while_waiting_tells_how_long_under_verbose(tmp_path: Path) -> None:
+    db_path = tmp_path / "bmctl.db"
+    holder = RunLock(db_path)
+    holder.acquire()
+    fake = FakeTime()
+    notices: list[str] = []
+    debug: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        fake.sleep(seconds)
+        if len(fake.sleeps) == 50:
+            holder.release()
+
+    with RunLock(db_path, timeout=None, sleep=sleep, clock=fake.clock, notice=notices.append,
+                 debug=debug.append):
+        pass
+    (notice,) = notices
+    assert "no time limit" in notice and f"pid {os.getpid()}" in notice
+    assert debug == ["bmctl: got the lock after 1.0 s (51 attempts)"]
+
+
+def test_no_wait_no_notice(tmp_path: Path) -> None:
+    db_path = tmp_path / "bmctl.db"
+    notices: list[str] = []
+    with RunLock(db_path, timeout=30.0, notice=notices.append):
+        pass
+    with RunLock(db_path), pytest.raises(LockHeld):  # --lock-timeout 0: refused at once
+        RunLock(db_path, timeout=0, notice=notices.append).acquire()
+    assert notices == []
+
