@@ -74,6 +74,6 @@ def history(
     if len(ids) != 1:
         raise UsageError(f"history takes one listing id; stdin held {len(ids)}")
     listing_id = ids[0]
-    db = open_database(env.settings.db_path)
+    db = open_database(env.settings.db_path, readonly=True)
     with Output(env, HISTORY_COLUMNS if env.format == "table" else None, title=f"History of {listing_id}") as out:
         out.emit_all(query(db, listing_id, n))

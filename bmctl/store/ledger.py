@@ -184,7 +184,20 @@ class SqliteLedger(Ledger):
         self._longest_hold = max(
             [self.in_flight_bound + hold_span(s.window) for s in self.specs.values()]
             + [self.claim_ttl, *(s.penalty for s in self.specs.values())])
-        self._adopt_other_boots_and_dead_claims()
+        self.read_only = False
+        try:
+            self._adopt_other_boots_and_dead_claims()
+        except sqlite3.OperationalError as error:
+            from bmctl.store.db import connect_read_only, is_read_only_error
+
+            if not is_read_only_error(error):
+                raise
+            # A database this process cannot write (`bmctl logs stats` on a read-only file):
+            # read the holds by their wall-clock expiry instead of carrying them onto this
+            # boot's clock. Admitting through it would fail at the first write.
+            self._conn.close()
+            self._conn = connect_read_only(self.path, int(busy_timeout * 1000))
+            self.read_only = True
 
     def _store_for(self, name: str) -> SqliteBucketStore:
         return SqliteBucketStore(self, name)
@@ -323,11 +336,12 @@ class SqliteLedger(Ledger):
 
     def holders(self) -> list[dict[str, Any]]:
         self.flush()
+        # Read-only: the rows' own clock may be another boot's, so compare their UTC moments.
+        column, now = ("expires_wall", self.clock.wall()) if self.read_only else ("expires", self.now())
         rows = self._conn.execute(
-            "select bucket, run_id, pid, sum(kind != 'claim'), sum(kind = 'claim'), max(expires)"
-            " from budget_holds where expires > ? group by bucket, run_id, pid"
-            " order by bucket, run_id", (self.now(),)).fetchall()
-        now = self.now()
+            f"select bucket, run_id, pid, sum(kind != 'claim'), sum(kind = 'claim'), max({column})"
+            f" from budget_holds where {column} > ? group by bucket, run_id, pid"
+            " order by bucket, run_id", (now,)).fetchall()
         return [{"bucket": b, "run_id": r or None, "pid": p, "slots": int(s), "claims": int(c),
                  "until_s": round(max(0.0, e - now), 3)} for b, r, p, s, c, e in rows]
 
