@@ -4,7 +4,7 @@ internal error, and nothing is sent; commands that only read work on a read-only
 
 Read-only, honestly, as root: root ignores permission bits through CAP_DAC_OVERRIDE (and
 CAP_DAC_READ_SEARCH), so ``chmod 444`` alone proves nothing in this sandbox. The read-only cases
-run in a forked child that drops those two capabilities from its effective set (capset(2)):
+run in a forked child that drops those two capabilities (prctl(2) and capset(2)):
 the kernel then applies the file's and the directory's mode bits to it as to any user, and
 SQLite meets the same EACCES / SQLITE_READONLY an operator's account would. Run as an ordinary
 user, the child has nothing to drop and the mode bits apply anyway."""
@@ -31,6 +31,7 @@ T = TypeVar("T")
 
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
 _CAPABILITY_VERSION_3 = 0x20080522
+_PR_CAPBSET_DROP = 24
 
 
 class _CapHeader(ctypes.Structure):
@@ -43,11 +44,16 @@ class _CapData(ctypes.Structure):
 
 
 def drop_file_privileges() -> None:
-    """Make this process subject to file mode bits even as root: drop CAP_DAC_OVERRIDE and
-    CAP_DAC_READ_SEARCH from the effective (and permitted) set. A no-op for other users."""
+    """Make this process, and any program it executes, subject to file mode bits even as
+    root: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set (execve gives root
+    every capability of that set again) and from the effective and permitted sets. A no-op for
+    other users."""
     if os.geteuid() != 0:
         return
     libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     if libc.capget(ctypes.byref(header), data) != 0:
