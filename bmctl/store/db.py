@@ -223,12 +223,16 @@ def open_database(path: str | Path, *, readonly: bool = False,
         if readonly and path.exists():
             db = _open_read_only(path, busy_ms)
             pending = [name for name, _ in MIGRATIONS if name not in set(applied_migrations(db))]
-            if not pending:
-                return db
-            db.close()
-            return _open_to_migrate(path, busy_ms, pending)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return _open_writable(path, busy_ms)
+            if pending:
+                db.close()
+                db = _open_to_migrate(path, busy_ms, pending)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = _open_writable(path, busy_ms)
+    # A longer wait (--lock-timeout) is for opening; later, a busy database must not stall the
+    # run's traffic for that long (the log writer keeps its rows and retries instead).
+    db.conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
 
 
 def _open_writable(path: Path, busy_ms: int) -> sqlite_utils.Database:
