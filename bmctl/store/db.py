@@ -322,8 +322,19 @@ def _check_writable(db: sqlite_utils.Database) -> None:
 _OPENED: "weakref.WeakKeyDictionary[sqlite_utils.Database, tuple[str, bool]]" = weakref.WeakKeyDictionary()
 
 
+_last_opened: list[str] = []  # the file open_database opened last in this process
+
+
 def _label(db: sqlite_utils.Database, path: Path, *, read_only: bool) -> None:
     _OPENED[db] = (str(path), read_only)
+    _last_opened[:] = [str(path)]
+
+
+def problem_of_last_database(error: BaseException) -> DatabaseUnusable | None:
+    """A sqlite3 error no store function translated (a query met a corrupt page after the
+    database opened fine) as the problem of the database this process opened last; None if
+    it is not about a database file, or none was opened."""
+    return database_problem(_last_opened[0], error) if _last_opened else None
 
 
 def database_path(db: Any) -> str:

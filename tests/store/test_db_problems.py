@@ -365,3 +365,23 @@ def test_cli_read_only_database_readers_work_writers_refuse_before_sending(sandb
         assert sandbox.db.read_bytes() == before
     finally:
         sandbox.db.parent.chmod(0o755)
+
+
+def test_cli_a_corrupt_page_met_by_a_query_after_a_clean_open_is_named_too(tmp_path: Path) -> None:
+    from tests.cli.helpers import invoke
+
+    path = tmp_path / "bmctl.db"
+    db = open_database(path)
+    with db.conn:
+        db.conn.executemany("insert into rate_limit_logs (ts, path, error) values (?, ?, ?)",
+                        [("2026-11-30T00:00:00.000000Z", f"/ws/x/{n}", "e" * 200) for n in range(3000)])
+    db.close()
+    with path.open("r+b") as raw:  # the header and the schema stay intact: opening works
+        raw.seek(4096 * 3)
+        raw.write(b"\xff" * 4096 * 20)
+    for args in (["logs", "list"], ["logs", "runs"], ["history", LID]):
+        result = invoke(["--db", str(path), *args])
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr == (f"bmctl: error: database {path} is corrupt: database disk image is malformed; "
+                                 "move it aside and rerun; bmctl creates a new one (the request log and "
+                                 "history in it are lost)\n"), args
