@@ -220,6 +220,9 @@ def open_database(path: str | Path, *, readonly: bool = False,
     with database_errors(path, waited=busy_ms / 1000, lock_option=wait is not None):
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if path.exists() and not path.is_file():  # /dev/null, a FIFO (opening one would block)
+            raise DatabaseProblem(str(path), "not-a-file", "is not a regular file", NOT_A_FILE_HINT,
+                                  detail=f"{path}: mode {oct(path.stat().st_mode)}")
         if readonly and path.exists():
             db = _open_read_only(path, busy_ms)
             pending = [name for name, _ in MIGRATIONS if name not in set(applied_migrations(db))]
@@ -357,6 +360,7 @@ MIGRATE_HINT = "run any bmctl command once with write access to it, or use --db"
 DIRECTORY_HINT = "give a file path, e.g. --db {path}/bmctl.db"
 CREATE_HINT = "check the directory's permissions, or use --db"
 NOT_A_FOLDER_HINT = "give --db a path inside a directory"
+NOT_A_FILE_HINT = "give --db the path of a database file"
 FULL_HINT = "free some disk space, or use --db"
 LOCKED_HINT = "another program holds it; retry"
 

@@ -139,6 +139,11 @@ def test_a_directory_and_a_path_under_a_file_are_named(tmp_path: Path) -> None:
     with pytest.raises(DatabaseProblem) as directory:
         open_database(folder)
     assert directory.value.message == f"database {folder} is a directory; give a file path, e.g. --db {folder}/bmctl.db"
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)  # opening it would block: refused before SQLite sees it
+    with pytest.raises(DatabaseProblem) as special:
+        open_database(fifo, readonly=True)
+    assert special.value.message == f"database {fifo} is not a regular file; give --db the path of a database file"
     plain = tmp_path / "plain"
     plain.write_text("x")
     with pytest.raises(DatabaseProblem) as caught:
