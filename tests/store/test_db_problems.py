@@ -390,3 +390,27 @@ def test_cli_a_corrupt_page_met_by_a_query_after_a_clean_open_is_named_too(tmp_p
         assert result.stderr == (f"bmctl: error: database {path} is corrupt: database disk image is malformed; "
                                  "move it aside and rerun; bmctl creates a new one (the request log and "
                                  "history in it are lost)\n"), args
+
+
+def test_the_ledger_reads_a_read_only_database_by_wall_clock(tmp_path: Path) -> None:
+    from bmctl.store.ledger import SqliteLedger
+    from bmctl.traffic.buckets import DEFAULT_LIMITS
+    from bmctl.traffic.clock import SimClock
+
+    path = tmp_path / "bmctl.db"
+    db = open_database(path)
+    with db.conn:  # another boot's holds: one still held (by its UTC expiry), one long gone
+        db.conn.executemany(
+            "insert into budget_holds (bucket, kind, expires, expires_wall, boot, run_id, pid)"
+            " values ('global', 'sent', 5.0, ?, 'earlier-boot', ?, 1)",
+            [(1_800_000_030.0, "held"), (1_799_999_000.0, "gone")])
+    db.close()
+    make_read_only(path)
+
+    def attempt() -> tuple[bool, list[Any]]:
+        with SqliteLedger(path, DEFAULT_LIMITS, SimClock(wall_start=1_800_000_000.0), poll_interval=None) as ledger:
+            return ledger.read_only, ledger.holders()
+
+    read_only, holders = without_file_privileges(attempt)
+    assert read_only
+    assert holders == [{"bucket": "global", "run_id": "held", "pid": 1, "slots": 1, "claims": 0, "until_s": 30.0}]
