@@ -93,3 +93,12 @@ def test_locked_database_exit_5_within_the_busy_timeout(tmp_path: Path, closed_p
         f"bmctl: error: database {db_path} is locked: database is locked (waited 5 s); another program "
         "holds it; retry, or wait longer with --lock-timeout SECONDS"]
     assert 4.5 < seconds < 30, seconds
+
+
+def test_directory_as_db_from_the_executable(tmp_path: Path, closed_port: int) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    result, _ = bmctl(folder, closed_port, "probe", LID)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"bmctl: error: database {folder} is a directory; give a file path, e.g. --db {folder}/bmctl.db"]
