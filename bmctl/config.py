@@ -257,6 +257,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8; a Latin-1 editor's é is not
+        line = error.object[: error.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} "
+                          f"at line {line}; save it as UTF-8") from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
 

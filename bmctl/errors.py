@@ -81,6 +81,24 @@ class LockHeld(BmctlError):
     exit_code = ExitCode.LOCKED
 
 
+class DatabaseUnusable(BmctlError):
+    """The database cannot be used as it is: ``database PATH <problem>; <hint>``, the raw
+    SQLite or OS error as detail (--verbose). ``kind`` names the problem for callers."""
+
+    def __init__(self, path: str, kind: str, problem: str, hint: str, *, detail: str | None = None) -> None:
+        super().__init__(f"database {path} {problem}; {hint}", detail=detail)
+        self.path = path
+        self.kind = kind
+
+
+class DatabaseProblem(DatabaseUnusable, UsageError):
+    """Corrupt, read-only, a directory or not creatable: nothing was sent (exit 2)."""
+
+
+class DatabaseLocked(DatabaseUnusable, LockHeld):
+    """Another program held the database past the busy timeout: like the run lock (exit 5)."""
+
+
 class Interrupted(BmctlError):
     """SIGINT/SIGTERM: open probes were restored before exiting."""
 

@@ -137,6 +137,9 @@ class Runtime:
     # False for commands that may finish on local data alone (recover with nothing open): the
     # token is then asked for only when the client is first used.
     needs_token: bool = True
+    # The command only reads the database (recover --dry-run): it works on one this process
+    # cannot write, and records no run.
+    read_only: bool = False
     db: Any = field(default=None, init=False)
     run_id: str = field(default="", init=False)
     _lock: Any = field(default=None, init=False)
@@ -146,7 +149,7 @@ class Runtime:
     _client: "BackMarketClient | None" = field(default=None, init=False)
 
     def __enter__(self) -> "Runtime":
-        from bmctl.store.db import open_database
+        from bmctl.store.db import database_errors, open_database
         from bmctl.store.lock import RunLock
         from bmctl.store.runs import start_run
         from bmctl.traffic.clock import SystemClock
@@ -160,12 +163,14 @@ class Runtime:
             self._lock = RunLock(str(db_path), timeout=self.settings.lock_timeout,
                                  sleep=self.clock.sleep, clock=self.clock.monotonic,
                                  holder=self._lock_holder(), notice=self.notice, debug=self.debug)
-            self._lock.__enter__()
+            with database_errors(db_path):  # its file beside the database: a read-only folder
+                self._lock.__enter__()
         try:
-            self.db = open_database(db_path)
+            self.db = open_database(db_path, readonly=self.read_only, wait=self.settings.lock_timeout)
             secrets = [self.settings.token] if self.settings.token else []
-            self.run_id = start_run(self.db, self.command, list(self.argv), wall=self.clock.wall(),
-                                    redact=secrets)
+            if not self.read_only:
+                self.run_id = start_run(self.db, self.command, list(self.argv),
+                                        wall=self.clock.wall(), redact=secrets)
         except BaseException:
             self._release_lock()
             raise
@@ -195,7 +200,7 @@ class Runtime:
                 code = int(exit_code_for(exc))
             else:
                 code = self.exit_code if self.exit_code is not None else 0
-            if self.db is not None and self.clock is not None:
+            if self.db is not None and self.clock is not None and self.run_id:
                 finish_run(self.db, self.run_id, code, wall=self.clock.wall())
         finally:
             self._release_lock()

@@ -177,3 +177,20 @@ def test_burst_and_jitter_are_accepted_with_a_deprecation_warning_and_ignored(tm
     assert len(warnings) == 2
     assert all("deprecated and ignored" in w for w in warnings)
     assert any("'jitter'" in w for w in warnings) and any("[limits.listing_writes] 'burst'" in w for w in warnings)
+
+
+@pytest.mark.parametrize("command", [["config", "show"], ["logs", "path"], ["probe", "--dry-run", "--all"]])
+def test_a_config_file_that_is_not_utf8_or_not_toml_is_one_line_exit_2(tmp_path: Path, command: list[str]) -> None:
+    from tests.cli.helpers import invoke
+
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('market = "fr-fr"\ncompany = "Caf\u00e9 Phones"\n'.encode("latin-1"))
+    result = invoke(["--config", str(latin1), *command])
+    assert result.exit_code == 2
+    assert result.stderr == (f"bmctl: error: config file {latin1} is not UTF-8 text: byte 0xe9 at line 2; "
+                             "save it as UTF-8\n")
+    broken = write(tmp_path / "broken.toml", 'market = "fr-fr"\n[probe\n')
+    result = invoke(["--config", str(broken), *command])
+    assert result.exit_code == 2
+    assert result.stderr == (f"bmctl: error: config file {broken} is not valid TOML: Expected ']' at the end "
+                             "of a table declaration (at line 2, column 7)\n")

@@ -23,11 +23,11 @@ STATS_LEDGER_COLUMNS = ["held_now", "holders"]
 RUN_COLUMNS = ["id", "command", "started_at", "duration_s", "requests", "exit_code"]
 
 
-def _open(ctx: typer.Context):  # type: ignore[no-untyped-def]
+def _open(ctx: typer.Context, readonly: bool = True):  # type: ignore[no-untyped-def]
     from bmctl.store.db import open_database
 
     env = cli_env(ctx)
-    return env, open_database(env.settings.db_path)
+    return env, open_database(env.settings.db_path, readonly=readonly)
 
 
 def _since(env: Any, text: str) -> float:
@@ -162,7 +162,7 @@ def prune(
     """
     from bmctl.store.logs import prune as do_prune
 
-    env, db = _open(ctx)
+    env, db = _open(ctx, readonly=False)
     cutoff = _since(env, older_than)
     deleted = do_prune(db, cutoff)
     with Output(env, None) as out:

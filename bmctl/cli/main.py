@@ -86,6 +86,12 @@ def _env_of(ctx: Any) -> CliEnv:
 
 def report_error(env: CliEnv, error: BaseException) -> ExitCode:
     """Print one clear line (and the detail with --verbose); return the exit code."""
+    if type(error).__module__ == "sqlite3":  # a query met a corrupt page, a full disk: name the database
+        from bmctl.store.db import problem_of_last_database
+
+        named = problem_of_last_database(error)
+        if named is not None:
+            return report_error(env, named)
     if isinstance(error, BmctlError):
         env.stderr.write(env.redact(f"bmctl: error: {error.message}") + "\n")
         if error.detail and env.verbose:

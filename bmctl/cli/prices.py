@@ -102,7 +102,7 @@ def history(
         n = DEFAULT_RECENT
     from bmctl.store.db import open_database
 
-    db = open_database(env.settings.db_path)
+    db = open_database(env.settings.db_path, readonly=True)
     rows = query(db, listing_id, n, since=since_text, run=run, market=market)
     table = env.format == "table"
     if table:

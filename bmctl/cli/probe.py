@@ -87,7 +87,7 @@ def recover(
     env = cli_env(ctx)
     if dry_run:
         run_command(env, "recover", partial(core, dry_run=True), writing=False, recover=False,
-                    needs_token=False, columns=RECOVER_PLAN_COLUMNS if env.format == "table" else None,
+                    needs_token=False, read_only=True, columns=RECOVER_PLAN_COLUMNS if env.format == "table" else None,
                     title="Open probes (dry run: nothing sent)")
         return
     run_command(env, "recover", core, writing=True, recover=False, needs_token=False,

@@ -173,7 +173,11 @@ class SqliteLedger(Ledger):
         self.busy_timeout = busy_timeout
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout,
                                      check_same_thread=False)
-        self._conn.execute("pragma synchronous = NORMAL")
+        self.read_only = False
+        try:
+            self._conn.execute("pragma synchronous = NORMAL")
+        except sqlite3.OperationalError as error:
+            self._read_only_after(error)
         self._rng = random.Random()
         self._in_transaction = False
         self._states: dict[str, _BucketState] = {}
@@ -184,7 +188,23 @@ class SqliteLedger(Ledger):
         self._longest_hold = max(
             [self.in_flight_bound + hold_span(s.window) for s in self.specs.values()]
             + [self.claim_ttl, *(s.penalty for s in self.specs.values())])
-        self._adopt_other_boots_and_dead_claims()
+        if not self.read_only:
+            try:
+                self._adopt_other_boots_and_dead_claims()
+            except sqlite3.OperationalError as error:
+                self._read_only_after(error)
+
+    def _read_only_after(self, error: sqlite3.OperationalError) -> None:
+        """A database this process cannot write (`bmctl logs stats` on a read-only file): reopen
+        it read-only and read the holds by their wall-clock expiry instead of carrying them onto
+        this boot's clock. Admitting through it would fail at the first write."""
+        from bmctl.store.db import connect_read_only, is_read_only_error
+
+        if not is_read_only_error(error):
+            raise error
+        self._conn.close()
+        self._conn = connect_read_only(self.path, int(self.busy_timeout * 1000))
+        self.read_only = True
 
     def _store_for(self, name: str) -> SqliteBucketStore:
         return SqliteBucketStore(self, name)
@@ -323,11 +343,12 @@ class SqliteLedger(Ledger):
 
     def holders(self) -> list[dict[str, Any]]:
         self.flush()
+        # Read-only: the rows' own clock may be another boot's, so compare their UTC moments.
+        column, now = ("expires_wall", self.clock.wall()) if self.read_only else ("expires", self.now())
         rows = self._conn.execute(
-            "select bucket, run_id, pid, sum(kind != 'claim'), sum(kind = 'claim'), max(expires)"
-            " from budget_holds where expires > ? group by bucket, run_id, pid"
-            " order by bucket, run_id", (self.now(),)).fetchall()
-        now = self.now()
+            f"select bucket, run_id, pid, sum(kind != 'claim'), sum(kind = 'claim'), max({column})"
+            f" from budget_holds where {column} > ? group by bucket, run_id, pid"
+            " order by bucket, run_id", (now,)).fetchall()
         return [{"bucket": b, "run_id": r or None, "pid": p, "slots": int(s), "claims": int(c),
                  "until_s": round(max(0.0, e - now), 3)} for b, r, p, s, c, e in rows]
 

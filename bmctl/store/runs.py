@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any, Iterable, Sequence
 
-from bmctl.store.db import parse_utc, utc_iso
+from bmctl.store.db import database_errors, database_path, parse_utc, utc_iso
 
 REDACTED = "***"
 # Options whose value is a secret whatever it is: `--token X` / `--token=X` never reach the table
@@ -72,7 +72,7 @@ def start_run(
 
     wall = time.time() if wall is None else wall
     run_id = new_run_id(wall)
-    with db.conn:
+    with database_errors(database_path(db)), db.conn:
         db.conn.execute(
             "insert into runs (id, command, argv, started_at, pid, version) values (?, ?, ?, ?, ?, ?)",
             (run_id, command, json.dumps(redact_argv(argv, redact)), utc_iso(wall), os.getpid(),
@@ -84,7 +84,7 @@ def start_run(
 def finish_run(db: Any, run_id: str, exit_code: int, wall: float | None = None) -> None:
     """Close a run: finish time, duration, exit code and the number of log rows it wrote."""
     wall = time.time() if wall is None else wall
-    with db.conn:
+    with database_errors(database_path(db)), db.conn:
         row = db.conn.execute("select started_at from runs where id = ?", (run_id,)).fetchone()
         duration = None
         if row is not None and row[0]:
