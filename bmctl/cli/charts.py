@@ -12,6 +12,8 @@ import os
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
+from bmctl.cli.layout import compact, short_ids
+
 #: How each Backbox outcome is marked on the price chart, and its colour.
 MARKS: dict[str | None, tuple[str, str]] = {
     "won": ("●", "green"),
@@ -185,7 +187,8 @@ def draw_history(env: Any, series: Mapping[tuple[str, str], Sequence[Any]]) -> N
             env.info(f"history: charts for {MAX_CHARTS} markets only; use --market for another")
             return
         currency = points[-1].currency
-        lines = price_chart(f"Price of {listing_id} in {market} ({currency}), times UTC", points, width)
+        shown = listing_id if env.wide else compact(listing_id, short_ids([[listing_id]]))
+        lines = price_chart(f"Price of {shown} in {market} ({currency}), times UTC", points, width)
         if lines:
             env.stdout.write("\n")
             _write(env, lines, width)
