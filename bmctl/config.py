@@ -46,6 +46,30 @@ class TrafficSettings:
     max_in_flight: int = 64
 
 
+# --- [pricing]: price-war cooldown and raise back (issue 17, points 3 and 5) -----------------
+@dataclass(frozen=True)
+class PricingSettings:
+    """Pricing rules over several runs (``[pricing]`` in the config file)."""
+
+    # A listing (per market) with war_rounds price-war rounds within war_window is held (not
+    # probed, no request) for war_cooldown after the last of them; war_rounds = 0: never held.
+    war_rounds: int = 3
+    war_window: str = "24h"
+    war_cooldown: str = "6h"
+    # A listing winning at a price unchanged for this long is searched upwards again.
+    raise_back_after: str = "24h"
+
+    def seconds(self, name: str) -> float:
+        """A duration key in seconds (checked when the configuration was loaded)."""
+        from bmctl.durations import duration_seconds
+
+        return duration_seconds(getattr(self, name)) or 0.0
+
+
+_PRICING_DURATIONS = ("war_window", "war_cooldown", "raise_back_after")
+# --- end of [pricing] cooldown block ----------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Settings:
     """The merged configuration of one bmctl invocation."""
@@ -64,6 +88,7 @@ class Settings:
     max_change_pct: float = 30.0
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
+    pricing: PricingSettings = field(default_factory=PricingSettings)
     limits: Mapping[str, LimitSpec] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     config_path: str | None = None
     # Where each value set other than by default came from ("file PATH", "env NAME",
@@ -93,6 +118,7 @@ class Settings:
         data["db"] = str(self.db_path)
         data["probe"] = {f.name: getattr(self.probe, f.name) for f in fields(ProbeSettings)}
         data["traffic"] = {f.name: getattr(self.traffic, f.name) for f in fields(TrafficSettings)}
+        data["pricing"] = {f.name: getattr(self.pricing, f.name) for f in fields(PricingSettings)}
         data["limits"] = {
             name: {"limit": s.limit, "window": s.window, "penalty": s.penalty}
             for name, s in self.limits.items()
@@ -105,11 +131,12 @@ def mask_token(token: str) -> str:
     return "***" if token else ""
 
 
-_NOT_TOP = ("probe", "traffic", "limits", "config_path", "sources")
+_NOT_TOP = ("probe", "traffic", "pricing", "limits", "config_path", "sources")
 # Field types as written (strings, from `from __future__ import annotations`).
 _TOP_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(Settings) if f.name not in _NOT_TOP}
 _PROBE_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(ProbeSettings)}
 _TRAFFIC_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(TrafficSettings)}
+_PRICING_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(PricingSettings)}
 _LIMIT_KEYS = {"limit": "int", "window": "float", "penalty": "float"}
 
 # Keys of earlier versions, still accepted (with a warning) and ignored: the budget ledger holds
@@ -165,7 +192,8 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
 def _check_range(name: str, value: Any, where: str) -> None:
     positive = {"timeout", "max_attempts", "max_change_pct", "settle", "max_dip", "limit", "window", "burst",
                 "max_in_flight"}
-    non_negative = {"lock_timeout", "jitter", "max_raises", "breaker_floor_hits", "penalty", "peek_retries"}
+    non_negative = {"lock_timeout", "jitter", "max_raises", "breaker_floor_hits", "penalty", "peek_retries",
+                    "war_rounds"}
     if name in positive and value <= 0:
         raise ConfigError(f"{where} must be greater than zero, got {value!r}")
     if name in non_negative and value < 0:
@@ -178,6 +206,7 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
     top: dict[str, Any] = {}
     probe = settings.probe
     traffic = settings.traffic
+    pricing = settings.pricing
     limits = dict(settings.limits)
     for key, value in data.items():
         if key == "probe":
@@ -188,6 +217,12 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [traffic] must be a table")
             traffic = replace(traffic, **_read_section(value, _TRAFFIC_KEYS, f"{source}: [traffic]"))
+        elif key == "pricing":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [pricing] must be a table")
+            changes = _read_section(value, _PRICING_KEYS, f"{source}: [pricing]")
+            _check_durations(changes, f"{source}: [pricing]")
+            pricing = replace(pricing, **changes)
         elif key == "limits":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [limits] must hold tables like [limits.global]")
@@ -214,7 +249,19 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
                 _check_range(key, top[key], where)
         else:
             raise ConfigError(f"{source}: unknown key {key!r}")
-    return replace(settings, probe=probe, traffic=traffic, limits=limits, **top)
+    return replace(settings, probe=probe, traffic=traffic, pricing=pricing, limits=limits, **top)
+
+
+def _check_durations(values: Mapping[str, Any], where: str) -> None:
+    """Duration keys (``24h``, ``1h30m``) must read as one, with a unit."""
+    from bmctl.durations import duration_seconds
+
+    for key in _PRICING_DURATIONS:
+        if key in values:
+            seconds = duration_seconds(values[key])
+            if seconds is None or seconds <= 0:
+                raise ConfigError(f"{where} {key!r} must be a duration with a unit (6h, 24h, 1d12h), "
+                                  f"got {values[key]!r}")
 
 
 def _drop_deprecated(data: Mapping[str, Any], deprecated: Mapping[str, str], where: str,

@@ -64,6 +64,17 @@ STARTER = """\
 # from the answers; revealed never searches upwards; hidden always does (at most max_raises).
 # headroom = "auto"
 
+[pricing]
+# Price-war cooldown: a listing (per market) that met war_rounds price-war rounds within
+# war_window (the price to win below its floor, a dip to win the Backbox back, or a lost
+# one) is held for war_cooldown after the last: not probed, no request. 0 rounds: never held.
+# war_rounds = 3
+# war_window = "24h"
+# war_cooldown = "6h"
+# Raise back: a listing winning below its ceiling at a price unchanged for this long is
+# searched upwards again (no dip), so its price recovers after a rival leaves.
+# raise_back_after = "24h"
+
 [traffic]
 # Requests on the wire at once (1: strictly one at a time). The limits hold whatever it is;
 # more hides network delay (each request still waits for its slots in the budget ledger).

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bmctl.config import (
+    PricingSettings,
     ProbeSettings,
     Settings,
     default_config_path,
@@ -141,9 +142,10 @@ def test_example_file_is_the_starter_and_documents_every_key() -> None:
     example = (REPO / "bmctl.toml.example").read_text(encoding="utf-8")
     assert example == STARTER
     documented = {line.lstrip("# ").split(" =")[0] for line in example.splitlines() if " = " in line}
-    top_level = {f.name for f in fields(Settings)} - {"probe", "traffic", "limits", "config_path", "sources"}
+    top_level = {f.name for f in fields(Settings)} - {"probe", "traffic", "pricing", "limits", "config_path", "sources"}
     assert top_level <= documented
     assert {f.name for f in fields(ProbeSettings)} <= documented
+    assert {f.name for f in fields(PricingSettings)} <= documented
     assert "[traffic]" in example and "max_in_flight" in documented
     assert {"limit", "window", "penalty"} <= documented
     assert "burst" in example and "jitter" in example  # their deprecation is documented
@@ -160,6 +162,7 @@ def test_example_with_every_key_uncommented_loads_to_the_defaults(tmp_path: Path
     loaded = load_settings(str(config), environ={})
     defaults = Settings()
     assert loaded.probe == defaults.probe
+    assert loaded.pricing == defaults.pricing
     assert dict(loaded.limits) == dict(defaults.limits)
     assert (loaded.market, loaded.timeout) == (defaults.market, defaults.timeout)
 
@@ -194,3 +197,15 @@ def test_a_config_file_that_is_not_utf8_or_not_toml_is_one_line_exit_2(tmp_path:
     assert result.exit_code == 2
     assert result.stderr == (f"bmctl: error: config file {broken} is not valid TOML: Expected ']' at the end "
                              "of a table declaration (at line 2, column 7)\n")
+
+
+def test_pricing_durations_and_rounds_are_checked(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.toml", '[pricing]\nwar_rounds = 0\nwar_cooldown = "1h30m"\n')
+    loaded = load_settings(str(good), environ={})
+    assert loaded.pricing.war_rounds == 0 and loaded.pricing.seconds("war_cooldown") == 5400.0
+    assert loaded.pricing.seconds("raise_back_after") == 86400.0
+    for text, expected in (('war_window = "24"', "war_window"), ('raise_back_after = 3', "raise_back_after"),
+                           ("war_rounds = -1", "war_rounds"), ('cooldown = "6h"', "unknown key")):
+        bad = write(tmp_path / "bad.toml", f"[pricing]\n{text}\n")
+        with pytest.raises(ConfigError, match=expected):
+            load_settings(str(bad), environ={})

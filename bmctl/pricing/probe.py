@@ -168,6 +168,14 @@ class ProbeHooks(Protocol):
 
     def saw_revealed_headroom(self) -> None: ...
 
+    def hold(self, target: ProbeTarget) -> str | None:
+        """Why the price-war cooldown holds this listing (no request), or None."""
+        ...
+
+    def raise_back_wait(self, target: ProbeTarget) -> str | None:
+        """None when a listing winning at the start may be searched upwards; else why not yet."""
+        ...
+
 
 class DipExpired(BmctlError):
     """A dip outlived ``max_dip``."""
@@ -204,6 +212,7 @@ class Probe:
         self.spawned: list[ProbeTarget] = []  # other markets a discovering probe found
         self.writing: tuple[HttpRequest, Money, str, Money | None] | None = None  # awaiting its answer
         self.call: Any = None  # the controller's call for the last Send (set by the batch)
+        self.raising_back = False  # winning from the start, searched upwards (raise back)
 
     # --- the steps -------------------------------------------------------------------------
 
@@ -225,11 +234,13 @@ class Probe:
 
     def _probe(self) -> Generator[Action, Any, None]:
         target, result = self.target, self.result
+        if not target.discover and self._held():
+            return  # a held listing costs no request
         # The first look at the market is new work (NORMAL): nothing has changed yet, and the
         # peeks of other probes' open dips (HIGH) must not queue behind it.
         if target.discover:
             competitor = yield from self._discover()
-            if competitor is None:
+            if competitor is None or self._held():
                 return
             target = self.target
             listing = yield from self._read_listing(Priority.NORMAL)
@@ -277,7 +288,9 @@ class Probe:
             self.result.outcome = "skipped"
             self.result.reason = "the listing competes in none of the markets probed"
             return None
-        market = target.market if target.market in by_market else next(iter(by_market))
+        # A market the price-war cooldown holds is taken last: its probe sends nothing more.
+        free = [m for m in by_market if self.hooks.hold(replace(target, market=m, discover=())) is None]
+        market = target.market if target.market in (free or by_market) else next(iter(free or by_market))
         seen_at = self.hooks.now()
         self.spawned = [
             ProbeTarget(target.listing_id, other, target.floor, target.ceiling,
@@ -289,6 +302,29 @@ class Probe:
         self.result.market, self.result.currency = market, self.currency
         return by_market[market]
 
+    def _held(self) -> bool:
+        """Outcome ``held`` (the price-war cooldown's reason) when the cooldown holds the target."""
+        why = self.hooks.hold(self.target)
+        if why is None:
+            return False
+        self.result.outcome, self.result.reason = "held", why
+        self.result.floor, self.result.ceiling = self.target.floor, self.target.ceiling
+        return True
+
+    def _raise_back(self, move: tuple[str, Money] | None) -> tuple[str, Money] | None:
+        """A listing winning from the start is searched upwards only when its raise back is due
+        (``raise_back_after``); the search that brings a price below the floor back is never held."""
+        assert self.bounds is not None and self.price is not None
+        if move is None or move[0] != "search" or self.result.dip_price is not None \
+                or self.price < self.bounds.floor:
+            return move
+        wait = self.hooks.raise_back_wait(self.target)
+        if wait is not None:
+            self.result.reason = f"already winning at {self.price}; {wait}"
+            return None
+        self.raising_back = True
+        return move
+
     def _plan(self, competitor: Any) -> None:
         """``--dry-run``: what the probe would try, decided from the reads by the same rules as
         the real run, and no write. What reads alone settle (``unwinnable``, ``lost``, the
@@ -299,7 +335,7 @@ class Probe:
         steps: list[str] = []
         if competitor.is_winning:
             steps.append(f"winning at {start}")
-            move = self._peak_move(competitor.price_to_win)
+            move = self._raise_back(self._peak_move(competitor.price_to_win))
         else:
             to_win = competitor.price_to_win
             dip = self._dip_price(competitor)
@@ -429,7 +465,7 @@ class Probe:
         """Raise to the highest price that still wins, never above the ceiling."""
         assert self.bounds is not None and self.price is not None
         result = self.result
-        move = self._peak_move(competitor.price_to_win)
+        move = self._raise_back(self._peak_move(competitor.price_to_win))
         if move is not None:
             kind, target = move
             if kind == "headroom":
@@ -455,6 +491,11 @@ class Probe:
         final = self.price
         changed = final != result.start_price
         result.outcome = "won" if changed else "kept"
+        if self.raising_back and not result.reason and result.start_price is not None:
+            if final > result.start_price:
+                result.reason = f"raised back from {result.start_price} to {final}"
+            elif final == result.start_price:
+                result.reason = f"raise back: nothing above {final} wins"
         if not result.reason:
             result.reason = f"winning at {final}" if changed else f"already winning at {final}"
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 from bmctl.api.money import Money
 from bmctl.errors import BmctlError, Interrupted, RunStopped
 from bmctl.pricing.batch import Batch, BatchSummary
+from bmctl.pricing.cooldown import PricingMemory, PricingRules
 from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal
 from bmctl.pricing.plan import Plan, ProbeCost, plan_probes, probe_cost
@@ -41,10 +42,12 @@ class Breaker:
 class JournalHooks:
     """The probe's side effects: journal, price history, breaker and the controller's clock."""
 
-    def __init__(self, journal: Journal, controller: Any, breaker: Breaker) -> None:
+    def __init__(self, journal: Journal, controller: Any, breaker: Breaker,
+                 memory: PricingMemory | None = None) -> None:
         self.journal = journal
         self.controller = controller
         self.breaker = breaker
+        self.memory = memory
         self.revealed = False
 
     def now(self) -> float:
@@ -72,6 +75,17 @@ class JournalHooks:
 
     def saw_revealed_headroom(self) -> None:
         self.revealed = True
+
+    def hold(self, target: ProbeTarget) -> str | None:
+        if self.memory is None:
+            return None
+        held = self.memory.hold(target.listing_id, target.market, self.journal.wall())
+        return held.text() if held is not None else None
+
+    def raise_back_wait(self, target: ProbeTarget) -> str | None:
+        if self.memory is None:
+            return None
+        return self.memory.raise_back_wait(target.listing_id, target.market, self.journal.wall())
 
 
 def probe_time_estimate(controller: Any, cost: ProbeCost, settle: float) -> Callable[[int], float]:
@@ -105,6 +119,7 @@ class ProbeRunOptions:
     deadline: float | None = None  # seconds from the start of the batch
     max_in_flight: int = 16
     breaker_floor_hits: int = 5
+    rules: PricingRules | None = None  # [pricing] rules (None: the runtime's settings)
 
 
 @contextmanager
@@ -140,6 +155,36 @@ class ProbeRun:
         self.on_result = on_result
         self.journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
         self.breaker = Breaker(options.breaker_floor_hits)
+        self._memory: PricingMemory | None = None
+
+    @property
+    def memory(self) -> PricingMemory:
+        """Price-war rounds and last changes from the database, read once."""
+        if self._memory is None:
+            rules = self.options.rules
+            if rules is None:
+                rules = PricingRules.from_settings(self.runtime.settings.pricing)
+            self._memory = PricingMemory.load(self.runtime.db, rules, self.runtime.clock.wall())
+        return self._memory
+
+    def held(self, listing_id: str, market: str) -> bool:
+        """Whether the price-war cooldown holds this (listing, market) now."""
+        return self.memory.hold(listing_id, market, self.runtime.clock.wall()) is not None
+
+    def expand_held(self, targets: Sequence[ProbeTarget]) -> list[ProbeTarget]:
+        """A listing whose markets must be discovered, and whose every market probed before is
+        held, becomes one target per such market: each is ``held`` without a request."""
+        known: dict[str, list[str]] = {}
+        for listing, market in self.journal.last_probed():
+            known.setdefault(listing, []).append(market)
+        out: list[ProbeTarget] = []
+        for target in targets:
+            markets = sorted(m for m in known.get(target.listing_id.lower(), ()) if m in target.discover)
+            if target.discover and markets and all(self.held(target.listing_id, m) for m in markets):
+                out.extend(ProbeTarget(target.listing_id, m, target.floor, target.ceiling) for m in markets)
+            else:
+                out.append(target)
+        return out
 
     def recover_first(self) -> list[Recovery]:
         """Restore what earlier (killed) runs left open; every writing run starts with this."""
@@ -162,7 +207,8 @@ class ProbeRun:
 
         controller = self.runtime.controller
         client = self.runtime.client
-        hooks = JournalHooks(self.journal, controller, self.breaker)
+        memory = self.memory
+        hooks = JournalHooks(self.journal, controller, self.breaker, memory)
         params = self.options.params
         cost = probe_cost(params.max_raises, params.peek_retries)
         estimate = probe_time_estimate(controller, cost, params.settle)
@@ -172,7 +218,13 @@ class ProbeRun:
             return Probe(target, client, hooks, params, error_from_transport)
 
         def finished(result: ProbeResult, probe: Probe) -> None:
-            if probe.probe_id is not None and not probe.keep_open:
+            if memory is not None and not params.dry_run:
+                hold = memory.record(result.to_json(), self.journal.wall())
+                if hold is not None:
+                    result.reason += f"; price war: {hold.text()}"
+            if result.outcome == "held":
+                pass  # not a probe: nothing was read or written, nothing to keep
+            elif probe.probe_id is not None and not probe.keep_open:
                 self.journal.close(probe.probe_id, result.to_json())
             elif probe.probe_id is None and not params.dry_run:
                 self.journal.record_result(result.to_json())
@@ -187,7 +239,7 @@ class ProbeRun:
         )
         try:
             with stop_signals_as_interrupt():
-                return batch.run(targets)
+                return batch.run(self.expand_held(targets))
         except KeyboardInterrupt:
             self.restore_open_probes(batch, why="interrupted")
             raise Interrupted("interrupted: open probes were restored") from None

@@ -26,12 +26,13 @@ class Terminal(io.StringIO):
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """Two probe runs an hour apart over LID and TWO, then an update-price of TWO in de-de: LID's
-    history holds a dip that won, peaks that lost and their undos."""
+    """Two probe runs a day apart (the second raises back: raise_back_after is a day) over LID
+    and TWO, then, an hour later, an update-price of TWO in de-de: LID's history holds a dip
+    that won, peaks that lost and their undos."""
     sandbox = start_sandbox(tmp_path_factory.mktemp("history"))
-    for _ in range(2):
+    for gap in (86400, 3600):
         assert sandbox.run("probe", LID, TWO, "--settle", "0", "--format", "json").exit_code == 0
-        sandbox.clock.advance(3600)
+        sandbox.clock.advance(gap)
     assert sandbox.run("--market", "de-de", "update-price", TWO, "219.00", "--format", "json").exit_code == 0
     yield sandbox
     sandbox.server.stop()
@@ -148,7 +149,8 @@ def test_history_of_one_listing_draws_its_price_under_the_table(box: Sandbox, co
     axis = [line.split("┤")[0].strip() for line in text.splitlines() if "┤" in line]
     assert axis[0] == "150.00" and axis[-1] == "94.99" and "100.00" in axis  # Decimal, cents
     times = [line for line in text.splitlines() if ":" in line and "┤" not in line and "Price" not in line]
-    assert times and all(len(t) == 8 for t in times[0].split())  # HH:MM:SS under the axis
+    # MM-DD HH:MM under the axis: the two runs are a day apart.
+    assert times and all(len(t) == 5 for t in times[0].split()) and "-" in times[0]
     assert "\x1b[" in out  # coloured on a terminal
 
 
