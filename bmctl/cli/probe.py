@@ -40,6 +40,11 @@ def probe(
     Example: bmctl probe --all --deadline 10m --format ndjson
 
     --all walks every market of your platform (bmctl --market en-gb probe --all: that one only).
+
+    Outcomes: won, kept, unwinnable, lost, skipped, held (the price-war cooldown: war_rounds
+    rounds within war_window hold a listing for war_cooldown, no request sent; [pricing] in the
+    config), not_started, error; --dry-run adds planned. A listing already winning is searched
+    upwards again only once its price is raise_back_after old ("raised back from X to Y").
     """
     from functools import partial
 

@@ -113,8 +113,12 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     expected = expected_probes(run.journal, targets, listed_in)
     if request.all_listings or request.file is not None:
         targets = least_recently_probed_first(run.journal, targets)
-    plan = run.plan(len(expected), listing_pages=pages, markets=len({m for _, m in expected}))
+    # Listings the price-war cooldown holds cost no request: the plan leaves them out.
+    held = sum(1 for listing, market in expected if run.held(listing, market))
+    plan = run.plan(len(expected) - held, listing_pages=pages, markets=len({m for _, m in expected}))
     ctx.info(plan.describe())
+    if held:
+        ctx.info(f"{held} held by the price-war cooldown ([pricing] war_rounds): nothing sent for them")
     advance.append(ctx.progress(len(expected)))  # a row per (listing, market) expected
     try:
         summary = run.run(targets)

@@ -56,7 +56,8 @@ class Hold:
     window_text: str
 
     def text(self) -> str:
-        return f"held until {utc_minute(self.until)}: {self.rounds} price-war rounds in {self.window_text}"
+        rounds = f"{self.rounds} price-war round{'' if self.rounds == 1 else 's'}"
+        return f"held until {utc_minute(self.until)}: {rounds} in {self.window_text}"
 
 
 def utc_minute(wall: float) -> str:

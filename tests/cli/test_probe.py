@@ -76,3 +76,25 @@ def test_help_says_all_covers_every_market_and_dry_run_prints_a_plan() -> None:
     text = " ".join(invoke(["probe", "--help"]).stdout.split())
     assert "every market it competes in" in text and "--market narrows" in text
     assert "print a plan" in text and "send no write" in text
+
+
+def test_a_listing_held_by_the_price_war_cooldown_is_a_held_row_and_costs_nothing(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    box.config = tmp_path / "bmctl.toml"
+    box.config.write_text('[pricing]\nwar_rounds = 1\nwar_cooldown = "2h"\n', encoding="utf-8")
+    first = box.run("--format", "json", "probe", LID, "--settle", "0")
+    assert first.exit_code == 0, first.stderr
+    (row,) = json.loads(first.stdout)
+    assert row["dip_price"] is not None and "price war: held until" in row["reason"]
+    before = len(box.seen)
+    for args in (["--all"], [LID], ["--all", "--dry-run"]):
+        result = box.run("--format", "json", "--market", "fr-fr", "probe", *args, "--settle", "0")
+        assert result.exit_code == 0, result.stderr
+        held = [r for r in json.loads(result.stdout) if r["listing_id"] == LID]
+        assert [r["outcome"] for r in held] == ["held"], held
+        assert held[0]["reason"].startswith("held until ") and "1 price-war round in 24h" in held[0]["reason"]
+        assert "1 held by the price-war cooldown" in result.stderr
+    assert not [s for s in box.seen[before:] if LID in s[1]]  # nothing sent about LID
+    box.clock.advance(2 * 3600)
+    after = box.run("--format", "json", "probe", LID, "--settle", "0")
+    assert json.loads(after.stdout)[0]["outcome"] != "held"
