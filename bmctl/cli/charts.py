@@ -171,9 +171,9 @@ def price_chart(title: str, points: Sequence[Any], width: int) -> list[list[Cell
     return lines
 
 
-def draw_history(env: Any, series: Mapping[tuple[str, str], Sequence[Any]]) -> None:
-    """Draw each (listing, market) price series under the history table (a few at most); a
-    series of one price gets a one-line note on stderr instead."""
+def draw_history(env: Any, series: Mapping[tuple[str, str], Sequence[Any]], name: str = "history") -> None:
+    """Draw each (listing, market) price series under the table of command ``name`` (a few at
+    most); a series of one price gets a one-line note on stderr instead."""
     width = terminal_width(env)
     drawn = 0
     for (listing_id, market), points in series.items():
@@ -181,10 +181,10 @@ def draw_history(env: Any, series: Mapping[tuple[str, str], Sequence[Any]]) -> N
             continue
         if len(points) < 2:
             only = points[0]
-            env.info(f"history: one price in {market} ({only.price} {only.currency}): nothing to chart")
+            env.info(f"{name}: one price in {market} ({only.price} {only.currency}): nothing to chart")
             continue
         if drawn == MAX_CHARTS:
-            env.info(f"history: charts for {MAX_CHARTS} markets only; use --market for another")
+            env.info(f"{name}: charts for {MAX_CHARTS} markets only; use --market for another")
             return
         currency = points[-1].currency
         shown = listing_id if env.wide else compact(listing_id, short_ids([[listing_id]]))
