@@ -16,7 +16,11 @@ File format (JSON, UTF-8; amounts are decimal strings in the market's currency):
               "min_price": "420.00",                         (optional, null = no floor)
               "competitors": ["479.90", "495.00"],           (other sellers' prices, optional)
               "incumbent": false,                            (we hold the Backbox on a tie)
-              "currency": "EUR"                              (optional; must match the market)
+              "currency": "EUR",                             (optional; must match the market)
+              "reacting": [                                  (rivals that react, optional)
+                {"kind": "undercut", "price": "495.00", "floor": "430.00", "interval": 300},
+                {"kind": "leave", "price": "470.00", "present": 7200, "away": 14400, "offset": 0}
+              ]
             }
           }
         }
@@ -26,7 +30,14 @@ File format (JSON, UTF-8; amounts are decimal strings in the market's currency):
 ``demo_catalogue(seed)`` covers every case a probe meets (already winning with headroom,
 winnable, unwinnable, no floor, max_price below the competition, ties held and lost, alone,
 offline, out of stock) in fr-fr, de-de, en-gb and ja-jp. ``generate_catalogue`` makes big
-mixed catalogues for benchmarks and soaks.
+mixed catalogues for benchmarks and soaks; its ``price_war`` (a rival who undercuts whoever
+wins, every few minutes) and ``rival_leaves`` (a rival who leaves for hours and comes back)
+cases are drawn only when the weights name them.
+
+A reacting rival (``bmctl.sandbox.model.ReactingRival``): ``undercut`` reprices every
+``interval`` seconds (default 300) to one tick under the lowest other price, within ``[floor,
+price]``; ``leave`` is in the Backbox at ``price`` for ``present`` seconds, then away for
+``away`` seconds, and again (its first leave ``offset + present`` seconds after the start).
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from bmctl.api.markets import MARKETS
 from bmctl.api.money import Money, MoneyError, money_text, tick
-from bmctl.sandbox.model import GRADES, ListingSpec, OfferSpec
+from bmctl.sandbox.model import GRADES, ListingSpec, OfferSpec, ReactingRival
 
 FORMAT = "bmctl-sandbox-catalogue"
 VERSION = 1
@@ -95,6 +106,17 @@ class CatalogueScenario:
             return OfferSpec(market, m(p), m(p * f(1.2, 1.4)), m(p * f(0.8, 0.9)), ())
         if name == "offline":  # price above max_price: not online, not competing
             return OfferSpec(market, m(p * f(1.15, 1.25)), m(p * f(1.05, 1.1)), m(p * f(0.8, 0.9)), rivals(p))
+        if name == "price_war":  # alone with a rival who undercuts whoever wins, to its floor
+            war = ReactingRival("undercut", m(p * f(1.02, 1.05)), floor=m(p * f(0.88, 0.95)),
+                                interval=float(rng.choice((120, 300, 600))))
+            return OfferSpec(market, m(p * f(1.06, 1.1)), m(p * f(1.3, 1.5)), m(p * f(0.8, 0.85)), (),
+                             reacting=(war,))
+        if name == "rival_leaves":  # alone with a rival who leaves for hours and comes back
+            leaver = ReactingRival("leave", m(p), present=float(rng.choice((3, 4, 6))) * 3600,
+                                   away=float(rng.choice((4, 6, 8))) * 3600,
+                                   offset=float(rng.randint(0, 12)) * 900)
+            return OfferSpec(market, m(p * f(1.02, 1.05)), m(p * f(1.2, 1.4)), m(p * f(0.8, 0.9)), (),
+                             reacting=(leaver,))
         raise ValueError(f"unknown scenario {name!r}")
 
 
@@ -178,11 +200,14 @@ def catalogue_to_json(specs: Iterable[ListingSpec]) -> dict[str, Any]:
     for s in specs:
         markets = {}
         for o in s.offers:
-            markets[o.market] = {
+            market: dict[str, Any] = {
                 "price": o.price.to_api(), "min_price": money_text(o.min_price),
                 "max_price": o.max_price.to_api(), "competitors": [r.to_api() for r in o.rivals],
                 "incumbent": o.incumbent, "currency": o.price.currency,
             }
+            if o.reacting:
+                market["reacting"] = [_reacting_to_json(r) for r in o.reacting]
+            markets[o.market] = market
         listings.append({
             "id": s.id, "listing_id": s.listing_id, "product_id": s.product_id,
             "backmarket_id": s.backmarket_id, "sku": s.sku, "title": s.title, "grade": s.grade,
@@ -297,10 +322,40 @@ def _offer_from_json(code: str, item: Any, where: str) -> OfferSpec:
 
     rivals = _field(item, "competitors", list, where, [])
     min_price = item.get("min_price")
+    def reacting_amount(j: int) -> Callable[[str, Any], Money]:
+        return lambda name, value: amount(f"reacting[{j}].{name}", value)
+
+    reacting = tuple(_reacting_from_json(r, f"{where}.reacting[{j}]", reacting_amount(j))
+                     for j, r in enumerate(_field(item, "reacting", list, where, [])))
     return OfferSpec(
         market=code, price=amount("price", item.get("price", ...)),
         max_price=amount("max_price", item.get("max_price", ...)),
         min_price=amount("min_price", min_price) if min_price is not None else None,
         rivals=tuple(amount(f"competitors[{j}]", r) for j, r in enumerate(rivals)),
-        incumbent=_field(item, "incumbent", bool, where, False),
+        incumbent=_field(item, "incumbent", bool, where, False), reacting=reacting,
     )
+
+
+def _reacting_to_json(rival: ReactingRival) -> dict[str, Any]:
+    data: dict[str, Any] = {"kind": rival.kind, "price": rival.price.to_api()}
+    if rival.kind == "undercut":
+        data.update(floor=money_text(rival.floor), interval=rival.interval)
+    else:
+        data.update(present=rival.present, away=rival.away, offset=rival.offset)
+    return data
+
+
+def _reacting_from_json(item: Any, where: str, amount: Callable[[str, Any], Money]) -> ReactingRival:
+    if not isinstance(item, dict):
+        raise CatalogueError(f"{where}: expected an object")
+    floor = item.get("floor")
+    numbers = {}
+    for name in ("interval", "present", "away", "offset"):
+        if name in item:
+            value = _field(item, name, (int, float), where)
+            numbers[name] = float(value)
+    try:
+        return ReactingRival(kind=_field(item, "kind", str, where), price=amount("price", item.get("price", ...)),
+                             floor=amount("floor", floor) if floor is not None else None, **numbers)
+    except ValueError as error:
+        raise CatalogueError(f"{where}: {error}") from None

@@ -18,6 +18,11 @@ injected ``random.Random``. The rules it implements (tests hold it to them):
   ``max_price`` when there is no rival; while winning without ``reveal``, our own price. It is not capped at
   ``max_price`` when rivals exist: it describes the market, the ceiling is the seller's business.
 - **winner_price**: our (Backbox-seen) price when we win, else ``best``.
+- **Reacting rivals** (``OfferSpec.reacting``): an *undercutter* reprices every ``interval``
+  seconds to one tick under the lowest other price in the Backbox (ours, while we compete, and
+  the other rivals'), never below its ``floor`` nor above its start price; a *leaver* is in the
+  Backbox at its price for ``present`` seconds, then gone for ``away`` seconds, and so on (from
+  ``offset`` seconds after the listing was loaded). Each counts as a rival while present.
 - **Drift** (optional): every ``interval`` seconds each rival price takes a seeded random step
   of up to ``step`` (fraction of its start price, at least one tick), kept within ``band``
   (fraction) of its start price. Each offer has its own rng stream, so the walk does not depend
@@ -44,6 +49,32 @@ class UnknownListing(KeyError):
 
 
 @dataclass(frozen=True)
+class ReactingRival:
+    """A rival seller that reacts (module docstring): ``kind`` ``undercut`` (reprices every
+    ``interval`` s to one tick under the lowest other price, within ``[floor, price]``) or
+    ``leave`` (present ``present`` s, away ``away`` s, from ``offset`` s)."""
+
+    kind: str
+    price: Money
+    floor: Money | None = None
+    interval: float = 300.0
+    present: float = 3600.0
+    away: float = 3600.0
+    offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in REACTING_KINDS:
+            raise ValueError(f"unknown reacting rival {self.kind!r} (known: {', '.join(REACTING_KINDS)})")
+        if self.interval <= 0 or self.present <= 0 or self.away <= 0 or self.offset < 0:
+            raise ValueError("a reacting rival needs interval, present and away > 0 and offset >= 0")
+        if self.floor is not None and (self.floor.currency != self.price.currency or self.floor > self.price):
+            raise ValueError("an undercutter's floor is in its price's currency and not above it")
+
+
+REACTING_KINDS = ("undercut", "leave")
+
+
+@dataclass(frozen=True)
 class OfferSpec:
     """A listing in one market at start: our prices and the rivals' (all in the market's currency)."""
 
@@ -53,6 +84,7 @@ class OfferSpec:
     min_price: Money | None = None
     rivals: tuple[Money, ...] = ()
     incumbent: bool = False  # we hold the Backbox at start (decides a tie)
+    reacting: tuple[ReactingRival, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,30 @@ class BackboxView:
 
 
 @dataclass
+class Reactor:
+    """Mutable state of a reacting rival: its price now, whether it is in the Backbox, and
+    when it acts next."""
+
+    spec: ReactingRival
+    price: Decimal
+    present: bool
+    next_at: float
+
+    def step(self, others: list[Decimal], grid: Decimal) -> None:
+        """Act once: an undercutter reprices, a leaver leaves or comes back."""
+        spec = self.spec
+        if spec.kind == "leave":
+            self.present = not self.present
+            self.next_at += spec.present if self.present else spec.away
+            return
+        top = spec.price.amount
+        low = spec.floor.amount if spec.floor is not None else grid
+        target = min(others) - grid if others else top
+        self.price = min(top, max(low, target))
+        self.next_at += spec.interval
+
+
+@dataclass
 class Offer:
     """Mutable state of a listing in one market."""
 
@@ -136,6 +192,11 @@ class Offer:
     rng: random.Random
     next_drift: float
     pending: list[tuple[float, int, Decimal]] = field(default_factory=list)
+    reactors: list[Reactor] = field(default_factory=list)
+
+    def rival_prices(self) -> list[Decimal]:
+        """Every other seller's price in the Backbox now (reacting ones while present)."""
+        return self.rivals + [r.price for r in self.reactors if r.present]
 
     @property
     def currency(self) -> str:
@@ -199,7 +260,8 @@ class Marketplace:
                 raise ValueError(f"listing {spec.id}: unknown market {o.market!r}")
             if o.market in offers:
                 raise ValueError(f"listing {spec.id}: market {o.market} given twice")
-            amounts = [o.price, o.max_price, *o.rivals] + ([o.min_price] if o.min_price else [])
+            amounts = [o.price, o.max_price, *o.rivals, *(r.price for r in o.reacting)] + (
+                [o.min_price] if o.min_price else [])
             if any(m.currency != market.currency for m in amounts):
                 raise ValueError(f"listing {spec.id}: amounts in {o.market} must be in {market.currency}")
             rivals = [m.amount for m in o.rivals]
@@ -209,6 +271,10 @@ class Marketplace:
                 rivals=list(rivals), starts=list(rivals), we_hold=o.incumbent,
                 rng=random.Random(self.rng.getrandbits(64)),
                 next_drift=now + (self.drift.interval if self.drift else 0.0),
+                # A leaver is there at first and leaves offset + present seconds later.
+                reactors=[Reactor(r, r.price.amount, present=True,
+                                  next_at=now + (r.offset + r.present if r.kind == "leave" else r.interval))
+                          for r in o.reacting],
             )
         listing = Listing(spec=spec, quantity=spec.quantity, publication_state=spec.publication_state,
                           warranty_delay=spec.warranty_delay, comment=spec.comment, offers=offers)
@@ -227,7 +293,8 @@ class Marketplace:
             offers = tuple(
                 OfferSpec(market=code, price=o.money(o.price), max_price=o.money(o.max_price),
                           min_price=o.money(o.min_price) if o.min_price is not None else None,
-                          rivals=tuple(o.money(r) for r in o.rivals), incumbent=o.we_hold)
+                          rivals=tuple(o.money(r) for r in o.rivals), incumbent=o.we_hold,
+                          reacting=tuple(r.spec for r in o.reactors))
                 for code, o in listing.offers.items())
             out.append(replace(listing.spec, offers=offers, quantity=listing.quantity,
                                publication_state=listing.publication_state,
@@ -363,12 +430,13 @@ class Marketplace:
 
     def _evaluate(self, listing: Listing, offer: Offer) -> None:
         """Decide who holds the Backbox now (lowest wins, the incumbent keeps a tie)."""
+        rivals = offer.rival_prices()
         if not self._competing(listing, offer):
             offer.we_hold = False
-        elif not offer.rivals:
+        elif not rivals:
             offer.we_hold = True
         else:
-            best = min(offer.rivals)
+            best = min(rivals)
             offer.we_hold = offer.seen <= best if offer.we_hold else offer.seen < best
 
     def _advance(self, listing: Listing, offer: Offer, now: float) -> None:
@@ -377,13 +445,23 @@ class Marketplace:
         while True:
             t_write = offer.pending[0][0] if offer.pending else None
             t_drift = offer.next_drift if drift is not None and offer.rivals else None
-            if t_write is not None and t_write <= now and (t_drift is None or t_write <= t_drift):
+            reactor = min(offer.reactors, key=lambda r: r.next_at) if offer.reactors else None
+            t_react = reactor.next_at if reactor is not None else None
+            due = [t for t in (t_write, t_drift, t_react) if t is not None and t <= now]
+            if not due:
+                break
+            first = min(due)
+            if t_write == first:
                 offer.seen = offer.pending.pop(0)[2]
-            elif drift is not None and t_drift is not None and t_drift <= now:
+            elif drift is not None and t_drift == first:
                 self._drift_step(offer, drift)
                 offer.next_drift += drift.interval
             else:
-                break
+                assert reactor is not None
+                others = [r.price for r in offer.reactors if r.present and r is not reactor] + offer.rivals
+                if self._competing(listing, offer):
+                    others.append(offer.seen)
+                reactor.step(others, tick(offer.currency))
             self._evaluate(listing, offer)
         if drift is not None and not offer.rivals:
             offer.next_drift = max(offer.next_drift, now)
@@ -402,7 +480,8 @@ class Marketplace:
         if not self._competing(listing, offer):
             return None
         grid = tick(offer.currency)
-        best = min(offer.rivals) if offer.rivals else None
+        rivals = offer.rival_prices()
+        best = min(rivals) if rivals else None
         if offer.we_hold:
             if not self.reveal:
                 to_win = offer.seen
