@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 #: Outcomes that are a price-war round by themselves (a dip makes any other outcome one).
 WAR_OUTCOMES = ("unwinnable", "lost")
+#: How much earlier than ``raise_back_after`` a raise back may go (seconds; at most a tenth of it).
+RAISE_BACK_MARGIN = 300.0
 #: Statuses of a change that reached the listing (as ``journal.APPLIED``).
 _APPLIED = ("updated", "sent")
 
@@ -137,10 +139,13 @@ class PricingMemory:
         return self.hold(key[0], key[1], now)
 
     def raise_back_wait(self, listing_id: str, market: str, now: float) -> str | None:
-        """None when a listing winning now may be searched upwards; else why not yet."""
+        """None when a listing winning now may be searched upwards; else why not yet. A run up
+        to ``RAISE_BACK_MARGIN`` early counts: cron's runs reach a listing a few seconds apart,
+        and one a second short of the age would wait a whole slot more."""
         changed = self.changed.get((listing_id.lower(), market))
-        if changed is None or now - changed >= self.rules.raise_back_after:
+        margin = min(RAISE_BACK_MARGIN, self.rules.raise_back_after / 10)
+        if changed is None or now - changed >= self.rules.raise_back_after - margin:
             return None
-        due = changed + self.rules.raise_back_after
+        due = changed + self.rules.raise_back_after - margin
         return (f"no upward search before {utc_minute(due)} (raise_back_after "
                 f"{self.rules.raise_back_text} since the price last changed)")

@@ -137,6 +137,20 @@ the seed and context, see :class:`Violation`):
     probed first, half the catalogue per run makes a listing wait one run; the second run of
     slack absorbs the runs that came out a little under half, and the listings an excused run
     left behind (a probe cut short is closed, and counts as a turn in bmctl's order).
+``cooldown`` (the price-war cooldown, ``[pricing]`` war_rounds/war_window/war_cooldown)
+    From the journal after every run: whenever ``war_rounds`` price-war rounds of a (listing,
+    market) fall within ``war_window``, no probe of it starts until ``war_cooldown`` after the
+    last of them (a held listing gets a ``held`` row and no request). Hence its rounds in any
+    ``war_window`` (at most a day) stay at most ``war_rounds + floor(window / war_cooldown)``:
+    the dips a price war costs are bounded, whatever the rival does. The catalogue's
+    ``price_war`` listings (share ``reacting / 2``) have a rival who undercuts whoever wins.
+``raise_back``
+    The catalogue's ``rival_leaves`` listings (share ``reacting / 2``) are alone with a rival who
+    leaves for hours and comes back. After it leaves, the listing's price must reach its
+    ``max_price`` (the highest winning price when alone) less one tick within
+    ``raise_back_after`` + two cron slots (counted from the end of a price-war hold that was
+    running when it left), checked while the rival is still away. Recovery times and writes
+    per listing per day are figures of the result.
 ``hang``
     The simulated clock's ``monotonic`` is read ``HANG_READS`` times without time moving: bmctl
     spins without sending, sleeping or waiting (with simulated time it would never end).
@@ -176,10 +190,12 @@ from bmctl.cli.env import CliEnv
 from bmctl.cli.output import Output
 from bmctl.commands.probe import ProbeRequest, probe, probe_params
 from bmctl.commands.run import CommandContext, execute
+from bmctl.config import PricingSettings
 from bmctl.errors import BmctlError, exit_code_for
+from bmctl.pricing.cooldown import PricingMemory, PricingRules
 from bmctl.pricing.plan import plan_probes
 from bmctl.pricing.runner import ProbeRunOptions
-from bmctl.sandbox.catalogue import generate_catalogue
+from bmctl.sandbox.catalogue import BENCH_WEIGHTS, generate_catalogue
 from bmctl.sandbox.faults import Faults
 from bmctl.sandbox.model import Drift
 from bmctl.sandbox.world import SimWorld
@@ -266,6 +282,9 @@ class SoakConfig:
     latency_ms: float = 20.0  # per answer, half out and half back
     jitter_ms: float = 0.0  # latency ± jitter, uniform
     fair_share: float | None = None  # deadline for this share of a market's catalogue (fairness)
+    reacting: float = 0.1  # share of the catalogue with a reacting rival (half price_war, half rival_leaves)
+    reveal: bool = True  # price_to_win reveals the headroom while winning (else: the search, raise back)
+    raise_back_after: str = "2h"  # [pricing] raise_back_after: short, so a day sees rivals leave and prices recover
 
     def sighup_points(self) -> tuple[str, ...]:
         """Where SIGHUP may arrive (see the module docstring)."""
@@ -335,6 +354,13 @@ class SoakResult:
     fair_runs: int = 0  # runs counted by the fairness invariant
     fair_probed: int = 0  # listings they probed ...
     fair_catalogue: int = 0  # ... out of this many
+    war_listings: int = 0  # (listing, market) with a rival who undercuts
+    holds: int = 0  # price-war holds engaged (every listing)
+    held_rows: int = 0  # probe rows `held` (no request)
+    max_rounds_in_window: int = 0  # most price-war rounds of one listing within war_window
+    leaves_checked: int = 0  # times a rival left and the recovery was checked
+    recovery_seconds: list[float] = field(default_factory=list)  # leave -> price within a tick of max
+    writes_per_day: dict[str, list[int]] = field(default_factory=dict)  # scenario -> per listing-day
     exit_codes: Counter = field(default_factory=Counter)
     kill_points: Counter = field(default_factory=Counter)
     violation: Violation | None = None
@@ -352,6 +378,10 @@ class SoakResult:
                 f"unnoticed), exit codes {dict(sorted(self.exit_codes.items()))}")
         if self.max_on_wire > 1:
             text += f", up to {self.max_on_wire} on the wire, {self.out_of_order} answers out of order"
+        if self.war_listings or self.recovery_seconds:
+            text += (f", price wars: {self.holds} holds, {self.held_rows} held rows, at most "
+                     f"{self.max_rounds_in_window} rounds in a window; {self.leaves_checked} leaves, "
+                     f"recovered within {max(self.recovery_seconds, default=0) / 60:.0f} min")
         if self.fair_runs:
             text += (f", fairness: {self.fair_probed / max(self.fair_catalogue, 1):.0%} of the "
                      f"catalogue probed per counted run ({self.fair_runs}), longest streak unprobed "
@@ -700,10 +730,22 @@ class Soak:
         self.limits = PROFILES[config.profile]
         self.background = BACKGROUND if config.waf else replace(BACKGROUND, waf=0.0, challenge=0.0)
         self.token = f"soak-{config.seed}-{self.rng.getrandbits(64):016x}-tok"
-        specs = generate_catalogue(config.listings, config.markets, seed=config.seed)
+        weights = dict(BENCH_WEIGHTS)
+        if config.reacting > 0:
+            weights = {k: v * (1 - config.reacting) for k, v in weights.items()}
+            weights.update(price_war=config.reacting / 2, rival_leaves=config.reacting / 2)
+        specs = generate_catalogue(config.listings, config.markets, seed=config.seed, weights=weights)
         self.world = SimWorld(specs, drift=Drift(interval=60.0, step=Decimal("0.01"),
                                                  band=Decimal("0.10")),
-                              seed=config.seed, token=self.token, latency=config.latency_ms / 1000.0)
+                              seed=config.seed, token=self.token, latency=config.latency_ms / 1000.0,
+                              reveal=config.reveal)
+        self.pricing = PricingSettings(raise_back_after=config.raise_back_after)
+        self.rules = PricingRules.from_settings(self.pricing)
+        # (listing, market) -> scenario: price_war, rival_leaves or other; leavers' schedules.
+        self.scenario: dict[tuple[str, str], str] = {}
+        self.leavers: dict[tuple[str, str], Any] = {}
+        self.recovered: set[tuple[tuple[str, str], int]] = set()  # (key, absence number)
+        self.write_times: dict[tuple[str, str], list[float]] = {}
         self.bounds: dict[tuple[str, str], tuple[Decimal | None, Decimal, str]] = {}
         self.start_price: dict[tuple[str, str], Decimal] = {}
         for spec in specs:
@@ -712,12 +754,18 @@ class Soak:
                 self.bounds[key] = (o.min_price.amount if o.min_price else None, o.max_price.amount,
                                     o.price.currency)
                 self.start_price[key] = o.price.amount
+                kinds = {r.kind for r in o.reacting}
+                self.scenario[key] = "price_war" if "undercut" in kinds else \
+                    "rival_leaves" if "leave" in kinds else "other"
+                if "leave" in kinds:
+                    self.leavers[key] = next(r for r in o.reacting if r.kind == "leave")
                 if o.min_price is not None:
                     assert o.min_price.amount <= o.price.amount <= o.max_price.amount, key
         self.episodes = self._plan_episodes()
         self._starts = [ep.start for ep in self.episodes]
         self._longest = max((ep.end - ep.start for ep in self.episodes), default=0.0)
         self.result = SoakResult(config.seed, config.hours, config.profile)
+        self.result.war_listings = sum(1 for v in self.scenario.values() if v == "price_war")
         self.result.replay = (f"python bench/soak.py --seed {config.seed} --hours {config.hours:g}"
                               + (f" --profile {config.profile}" if config.profile != "default" else ""))
         self.transport = SoakTransport(self)
@@ -871,6 +919,7 @@ class Soak:
                 self._one_run(slot, market, None, quiet=True)
             self.check_final()
         self.check_token()
+        self.result.writes_per_day = self.writes_per_day()
 
     def _plan_interrupt(self) -> tuple[int, str] | None:
         """A run's interruption, if any: (send index, ``pipe`` | ``sighup-POINT``); the same
@@ -917,7 +966,7 @@ class Soak:
         self.transport.run = run
         self.transport.quiet = quiet
         runtime = world.runtime(self.db_path, limits=dict(self.limits),
-                                traffic_max_in_flight=cfg.max_in_flight)
+                                traffic_max_in_flight=cfg.max_in_flight, pricing=self.pricing)
         runtime.transport = self.transport
         # The run's stdout: a pipe whose reader may go away (the module docstring).
         pipe = run.pipe = ReaderSide(lambda: self.met_interruption(run))
@@ -1065,6 +1114,8 @@ class Soak:
             return
         floor, ceiling, currency = self.bounds[key]
         price = body.get("price") if isinstance(body, dict) else None
+        if price is not None:
+            self.write_times.setdefault(key, []).append(now)
         if price is None:
             if isinstance(body, dict) and "min_price" in body:
                 bad("the probe changed min_price")
@@ -1090,9 +1141,106 @@ class Soak:
             self.check_logs(run, db)
             self.check_exit(run, db)
             self.check_recovery(run, db)
+            self.check_cooldown(run, db)
+            self.check_raise_back(run, db)
         finally:
             db.close()
         self.check_fairness(run)
+        self.result.held_rows += sum(1 for row in run.results if row.get("outcome") == "held")
+
+    def check_cooldown(self, run: RunRecord, db: Any) -> None:
+        """The ``cooldown`` invariant (module docstring), from the journal."""
+        from bmctl.store.db import parse_utc
+
+        rules = self.rules
+        rounds: dict[tuple[str, str], list[float]] = {}
+        starts: dict[tuple[str, str], list[float]] = {}
+        rows = db.execute("select listing_id, market, outcome, dip_price, started_at,"
+                          " coalesce(finished_at, updated_at) from probes")
+        for listing, market, outcome, dip, started, finished in rows:
+            key = (listing.lower(), market)
+            starts.setdefault(key, []).append(parse_utc(started))
+            if finished and (outcome in ("unwinnable", "lost") or (dip is not None and outcome not in (None, "error"))):
+                rounds.setdefault(key, []).append(parse_utc(finished))
+        holds = 0
+        span = min(rules.war_window, 86400.0)
+        bound = rules.war_rounds + int(span // rules.war_cooldown)
+        for key, times in rounds.items():
+            times.sort()
+            k = rules.war_rounds
+            for i in range(k - 1, len(times)):
+                last = times[i]
+                if last - times[i - k + 1] > rules.war_window:
+                    continue
+                holds += 1
+                early = [t for t in starts.get(key, ()) if last < t < last + rules.war_cooldown]
+                if early:
+                    raise Violation("cooldown", f"{key} probed {early[0] - last:.0f} s after the price-war "
+                                    f"round that held it for {rules.war_cooldown:.0f} s", **self._where(run))
+            j = 0
+            for i, t in enumerate(times):
+                while times[j] < t - span:
+                    j += 1
+                self.result.max_rounds_in_window = max(self.result.max_rounds_in_window, i - j + 1)
+                if i - j + 1 > bound:
+                    raise Violation("cooldown", f"{key}: {i - j + 1} price-war rounds within {span:.0f} s "
+                                    f"(at most {bound})", **self._where(run))
+        self.result.holds = holds
+
+    def check_raise_back(self, run: RunRecord, db: Any) -> None:
+        """The ``raise_back`` invariant (module docstring): prices recover after a rival leaves."""
+        from bmctl.pricing.cooldown import RAISE_BACK_MARGIN
+        from bmctl.store.db import parse_utc, utc_iso
+
+        now = self.world.clock.monotonic()
+        offset = self.world.clock.wall() - now  # monotonic -> wall
+        memory: PricingMemory | None = None
+        rules = self.rules
+        for key, rival in self.leavers.items():
+            cycle = rival.present + rival.away
+            first = rival.offset + rival.present
+            if now < first:
+                continue
+            number = int((now - first) // cycle)
+            left = first + number * cycle
+            if now >= left + rival.away or (key, number) in self.recovered:
+                continue  # the rival is back, or this absence is settled
+            _, ceiling, currency = self.bounds[key]
+            if self.world.price(key[0], key[1]).amount >= ceiling - tick(currency):
+                self.recovered.add((key, number))
+                self.result.leaves_checked += 1
+                self.result.recovery_seconds.append(now - left)
+                continue
+            probed = [r for r in run.results if (r["listing_id"].lower(), r["market"]) == key
+                      and r["outcome"] in ("won", "kept", "lost", "unwinnable")]
+            if run.killed or not probed or run.start < left or self._degraded(run):
+                continue
+            # Was this run's probe due to raise it back: the rival gone, no hold, and the price
+            # unchanged for raise_back_after before the run?
+            started = offset + run.start
+            if memory is None:
+                memory = PricingMemory.load(_Conn(db), rules, started)
+            if memory.hold(key[0], key[1], started) is not None:
+                continue
+            (last,) = db.execute(
+                "select max(ts) from price_changes where lower(listing_id) = ? and market = ?"
+                " and status in ('updated', 'sent') and ts < ?", (key[0], key[1], utc_iso(started))).fetchone()
+            margin = min(RAISE_BACK_MARGIN, rules.raise_back_after / 10)
+            if last is not None and started - parse_utc(last) < rules.raise_back_after - margin:
+                continue
+            raise Violation("raise_back", f"{key}: the rival left at t={left:.0f} s; the probe at "
+                            f"t={run.start:.0f} s was due to raise it back and left it at "
+                            f"{probed[0]['final_price']} (max_price {ceiling}): {probed[0]['reason']}",
+                            **self._where(run))
+
+    def writes_per_day(self) -> dict[str, list[int]]:
+        """Price writes per (listing, market) per simulated day, by scenario."""
+        days = max(1, math.ceil(self.config.hours / 24))
+        out: dict[str, list[int]] = {}
+        for key, scenario in self.scenario.items():
+            per_day = Counter(int(t // 86400) for t in self.write_times.get(key, ()))
+            out.setdefault(scenario, []).extend(per_day.get(d, 0) for d in range(days))
+        return out
 
     def _open(self) -> Any:
         import sqlite3
@@ -1333,6 +1481,13 @@ class Soak:
                 raise Violation("token", "the API token appears in the database",
                                 seed=self.config.seed, context=dump[max(0, at - 200): at + 60],
                                 replay=self.result.replay)
+
+
+class _Conn:
+    """A plain sqlite3 connection where ``PricingMemory.load`` expects sqlite-utils' ``db.conn``."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
 
 
 def run_soak(seed: int, hours: float, **options: Any) -> SoakResult:

@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from bmctl.pricing.cooldown import PricingMemory
 from bmctl.pricing.journal import Journal
 from bmctl.sandbox.catalogue import generate_catalogue
 from bmctl.sandbox.world import SimWorld
@@ -81,6 +82,31 @@ def test_fairness_fires_without_the_least_recently_probed_order(monkeypatch: pyt
     monkeypatch.setattr(Journal, "last_probed", lambda self: {})
     result = run_soak(0, 1.5, fair_share=0.5)
     assert result.violation is not None and result.violation.invariant == "fairness", result.summary()
+
+
+def test_price_wars_are_held_and_prices_recover_after_a_rival_leaves() -> None:
+    # A third of the catalogue in a price war, a third with a rival who leaves; headroom hidden,
+    # so prices come back by the raise back (raise_back_after 2 h) and not by a revealed price.
+    result = run_soak(2, 9.0, listings=45, reacting=0.7, reveal=False)
+    assert result.violation is None, result.summary()
+    assert result.war_listings >= 10 and result.holds >= 10 and result.held_rows > 50
+    assert 3 <= result.max_rounds_in_window <= 3 + 24 // 6
+    assert result.leaves_checked >= 3 and max(result.recovery_seconds) <= 2 * 3600 + 2 * 900
+    # Without the cooldown a war costs a dip every cron run (36 in 9 h); with it, each of the
+    # at most 3 + 9 // 6 rounds costs a dip, at most a raise and its undo.
+    assert max(result.writes_per_day["price_war"]) <= (3 + 9 // 6) * 3
+
+
+def test_the_cooldown_invariant_fires_without_the_cooldown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PricingMemory, "hold", lambda self, listing, market, now: None)
+    result = run_soak(2, 2.0, listings=30, reacting=0.8, kill_rate=0.0, interrupt_rate=0.0)
+    assert result.violation is not None and result.violation.invariant == "cooldown", result.summary()
+
+
+def test_the_raise_back_invariant_fires_when_prices_never_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PricingMemory, "raise_back_wait", lambda self, listing, market, now: "never")
+    result = run_soak(2, 9.0, listings=45, reacting=0.7, reveal=False, kill_rate=0.0, interrupt_rate=0.0)
+    assert result.violation is not None and result.violation.invariant == "raise_back", result.summary()
 
 
 def test_a_spin_is_a_hang_violation() -> None:
