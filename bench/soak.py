@@ -5,6 +5,7 @@
     python bench/soak.py --seeds 4 --hours 8 --gap 11 --no-waf --no-auth   # explore past known bugs
     python bench/soak.py --seeds 20 --hours 24 --max-in-flight 8 --latency 150 --jitter 100
     python bench/soak.py --seeds 20 --hours 24 --fair-share 0.5     # fairness: half a market per run
+    python bench/soak.py --seeds 6 --hours 24 --reacting 0.2 --hidden   # price wars, rivals leaving
 
 Each seed builds its own simulated world (200 listings in fr-fr, en-gb, ja-jp, drifting
 competitors), plays cron every 15 minutes with faults, 429 storms, 401 periods, process deaths
@@ -20,8 +21,13 @@ the three chained cron processes of a slot (default 0.2 s), ``--no-waf`` (no WAF
 end: a known bug), ``--profile tight`` (tighter limits),
 ``--max-in-flight`` (requests on the wire at once: above 1, the soak's wire with answers out of
 order), ``--latency``/``--jitter`` (milliseconds per answer), ``--fair-share`` (a deadline that
-allows this share of a market's catalogue per run, and the fairness invariant), ``--jobs``
-worker processes (default: the CPU count).
+allows this share of a market's catalogue per run, and the fairness invariant), ``--reacting``
+(share of the catalogue with a rival who reacts: half undercut whoever wins, half leave for
+hours and come back; default 0.1), ``--hidden`` (price_to_win hides the headroom: prices come
+back by the raise back, ``--raise-back-after``, default 2h), ``--jobs`` worker processes
+(default: the CPU count). With reacting rivals the summary adds the price-war and raise-back
+figures: holds, most rounds of a listing in a window, recovery times after a rival left, and
+price writes per listing per simulated day by kind of listing.
 """
 
 from __future__ import annotations
@@ -71,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="--format of the runs (json is written at the end; default ndjson)")
     parser.add_argument("--fair-share", type=float,
                         help="deadline for this share of each market's catalogue per run; checks fairness")
+    parser.add_argument("--reacting", type=float, default=0.1,
+                        help="share of the catalogue with a reacting rival (default 0.1)")
+    parser.add_argument("--hidden", action="store_true", help="price_to_win hides the headroom")
+    parser.add_argument("--raise-back-after", default="2h", help="[pricing] raise_back_after (default 2h)")
     parser.add_argument("--no-waf", action="store_true", help="no WAF / challenge 403s")
     parser.add_argument("--no-auth", action="store_true", help="no 401 periods")
     parser.add_argument("--listings", type=int, default=200)
@@ -81,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [args.seed] if args.seed is not None else list(range(args.first, args.first + args.seeds))
     options: dict[str, Any] = {"profile": args.profile, "process_gap": args.gap,
                                "kill_rate": args.kill_rate, "waf": not args.no_waf,
-                               "listings": args.listings}
+                               "listings": args.listings, "reacting": args.reacting,
+                               "reveal": not args.hidden, "raise_back_after": args.raise_back_after}
     if args.no_auth:
         options["auth_per_hour"] = 0.0
     tuned = (("--interrupt-rate", "interrupt_rate", args.interrupt_rate, 0.1),
@@ -96,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         options["interrupt_points"] = tuple(p for p in args.sighup_points.split(",") if p)
     if args.keep_db:
         options["db_dir"] = args.keep_db
+    # (--reacting, --hidden and --raise-back-after are in each seed's replay already.)
     extra = "".join(f" {flag}" for flag, on in (("--no-waf", args.no_waf), ("--no-auth", args.no_auth)) if on)
     if args.gap != 0.2:
         extra += f" --gap {args.gap:g}"
@@ -144,6 +156,22 @@ def main(argv: list[str] | None = None) -> int:
           f"{span('app_429')} sandbox 429s, {span('max_on_wire')} most on the wire, {span('out_of_order')} "
           f"answers out of order" + (f", longest unprobed streak {span('fairness_streak')}"
                                      if args.fair_share is not None else ""))
+    if any(r.war_listings or r.recovery_seconds for r in results):
+        recoveries = sorted(t for r in results for t in r.recovery_seconds)
+        print(f"price wars: {sum(r.war_listings for r in results)} listings with an undercutter, "
+              f"{sum(r.holds for r in results)} holds, {sum(r.held_rows for r in results)} held rows (no "
+              f"request), at most {max(r.max_rounds_in_window for r in results)} rounds of a listing "
+              f"within war_window")
+        if recoveries:
+            print(f"raise back: {len(recoveries)} rival departures, price back within a tick of max_price "
+                  f"after median {recoveries[len(recoveries) // 2] / 60:.0f} min, max "
+                  f"{recoveries[-1] / 60:.0f} min")
+        kinds: dict[str, list[int]] = {}
+        for r in results:
+            for kind, values in r.writes_per_day.items():
+                kinds.setdefault(kind, []).extend(values)
+        print("price writes per listing per simulated day: " + ", ".join(
+            f"{kind} mean {sum(v) / len(v):.1f} max {max(v)}" for kind, v in sorted(kinds.items()) if v))
     for r in bad:
         print(f"  seed {r.seed}: {r.violation.invariant}: replay with `{r.replay}`")
     return 1 if bad else 0

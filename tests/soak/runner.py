@@ -282,7 +282,7 @@ class SoakConfig:
     latency_ms: float = 20.0  # per answer, half out and half back
     jitter_ms: float = 0.0  # latency ± jitter, uniform
     fair_share: float | None = None  # deadline for this share of a market's catalogue (fairness)
-    reacting: float = 0.1  # share of the catalogue with a reacting rival (half price_war, half rival_leaves)
+    reacting: float = 0.0  # share of the catalogue with a reacting rival (half price_war, half rival_leaves)
     reveal: bool = True  # price_to_win reveals the headroom while winning (else: the search, raise back)
     raise_back_after: str = "2h"  # [pricing] raise_back_after: short, so a day sees rivals leave and prices recover
 
@@ -767,7 +767,11 @@ class Soak:
         self.result = SoakResult(config.seed, config.hours, config.profile)
         self.result.war_listings = sum(1 for v in self.scenario.values() if v == "price_war")
         self.result.replay = (f"python bench/soak.py --seed {config.seed} --hours {config.hours:g}"
-                              + (f" --profile {config.profile}" if config.profile != "default" else ""))
+                              + (f" --profile {config.profile}" if config.profile != "default" else "")
+                              + (f" --reacting {config.reacting:g}" if config.reacting != 0.1 else "")
+                              + (" --hidden" if not config.reveal else "")
+                              + (f" --raise-back-after {config.raise_back_after}"
+                                 if config.raise_back_after != "2h" else ""))
         self.transport = SoakTransport(self)
         self.write_errors: list[Violation] = []
         self.runs: list[RunRecord] = []
