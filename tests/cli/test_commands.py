@@ -810,6 +810,7 @@ def test_the_token_never_appears_in_output_or_database(make_sandbox, tmp_path: P
         ["-v", "competitors", UNKNOWN],
         ["-v", "update-price", LID, "12.345"],
         ["-v", "history", LID],
+        ["-v", "report", "--format", "csv"],
         ["-v", "logs", "--format", "json"],
         ["-v", "logs", "runs", "--format", "json"],
         ["-v", "logs", "stats"],

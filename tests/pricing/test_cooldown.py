@@ -149,3 +149,24 @@ def test_raise_back_after_is_configurable(tmp_path: Path) -> None:
     world.clock.advance(2 * HOURS)
     result, _ = cron(world, db, spec, pricing=PricingSettings(raise_back_after="1h"))
     assert (result.outcome, result.final_price) == ("won", money("149.99"))
+
+
+def test_discovery_probes_the_markets_that_are_not_held_and_reads_nothing_more_for_the_held(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bmctl.sandbox.model import OfferSpec
+
+    base = listing("100.00", ["45.00"])  # fr-fr: the price to win is below the floor
+    german = OfferSpec("de-de", money("100.00"), money("200.00"), money("50.00"), (money("95.00"),))
+    spec = replace(base, offers=(*base.offers, german))
+    world = SimWorld([spec])
+    db = tmp_path / "bmctl.db"
+    discover = ProbeTarget(spec.id, "fr-fr", discover=("fr-fr", "de-de"))
+    for _ in range(3):  # fr-fr: three unwinnable rounds; de-de: one dip, then winning
+        run_probes(world, db, [discover], pricing=PricingSettings())
+        world.clock.advance(10 * MINUTES)
+    summary, recorder = run_probes(world, db, [discover], pricing=PricingSettings())
+    assert {r.market: r.outcome for r in summary.results} == {"de-de": "kept", "fr-fr": "held"}
+    # One competitors read names both markets; de-de's listing read; nothing for fr-fr.
+    assert [(r.method, r.market) for r in recorder.sent] == [("GET", "fr-fr"), ("GET", "de-de")]
+    assert "competitors" in recorder.sent[0].path
