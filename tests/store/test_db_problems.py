@@ -280,7 +280,7 @@ WRITERS = [
     ["recover"],
 ]
 READERS = [
-    ["logs", "list"], ["logs", "stats"], ["logs", "runs"], ["history", LID], ["config", "show"],
+    ["logs", "list"], ["logs", "stats"], ["logs", "runs"], ["history", LID], ["report"], ["config", "show"],
     ["recover", "--dry-run"],
 ]
 
