@@ -16,6 +16,7 @@ of a run, so cron runs respect them without any state of their own:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -116,6 +117,7 @@ class PricingMemory:
         if rules.war_rounds <= 0:
             return None
         times = self.rounds.get((listing_id.lower(), market), [])
+        times = times[: bisect.bisect_right(times, now)]  # what was known at ``now``
         # The latest round that completed war_rounds rounds within war_window ends the latest hold.
         for index in range(len(times) - 1, rules.war_rounds - 2, -1):
             last = times[index]
@@ -135,7 +137,7 @@ class PricingMemory:
             self.changed[key] = now
         if not is_war_round(result):
             return None
-        self.rounds.setdefault(key, []).append(now)
+        bisect.insort(self.rounds.setdefault(key, []), now)
         return self.hold(key[0], key[1], now)
 
     def raise_back_wait(self, listing_id: str, market: str, now: float) -> str | None:

@@ -170,3 +170,22 @@ def test_discovery_probes_the_markets_that_are_not_held_and_reads_nothing_more_f
     # One competitors read names both markets; de-de's listing read; nothing for fr-fr.
     assert [(r.method, r.market) for r in recorder.sent] == [("GET", "fr-fr"), ("GET", "de-de")]
     assert "competitors" in recorder.sent[0].path
+
+
+def test_memory_hold_agrees_with_its_definition_on_random_rounds() -> None:
+    import random
+
+    rng = random.Random(17)
+    for _ in range(300):
+        rules = PricingRules(war_rounds=rng.randint(1, 4), war_window=float(rng.choice((60, 100, 300))),
+                             war_cooldown=float(rng.choice((20, 50, 120))))
+        times = sorted(rng.uniform(0, 600) for _ in range(rng.randint(0, 12)))
+        memory = PricingMemory(rules, rounds={("a", "fr-fr"): list(times)})
+        for now in (rng.uniform(0, 800) for _ in range(20)):
+            # Held at `now` iff a round at or before it completed war_rounds rounds within the
+            # window and its cooldown still runs; until the latest such cooldown end.
+            ends = [times[i] + rules.war_cooldown for i in range(rules.war_rounds - 1, len(times))
+                    if times[i] <= now and times[i] - times[i - rules.war_rounds + 1] <= rules.war_window
+                    and now < times[i] + rules.war_cooldown]
+            hold = memory.hold("A", "fr-fr", now)
+            assert (hold.until if hold else None) == (max(ends) if ends else None), (rules, times, now)
