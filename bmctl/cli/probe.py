@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -34,6 +34,7 @@ def probe(
     settle: Optional[float] = typer.Option(None, "--settle", min=0.0, help="Seconds the Backbox needs after a write (default 2)."),
     step: Optional[str] = typer.Option(None, "--step", help="Price tick of the search (default: the currency's)."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help="Start no probe that cannot finish within this (10m, 1h30m; a unit is required)."),
+    ignore_cooldown: bool = typer.Option(False, "--ignore-cooldown", help="Probe listings the price-war cooldown holds (their rounds still count for later runs)."),
 ) -> None:
     """Dip -> Peek -> Peak: win the Backbox at the highest price the market and your bounds allow.
 
@@ -61,11 +62,22 @@ def probe(
     targets = request.validate(env.stdin)
     params = probe_params(settings, settle=settle, max_raises=max_raises, step=step, dry_run=dry_run)
     options = ProbeRunOptions(params=params, deadline=_deadline(deadline),
-                              breaker_floor_hits=settings.probe.breaker_floor_hits)
+                              breaker_floor_hits=settings.probe.breaker_floor_hits,
+                              rules=_rules(settings, ignore_cooldown))
     run_command(env, "probe", partial(core, request=request, targets=targets, options=options),
                 writing=not dry_run, summary=True,
                 columns=(PLAN_COLUMNS if dry_run else PROBE_FIELDS) if env.format == "table" else None,
                 title="Probe plan (dry run: nothing written)" if dry_run else "Probes")
+
+
+def _rules(settings: Any, ignore_cooldown: bool) -> Any:
+    """The ``[pricing]`` rules of the run; ``--ignore-cooldown`` holds nothing."""
+    from dataclasses import replace
+
+    from bmctl.pricing.cooldown import PricingRules
+
+    rules = PricingRules.from_settings(settings.pricing)
+    return replace(rules, war_rounds=0) if ignore_cooldown else rules
 
 
 def _deadline(text: Optional[str]) -> Optional[float]:

@@ -95,6 +95,9 @@ def test_a_listing_held_by_the_price_war_cooldown_is_a_held_row_and_costs_nothin
         assert held[0]["reason"].startswith("held until ") and "1 price-war round in 24h" in held[0]["reason"]
         assert "1 held by the price-war cooldown" in result.stderr
     assert not [s for s in box.seen[before:] if LID in s[1]]  # nothing sent about LID
+    forced = box.run("--format", "json", "probe", LID, "--settle", "0", "--ignore-cooldown")
+    assert json.loads(forced.stdout)[0]["outcome"] != "held" and [s for s in box.seen if LID in s[1]]
+    assert json.loads(box.run("--format", "json", "probe", LID, "--settle", "0").stdout)[0]["outcome"] == "held"
     box.clock.advance(2 * 3600)
     after = box.run("--format", "json", "probe", LID, "--settle", "0")
     assert json.loads(after.stdout)[0]["outcome"] != "held"
