@@ -46,6 +46,26 @@ class TrafficSettings:
     max_in_flight: int = 64
 
 
+# --- [pricing]: floors and ceilings from cost, caps per write (bmctl.pricing.costs reads them) ---
+@dataclass(frozen=True)
+class PricingSettings:
+    """Pricing rules (``[pricing]`` in the config file), kept as written (decimal text, a TOML
+    number or a table per currency) and parsed as Decimal by ``bmctl.pricing.costs``; empty:
+    not set."""
+
+    costs: str = ""  # a costs file, relative to the config file's folder
+    fee_rate: Any = ""  # marketplace commission, a share of the price ("0.10" or "10%")
+    fee_fixed: Any = ""  # a fixed fee per sale: "0.50 EUR", or a table per currency
+    min_margin: Any = ""  # the floor's margin, a share of the price (empty: 0, break-even)
+    max_margin: Any = ""  # the ceiling's margin (empty: no ceiling from cost)
+    max_step_down: Any = ""  # how far one write may lower a price: "5%" or "10.00 EUR"
+    max_step_up: Any = ""  # how far one write may raise it
+
+
+_PRICING_KEYS: dict[str, str] = {f.name: "str" if f.name == "costs" else "pricing" for f in fields(PricingSettings)}
+# --- end [pricing] ---
+
+
 @dataclass(frozen=True)
 class Settings:
     """The merged configuration of one bmctl invocation."""
@@ -64,6 +84,7 @@ class Settings:
     max_change_pct: float = 30.0
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
+    pricing: PricingSettings = field(default_factory=PricingSettings)
     limits: Mapping[str, LimitSpec] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     config_path: str | None = None
     # Where each value set other than by default came from ("file PATH", "env NAME",
@@ -93,6 +114,7 @@ class Settings:
         data["db"] = str(self.db_path)
         data["probe"] = {f.name: getattr(self.probe, f.name) for f in fields(ProbeSettings)}
         data["traffic"] = {f.name: getattr(self.traffic, f.name) for f in fields(TrafficSettings)}
+        data["pricing"] = {f.name: getattr(self.pricing, f.name) for f in fields(PricingSettings)}
         data["limits"] = {
             name: {"limit": s.limit, "window": s.window, "penalty": s.penalty}
             for name, s in self.limits.items()
@@ -105,7 +127,7 @@ def mask_token(token: str) -> str:
     return "***" if token else ""
 
 
-_NOT_TOP = ("probe", "traffic", "limits", "config_path", "sources")
+_NOT_TOP = ("probe", "traffic", "pricing", "limits", "config_path", "sources")
 # Field types as written (strings, from `from __future__ import annotations`).
 _TOP_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(Settings) if f.name not in _NOT_TOP}
 _PROBE_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(ProbeSettings)}
@@ -151,6 +173,10 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{where} must be a string, got {value!r}")
+    if kind == "pricing":  # decimal text, a TOML number or a table per currency: checked later
+        if isinstance(value, (str, int, float, Mapping)) and not isinstance(value, bool):
+            return dict(value) if isinstance(value, Mapping) else value
+        raise ConfigError(f"{where} must be a number such as \"0.10\", got {value!r}")
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -178,6 +204,7 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
     top: dict[str, Any] = {}
     probe = settings.probe
     traffic = settings.traffic
+    pricing = settings.pricing
     limits = dict(settings.limits)
     for key, value in data.items():
         if key == "probe":
@@ -188,6 +215,10 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [traffic] must be a table")
             traffic = replace(traffic, **_read_section(value, _TRAFFIC_KEYS, f"{source}: [traffic]"))
+        elif key == "pricing":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [pricing] must be a table")
+            pricing = replace(pricing, **_read_section(value, _PRICING_KEYS, f"{source}: [pricing]"))
         elif key == "limits":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [limits] must hold tables like [limits.global]")
@@ -214,7 +245,7 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
                 _check_range(key, top[key], where)
         else:
             raise ConfigError(f"{source}: unknown key {key!r}")
-    return replace(settings, probe=probe, traffic=traffic, limits=limits, **top)
+    return replace(settings, probe=probe, traffic=traffic, pricing=pricing, limits=limits, **top)
 
 
 def _drop_deprecated(data: Mapping[str, Any], deprecated: Mapping[str, str], where: str,
@@ -241,7 +272,7 @@ def _read_section(data: Mapping[str, Any], keys: Mapping[str, str], where: str) 
         values[key] = _coerce(value, keys[key], f"{where} {key!r}")
         if key in _CHOICES and values[key] not in _CHOICES[key]:
             raise ConfigError(f"{where} {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-        if not isinstance(values[key], str):
+        if not isinstance(values[key], (str, dict)) and keys[key] != "pricing":
             _check_range(key, values[key], f"{where} {key!r}")
     return values
 
@@ -320,6 +351,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"unknown environment {settings.env!r} (use prod or preprod)")
     if settings.base_url and not settings.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"base_url must start with http:// or https://, got {settings.base_url!r}")
+    from bmctl.pricing.costs import check_pricing
+
+    check_pricing(settings.pricing)  # [pricing]: fees, margins and caps that make sense
 
 
 def _readable_by_others(path: Path) -> bool:

@@ -64,6 +64,32 @@ STARTER = """\
 # from the answers; revealed never searches upwards; hidden always does (at most max_raises).
 # headroom = "auto"
 
+[pricing]
+# Floors and ceilings from cost. For a listing with a cost in the costs file,
+#   floor   (cost + fee_fixed) / (1 - fee_rate - min_margin), rounded up to the currency's tick
+#   ceiling (cost + fee_fixed) / (1 - fee_rate - max_margin), rounded down.
+# A probe uses the intersection of every bound: the cost rule's, the listing's min_price and
+# max_price, --floor/--ceiling and the --file columns (each probe row names the source of each).
+# A blank, zero or missing cost gives no floor. Shares are written "0.12" or "12%"; amounts
+# name their currency ("0.50 EUR") or come as a table per currency, {EUR="0.50", GBP="0.45"}.
+# The costs file (CSV, header: listing_id or sku, cost, optional market and currency), read
+# relative to this file's folder; probe --costs FILE overrides it. Empty: no costs.
+# costs = ""
+# Marketplace commission, a share of the price.
+# fee_rate = "0"
+# Fixed fee per sale, an amount naming its currency (a currency with none: listings skipped).
+# fee_fixed = "0"
+# Margin of the floor, a share of the price ("0": break-even).
+# min_margin = "0"
+# Margin of the ceiling; empty: no ceiling from cost.
+# max_margin = ""
+# How far one write of a probe may lower / raise a price: a share of the price it moves from
+# ("5%") or an amount naming its currency ("10.00 EUR", or a table per currency). A dip that
+# needs more is a capped dip (outcome capped, kept for the next run). Empty: no cap.
+# Restores and undos are never capped; update-price is guarded by max_change_pct instead.
+# max_step_down = ""
+# max_step_up = ""
+
 [traffic]
 # Requests on the wire at once (1: strictly one at a time). The limits hold whatever it is;
 # more hides network delay (each request still waits for its slots in the budget ledger).

@@ -19,7 +19,7 @@ FREE_TEXT = ("value", "source", "path", "holders", "detail", "reason", "error", 
 # these are gone, then the rightmost ones go, ``HIGH_VALUE`` last (the first column, the
 # row's name, never).
 LOW_VALUE = (
-    "request_id", "dip_seconds", "retry_after", "attempt", "priority", "version", "pid",
+    "floor_source", "ceiling_source", "request_id", "dip_seconds", "retry_after", "attempt", "priority", "version", "pid",
     "finished_at", "run_id", "buckets", "queue_wait_ms", "p50_wait_ms", "p95_wait_ms",
     "held_now", "holders", "rate_per_s", "publication_state", "sku", "writes", "currency",
     "errors", "rate_limited", "ok", "floor", "ceiling", "dip_price",

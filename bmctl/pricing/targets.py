@@ -144,7 +144,7 @@ def probe_targets_from_file(path: str, default_market: str, stdin: TextIO) -> li
                 raise UsageError(f"{where}: floor {floor} is above ceiling {ceiling}")
             listing_id = _listing_id(cells[0], where)
             _no_repeat(seen, listing_id, market, where, number)
-            targets.append(ProbeTarget(listing_id, market, floor, ceiling))
+            targets.append(ProbeTarget(listing_id, market, floor, ceiling, source="file"))
     return targets
 
 

@@ -4,6 +4,7 @@ of the platform (``--market`` narrows), and ``--dry-run`` printing a plan."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 from bmctl.sandbox.model import ListingSpec
@@ -46,7 +47,10 @@ def test_all_with_bounds_needs_a_market(tmp_path: Path) -> None:
     assert box.seen == []  # nothing was sent
     given = box.run("--format", "json", "probe", "--all", "--floor", "80", "--market", "fr-fr", "--settle", "0")
     assert given.exit_code == 0, given.stderr
-    assert {r["floor"] for r in json.loads(given.stdout)} == {"80.00"}
+    # The bounds are the intersection of every source: --floor, unless min_price is higher.
+    floors = {(r["floor"], r["floor_source"]) for r in json.loads(given.stdout)}
+    assert ("80.00", "option") in floors
+    assert all(source == "min_price" and Decimal(floor) > 80 for floor, source in floors - {("80.00", "option")})
 
 
 def test_dry_run_prints_a_plan_and_sends_no_write(tmp_path: Path) -> None:
