@@ -316,10 +316,9 @@ class Probe:
             return target
         return max(self.price, self._on_grid(self.price.with_amount(self.price.amount + cap)))
 
-    def _capped_text(self, dip: Money, capped: Money) -> str:
+    def _capped_text(self, start: Money, dip: Money, capped: Money) -> str:
         rules = self.params.rules
-        assert self.price is not None
-        return (f"capped dip: max_step_down {rules.max_step_down.text} allows {self.price} -> {capped}, "
+        return (f"capped dip: max_step_down {rules.max_step_down.text} allows {start} -> {capped}, "
                 f"short of the dip to {dip} that would win the Backbox; not winning (the next run "
                 "goes on from here)")
 
@@ -373,7 +372,7 @@ class Probe:
                 result.planned.append(f"capped dip {start} -> {dip}: max_step_down stops it short of "
                                       f"{self.capped_from}, which would win; kept, no peak")
                 result.outcome, result.final_price = "planned", None
-                result.reason = "plan: " + self._capped_text(self.capped_from, dip)
+                result.reason = "plan: " + self._capped_text(start, self.capped_from, dip)
                 return
             result.dip_price = dip
             result.planned.append(f"dip {start} -> {dip}: to win the Backbox (restored if it does not)")
@@ -487,10 +486,11 @@ class Probe:
                              "would win the Backbox")
             return
         # Journalled like any dip: a run killed before its answer puts the original price back.
-        self.probe_id = self.hooks.open_probe(self.target, self.price, self.bounds)
+        start = self.price
+        self.probe_id = self.hooks.open_probe(self.target, start, self.bounds)
         yield from self._write(capped, "dip", Priority.HIGH)
         result.dip_price = capped
-        result.reason = self._capped_text(self.capped_from, capped)
+        result.reason = self._capped_text(start, self.capped_from, capped)
 
     def _peak_move(self, to_win: Money | None) -> tuple[str, Money] | None:
         """What the peak tries from our winning price, given the price to win the market shows:
