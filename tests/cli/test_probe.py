@@ -80,3 +80,46 @@ def test_help_says_all_covers_every_market_and_dry_run_prints_a_plan() -> None:
     text = " ".join(invoke(["probe", "--help"]).stdout.split())
     assert "every market it competes in" in text and "--market narrows" in text
     assert "print a plan" in text and "send no write" in text
+
+
+def test_costs_set_floors_and_ceilings_and_every_row_names_its_sources(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    config = tmp_path / "bmctl.toml"
+    config.write_text('[pricing]\ncosts = "costs.csv"\nfee_rate = "10%"\nfee_fixed = { EUR = "0.50" }\n'
+                      'min_margin = 0.05\nmax_margin = "0.30"\n', encoding="utf-8")
+    # LID: (70 + 0.50) / 0.85 = 82.95 (above min_price 80), ceiling 70.5 / 0.6 = 117.50.
+    # TWO in fr-fr by sku: (100 + 0.50) / 0.85 = 118.24, below min_price 150; ceiling 167.50.
+    (tmp_path / "costs.csv").write_text(f"listing_id,sku,cost\n{LID},,70\n,SKU-TWO,100\n", encoding="utf-8")
+    box.config = config
+    done = box.run("--format", "json", "probe", LID, TWO, "--settle", "0")
+    assert done.exit_code == 0, done.stderr
+    rows = {(r["listing_id"], r["market"]): r for r in json.loads(done.stdout)}
+    one = rows[(LID, "fr-fr")]
+    assert (one["floor"], one["floor_source"], one["ceiling"], one["ceiling_source"]) == (
+        "82.95", "cost", "117.50", "cost")
+    assert one["final_price"] == "94.99"
+    two = rows[(TWO, "fr-fr")]
+    assert (two["floor"], two["floor_source"], two["ceiling"], two["ceiling_source"]) == (
+        "150.00", "min_price", "167.50", "cost")
+    as_csv = box.run("--format", "csv", "probe", LID, "--settle", "0", "--dry-run")
+    assert "floor_source,ceiling_source" in as_csv.stdout.splitlines()[0]
+
+
+def test_a_malformed_costs_file_is_exit_2_naming_line_and_column_before_any_request(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    costs = tmp_path / "costs.csv"
+    costs.write_text(f"listing_id,cost\n{LID},12\n{TWO},12,5O\n", encoding="utf-8")
+    refused = box.run("probe", LID, "--costs", str(costs))
+    assert refused.exit_code == 2
+    assert "line 3: 3 fields" in refused.stderr
+    costs.write_text(f"listing_id,cost\n{LID},12\n{TWO},1O.50\n", encoding="utf-8")
+    refused = box.run("probe", LID, "--costs", str(costs))
+    assert refused.exit_code == 2
+    assert f"bmctl: error: {costs} line 3, column cost: '1O.50' is not a decimal number" in refused.stderr
+    assert box.seen == []
+    config = tmp_path / "bmctl.toml"
+    config.write_text('[pricing]\nfee_rate = 0.7\nmin_margin = 0.3\n', encoding="utf-8")
+    box.config = config
+    refused = box.run("probe", LID)
+    assert refused.exit_code == 2 and "1 - fee_rate - min_margin must be above zero" in refused.stderr
+    assert box.seen == []
