@@ -151,6 +151,12 @@ class ProbeClient(Protocol):
 
     def parse_update(self, request: HttpRequest, response: Any) -> Any: ...
 
+    def build_listings_page(self, page: int = 1, page_size: int = 50, *, publication_state: int | None = None,
+                            min_quantity: int | None = None, max_quantity: int | None = None,
+                            market: str | None = None) -> HttpRequest: ...
+
+    def parse_listings_page(self, request: HttpRequest, response: Any) -> Any: ...
+
 
 class ProbeHooks(Protocol):
     """Side effects of a probe: the journal, the breaker, the clock."""
@@ -264,6 +270,14 @@ class Probe:
             return
         result.floor, result.ceiling = self.bounds.floor, self.bounds.ceiling
         result.floor_source, result.ceiling_source = self.bounds.floor_source, self.bounds.ceiling_source
+        if not competitor.is_winning:
+            ours = yield from self._own_winner(listing, competitor)
+            if ours is not None:
+                # Dipping below our own winning offer takes the sale from ourselves, cheaper.
+                result.outcome = "kept"
+                result.reason = (f"the Backbox winner is our own listing {ours[:8]} (at "
+                                 f"{competitor.winner_price}): no dip against it")
+                return
         if self.params.dry_run:
             self._plan(competitor)
             return
@@ -321,6 +335,56 @@ class Probe:
         return (f"capped dip: max_step_down {rules.max_step_down.text} allows {start} -> {capped}, "
                 f"short of the dip to {dip} that would win the Backbox; not winning (the next run "
                 "goes on from here)")
+
+    def _own_winner(self, listing: Any, competitor: Any) -> Generator[Action, Any, str | None]:
+        """Which of our other listings on the same product holds this market's Backbox at the
+        winner price (by their competitors records), or None. Our products come from the listing
+        pages (read once per market and run, unless ``--all`` read them already); a sibling's
+        record not read in the last ``SIGHTING_MAX_AGE`` seconds is read now."""
+        own = getattr(self.hooks, "own", None)
+        product = competitor.product_id or getattr(listing, "product_id", None)
+        if own is None or not product or competitor.winner_price is None:
+            return None
+        market = self.target.market
+        if market not in own.loaded:
+            yield from self._read_own_listings(own, market)
+        for other in own.siblings(self.target.listing_id, product):
+            if self.hooks.now() - own.read_at.get(other, float("-inf")) > SIGHTING_MAX_AGE:
+                request = self.client.build_competitors(other, market=market)
+                parse = self.client.parse_competitors
+                call = yield Send(request, Priority.NORMAL, accept=parse)
+                try:
+                    own.saw_records(self._parsed(request, call, parse), self.hooks.now())
+                except ItemError:
+                    continue  # gone, or not ours: it wins nothing here
+        return own.winner(self.target.listing_id, product, market, competitor.winner_price)
+
+    def _read_own_listings(self, own: Any, market: str) -> Generator[Action, Any, None]:
+        """Read the listing pages of ``market`` (listings with stock) for our products; a probe
+        that finds another one reading them waits for it."""
+        if market in own.loading:
+            while market in own.loading:
+                yield Wait(0.25)
+            return
+        own.loading.add(market)
+        try:
+            page = 1
+            while True:
+                request = self.client.build_listings_page(page, market=market, min_quantity=1)
+                parse = self.client.parse_listings_page
+                call = yield Send(request, Priority.NORMAL, accept=parse)
+                try:
+                    found = self._parsed(request, call, parse)
+                except ItemError:
+                    return  # no products known: nothing to protect but what the run read
+                for item in found.results:
+                    own.saw_listing(item)
+                if not found.results or not found.next or page * 50 >= found.count:
+                    return
+                page += 1
+        finally:
+            own.loading.discard(market)
+            own.loaded.add(market)
 
     def _discover(self) -> Generator[Action, Any, Any]:
         """Read the listing's competitors once, become the probe of one market it competes in
@@ -649,7 +713,11 @@ class Probe:
         request = self.client.build_get_listing(self.target.listing_id, market=self.target.market)
         parse = self.client.parse_listing
         call = yield Send(request, priority, accept=parse)
-        return self._parsed(request, call, parse)
+        listing = self._parsed(request, call, parse)
+        own = getattr(self.hooks, "own", None)
+        if own is not None:
+            own.saw_listing(listing)
+        return listing
 
     def _read_competitor(self, priority: Priority) -> Generator[Action, Any, Any]:
         records = yield from self._read_competitors(priority)
@@ -665,6 +733,9 @@ class Probe:
             if record.is_winning and record.price_to_win is not None and record.price_to_win != record.price:
                 self.hooks.saw_revealed_headroom()
         self.snapshot = [c.to_json() for c in records] if records else None
+        own = getattr(self.hooks, "own", None)
+        if own is not None:
+            own.saw_records(records, self.hooks.now())
         return records
 
     def _peek_until_reflected(self, price: Money) -> Generator[Action, Any, Any]:
