@@ -320,7 +320,9 @@ class Probe:
         cap = self._cap("max_step_down", self.price)
         if cap is None or self.price.amount - dip.amount <= cap:
             return None
-        return self.bounds.clamp(self.price.with_amount(self.price.amount - cap, rounding=ROUND_CEILING))
+        capped = self.price.with_amount(self.price.amount - cap, rounding=ROUND_CEILING)
+        # Above a ceiling lowered since by more than the cap: no allowed price within reach.
+        return capped if capped <= self.bounds.ceiling else self.price
 
     def _up_to(self, target: Money) -> Money:
         """``target`` lowered, on the grid, to what ``max_step_up`` allows from our price."""
@@ -429,8 +431,8 @@ class Probe:
             if self.capped_from is not None:
                 if dip >= start:
                     result.outcome = "capped"
-                    result.reason = (f"capped dip: max_step_down allows no move from {start}; the dip "
-                                     f"to {self.capped_from} would win the Backbox")
+                    result.reason = (f"capped dip: max_step_down allows no move from {start} to an "
+                                     f"allowed price; the dip to {self.capped_from} would win the Backbox")
                     return
                 result.dip_price = dip
                 result.planned.append(f"capped dip {start} -> {dip}: max_step_down stops it short of "
@@ -544,10 +546,15 @@ class Probe:
         assert self.price is not None and self.bounds is not None and self.capped_from is not None
         result = self.result
         result.outcome = "capped"
+        if capped >= self.price and self.params.rules.max_step_down.amount(self.price) is None:
+            result.reason = (f"capped dip: max_step_down {self.params.rules.max_step_down.text} gives no "
+                             f"amount in {self.currency}, so it allows no move; the dip to "
+                             f"{self.capped_from} would win the Backbox")
+            return
         if capped >= self.price:
             result.reason = (f"capped dip: max_step_down {self.params.rules.max_step_down.text} allows no "
-                             f"move from {self.price} in {self.currency}; the dip to {self.capped_from} "
-                             "would win the Backbox")
+                             f"move from {self.price} to an allowed price ({self.bounds.floor} to "
+                             f"{self.bounds.ceiling}); the dip to {self.capped_from} would win the Backbox")
             return
         # Journalled like any dip: a run killed before its answer puts the original price back.
         start = self.price

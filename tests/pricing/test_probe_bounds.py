@@ -134,7 +134,7 @@ def test_a_cap_without_an_amount_in_the_currency_allows_no_move(tmp_path: Path) 
     spec = listing("100.00", ["95.00"], min_price="50.00")
     result, recorder, _ = probe(tmp_path, spec, params(max_step_down="10.00 GBP"))
     assert (result.outcome, result.writes) == ("capped", 0) and recorder.writes() == []
-    assert "allows no move" in result.reason
+    assert "gives no amount in EUR, so it allows no move" in result.reason
 
 
 def test_max_step_up_caps_the_peak(tmp_path: Path) -> None:
