@@ -203,8 +203,8 @@ def parse_costs(text: str, name: str) -> CostTable:
         if len(cells) > len(header) and any(cells[len(header):]):
             raise UsageError(f"{where}: {len(cells)} fields, the header has {len(header)}")
 
-        def value(column: str) -> str:
-            position = header.get(column) if header is not None else None
+        def value(column: str, header: dict[str, int] = header, cells: list[str] = cells) -> str:
+            position = header.get(column)
             return cells[position] if position is not None and position < len(cells) else ""
 
         id_column = "id" if "id" in header else "listing_id"

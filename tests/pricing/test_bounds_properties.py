@@ -157,7 +157,8 @@ def test_no_write_outside_the_bounds_from_every_source_and_no_move_beyond_the_ca
     rules_ = replace(check_pricing(settings_of(r)), costs=parse_costs("\n".join(lines) + "\n", "costs.csv"))
     params = ProbeParams(settle=settle, max_raises=max_raises, headroom=headroom, rules=rules_)
     world = SimWorld(specs, reveal=reveal, settle=settle)
-    targets = [ProbeTarget(s.id, MARKETS[c.currency], c.money(c.floor), c.money(c.ceiling)) for s, c in zip(specs, batch)]
+    targets = [ProbeTarget(s.id, MARKETS[c.currency], c.money(c.floor), c.money(c.ceiling))
+               for s, c in zip(specs, batch)]
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "p.db"
         summary, recorder = run_probes(world, db, targets, params=params)
@@ -189,7 +190,7 @@ def test_no_write_outside_the_bounds_from_every_source_and_no_move_beyond_the_ca
             case, cost, r, result)
         if result.outcome == "capped":
             assert result.writes <= 1
-    for listing_id, old_text, new_text, currency, reason in moves:
+    for _, old_text, new_text, currency, reason in moves:
         old, new = Money(Decimal(old_text), currency), Money(Decimal(new_text), currency)
         if reason == "dip":
             cap = cap_of(r.step_down, old)

@@ -76,14 +76,14 @@ def test_fee_fixed_without_an_amount_in_the_currency_cannot_be_used() -> None:
     (f"listing_id,cost\n{A},abc\n", "line 2, column cost: 'abc' is not a decimal number"),
     (f"listing_id,cost\n{A},1e3\n", "line 2, column cost"),
     (f"listing_id,cost\n{A},-5\n", "line 2, column cost: a cost must not be negative"),
-    (f"listing_id,cost\nnot-a-uuid,5\n", "line 2, column listing_id: not a listing id"),
+    ("listing_id,cost\nnot-a-uuid,5\n", "line 2, column listing_id: not a listing id"),
     (f"listing_id,cost,market\n{A},5,xx-yy\n", "line 2, column market"),
     (f"listing_id,cost,currency\n{A},5,XYZ\n", "line 2, column currency"),
     (f"# costs\nlisting_id,cost\n{A},5\n{A.upper()},6\n", "line 4: the cost of"),
     (f"{A},5\n", "line 1: the first line must be a header"),
     ("listing_id,price\n", "the first line must be a header"),
     ("\n# nothing\n", "empty costs file"),
-    (f"listing_id,sku,cost\n,,5\n", "line 2: no listing_id and no sku"),
+    ("listing_id,sku,cost\n,,5\n", "line 2: no listing_id and no sku"),
 ])
 def test_a_malformed_costs_file_names_the_line_and_column(text: str, message: str) -> None:
     with pytest.raises(UsageError, match="^c.csv") as caught:
