@@ -122,7 +122,7 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     listed_in: dict[str, set[str]] = {}
     if request.all_listings:
         floor, ceiling = parse_bounds(request.market, request.floor, request.ceiling)
-        targets, pages, listed_in = listing_targets(client, markets, floor, ceiling)
+        targets, pages, listed_in = listing_targets(client, markets, floor, ceiling, own=run.own)
     expected = expected_probes(run.journal, targets, listed_in)
     if request.all_listings or request.file is not None:
         targets = least_recently_probed_first(run.journal, targets)

@@ -123,3 +123,18 @@ def test_a_malformed_costs_file_is_exit_2_naming_line_and_column_before_any_requ
     refused = box.run("probe", LID)
     assert refused.exit_code == 2 and "1 - fee_rate - min_margin must be above zero" in refused.stderr
     assert box.seen == []
+
+
+def test_all_reads_the_listing_pages_once_and_never_dips_against_our_own_offer(tmp_path: Path) -> None:
+    from bmctl.sandbox.catalogue import own_offer_pair
+
+    winner, other = own_offer_pair()
+    box = start_sandbox(tmp_path, [*catalogue(), winner, other])
+    done = box.run("--format", "json", "--market", "fr-fr", "probe", "--all", "--settle", "0")
+    assert done.exit_code == 0, done.stderr
+    rows = {r["listing_id"]: r for r in json.loads(done.stdout)}
+    assert rows[other.id]["outcome"] == "kept"
+    assert rows[other.id]["reason"].startswith(f"the Backbox winner is our own listing {winner.id[:8]}")
+    assert ("POST", f"/ws/listings/{other.id}") not in box.writes()
+    pages = [path for method, path in box.seen if method == "GET" and path == "/ws/listings"]
+    assert len(pages) == 1  # the --all enumeration's; the probes knew our products from it
