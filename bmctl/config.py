@@ -175,7 +175,10 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
         raise ConfigError(f"{where} must be a string, got {value!r}")
     if kind == "pricing":  # decimal text, a TOML number or a table per currency: checked later
         if isinstance(value, (str, int, float, Mapping)) and not isinstance(value, bool):
-            return dict(value) if isinstance(value, Mapping) else value
+            if isinstance(value, Mapping):
+                return {str(k): str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                        for k, v in value.items()}
+            return value if isinstance(value, str) else str(value)  # 0.1 -> "0.1": decimal text
         raise ConfigError(f"{where} must be a number such as \"0.10\", got {value!r}")
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):

@@ -123,7 +123,7 @@ def parse_step_cap(value: Any, where: str) -> StepCap:
     if fraction <= 0:
         raise ConfigError(f"{where} must be greater than zero, got {value!r}")
     if fraction >= 1:
-        raise ConfigError(f"{where}: {value!r} is read as a share of the price ({fraction * 100:g} %); "
+        raise ConfigError(f"{where}: {value!r} is read as a share of the price ({(fraction * 100).normalize():f} %); "
                           f"write \"{value} EUR\" (with the currency) for an amount, or \"5%\"")
     return StepCap(fraction=fraction, text=f"{(fraction * 100).normalize():f}%")
 
