@@ -571,11 +571,16 @@ class Probe:
         result = self.result
         ceiling = self.bounds.ceiling
         if to_win is not None and to_win > self.price:
-            target = self._up_to(self._on_grid(min(ceiling, to_win)))
-            if target < self.bounds.floor:
+            uncapped = self._on_grid(min(ceiling, to_win))
+            target = self._up_to(uncapped)
+            if uncapped < self.bounds.floor:
                 # Winning below a floor raised since, and every allowed price loses: keep it.
                 result.reason = (f"winning at {self.price}; the price to win {to_win} is below "
                                  f"the floor {self.bounds.floor}")
+                return None
+            if target < self.bounds.floor:
+                result.reason = (f"winning at {self.price}, below the floor {self.bounds.floor}; "
+                                 f"max_step_up allows no more than {target} in one write")
                 return None
             return ("headroom", target) if target > self.price else None
         if to_win is not None and to_win < self.price:
