@@ -7,7 +7,7 @@ The bounds are recomputed here independently of bmctl, from the case's numbers.
 
 CI runs a modest number of examples; a dedicated run of many cases:
 
-    BMCTL_PROPERTY_EXAMPLES=10000 python -m pytest tests/pricing/test_bounds_properties.py -q
+    BMCTL_PROPERTY_EXAMPLES=10000 python -m pytest tests/pricing/test_bounds_properties.py -q -n0 --timeout 0
 """
 
 from __future__ import annotations
