@@ -61,6 +61,10 @@ def list_logs(
         from bmctl.errors import UsageError
 
         raise UsageError(f"unknown bucket {bucket!r}: use one of {', '.join(sorted(env.settings.limits))}")
+    if run is not None:
+        from bmctl.store.runs import validate_run_id
+
+        run = validate_run_id(run)
     since_wall = _since(env, since) if since is not None else None
     env, db = _open(ctx)
     rows = query(db, limit=n, since_wall=since_wall, bucket=bucket, status=status, listing=listing, run=run)

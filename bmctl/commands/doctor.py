@@ -290,7 +290,13 @@ class LockState:
     say), None when free; ``error`` when it could not be checked."""
 
     holder: str | None = None
+    about: str = ""  # what the holder said of itself: ``bmctl probe, started ...``
     error: str | None = None
+
+    def describe(self) -> str:
+        from bmctl.store.lock import describe_holder
+
+        return describe_holder(self.holder or "unknown", self.about)
 
 
 def read_lock(db_path: Path) -> LockState:
@@ -298,7 +304,7 @@ def read_lock(db_path: Path) -> LockState:
     an instant (a shared lock, which only a writing run's exclusive one conflicts with)."""
     import fcntl
 
-    from bmctl.store.lock import RunLock
+    from bmctl.store.lock import RunLock, read_holder
 
     path = RunLock(str(db_path)).path
     try:
@@ -311,8 +317,8 @@ def read_lock(db_path: Path) -> LockState:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            return LockState(holder=text if text.isdigit() else "unknown")
+            pid, about = read_holder(db_path) or ("unknown", "")
+            return LockState(holder=pid, about=about)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return LockState()
     except OSError as error:
@@ -326,7 +332,7 @@ def check_lock(lock: LockState) -> Check:
     if lock.error is not None:
         return Check("lock", WARN, lock.error, "check the permissions of the lock file")
     if lock.holder is not None:
-        return Check("lock", WARN, f"held by pid {lock.holder} (a writing run is in progress)",
+        return Check("lock", WARN, f"held by {lock.describe()}: a writing run is in progress",
                      "writing commands meanwhile exit 5, or wait with --lock-timeout SECONDS")
     return Check("lock", OK, "free")
 
@@ -353,7 +359,7 @@ def check_open_probes(db: Database, lock: LockState) -> Check:
         return Check("open_probes", OK, "none")
     what = f"{count} open probe{'s' if count > 1 else ''}"
     if lock.holder is not None:
-        return Check("open_probes", WARN, f"{what}, maybe the running pid {lock.holder}'s",
+        return Check("open_probes", WARN, f"{what}, maybe those of the running pid {lock.holder}",
                      "if that run ends and they stay open: bmctl recover")
     return Check("open_probes", FAIL, f"{what} left by a killed run (listings maybe still at "
                  "their dip price)", "bmctl recover puts them back (--dry-run lists them)")

@@ -159,6 +159,7 @@ def test_negative_prices_reach_the_price_check_not_the_option_parser() -> None:
 @pytest.mark.parametrize(("args", "shown"), [
     (["--listing", "not-a-uuid"], "not-a-uuid"),
     (["--bucket", "nonesuch"], "nonesuch"),
+    (["--run", "yesterday"], "yesterday"),
 ])
 def test_logs_list_filters_are_validated(isolated_home: Path, args: list[str], shown: str) -> None:
     result = invoke(["logs", "list", *args])
