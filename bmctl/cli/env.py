@@ -7,12 +7,22 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, TextIO
 
 from bmctl.errors import UsageError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing.Protocol costs start-up time: only type checkers read this
+    from typing import Protocol
+
     from bmctl.config import Settings
+
+    class LiveLine(Protocol):
+        """A line redrawn in place on stderr (the progress line): it steps aside while anything
+        else is written to the terminal, so output never lands in the middle of it."""
+
+        def clear(self) -> None: ...
+
+        def draw(self) -> None: ...
 
 FORMATS = ("table", "json", "ndjson", "csv")
 
@@ -22,15 +32,6 @@ def check_format(chosen: str) -> str:
     if chosen not in FORMATS:
         raise UsageError(f"unknown format {chosen!r} (use one of: {', '.join(FORMATS)})")
     return chosen
-
-
-class LiveLine(Protocol):
-    """A line redrawn in place on stderr (the progress line): it steps aside while anything
-    else is written to the terminal, so output never lands in the middle of it."""
-
-    def clear(self) -> None: ...
-
-    def draw(self) -> None: ...
 
 
 def terminal_width(stream: TextIO, given: int | None = None) -> int:
