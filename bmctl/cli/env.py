@@ -98,13 +98,14 @@ class CliEnv:
 
     @property
     def color(self) -> bool:
-        """Colour only on a terminal, and never when NO_COLOR is set (any value)."""
-        return self.stderr_is_tty and "NO_COLOR" not in os.environ
+        """Escape codes on stderr: only on a terminal, never with NO_COLOR (any value) or on a
+        dumb terminal (TERM=dumb, which says nothing of its width: see ``terminal_width``)."""
+        return self.stderr_is_tty and _styled()
 
     @property
     def stdout_color(self) -> bool:
-        """Bold headers on stdout: only on a terminal, never with NO_COLOR."""
-        return self.stdout_is_tty and "NO_COLOR" not in os.environ
+        """Escape codes (bold headers, coloured marks) on stdout: the same rule."""
+        return self.stdout_is_tty and _styled()
 
     def width(self, stream: TextIO | None = None) -> int:
         """Columns of the terminal behind ``stream`` (stdout by default)."""
@@ -169,6 +170,10 @@ class CliEnv:
         with self.terminal():
             self.stderr.write(text + "\n")
             self.stderr.flush()
+
+
+def _styled() -> bool:
+    return "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def wrap_lines(text: str, width: int) -> str:
