@@ -1,0 +1,55 @@
+"""Real processes sharing one budget through Redis: four ``bmctl competitors`` at once, each on
+its own database (as on four hosts), with one ``BMCTL_BUDGET_URL``, against a sandbox that
+enforces the published limits on arrival times with answers taking 0–200 ms (the same set-up
+as tests/e2e/test_shared_budget.py, whose control shows separate budgets do breach)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.cli.sandbox_helpers import JP, LID, TWO
+from tests.e2e.test_kill import base_env, bmctl, free_port
+from tests.e2e.test_shared_budget import COMPETITORS, competitors_runs, serve
+from tests.traffic.fakes import max_in_window
+from tests.traffic.redis_fixture import RedisServer
+
+
+def test_four_processes_on_four_databases_share_one_budget_through_redis(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    server, app, url = serve()
+    config = tmp_path / "fleet.toml"
+    config.write_text(f'[budget]\nurl = "{redis_server.url}"\n')
+    try:
+        results = competitors_runs(tmp_path, url, [tmp_path / f"host{i}.db" for i in range(4)], config)
+    finally:
+        server.stop()
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert len(json.loads(result.stdout)) == 4
+    reads = [(at, status) for at, path, status in app.arrivals if path.startswith(COMPETITORS)]
+    assert len(reads) == 12
+    assert [status for _, status in reads] == [200] * 12  # not one 429 at the server
+    assert max_in_window([at for at, _ in reads], 1.0, closed=True) <= 2
+    assert redis_server.client().keys("bmctl:prod:127.0.0.1:*")  # the budget was in Redis
+
+
+def test_an_unreachable_store_sends_nothing_and_exits_4(tmp_path: Path) -> None:
+    server, app, url = serve()
+    port = free_port()  # nothing listens there
+    env = base_env(tmp_path)
+    env.update(BMCTL_TOKEN="sandbox", BMCTL_BASE_URL=url, BMCTL_DB=str(tmp_path / "h.db"),
+               BMCTL_USER_AGENT="BM-tests-bmctl;tests@example.com",
+               BMCTL_BUDGET_URL=f"redis://:hunter2@127.0.0.1:{port}/0")
+    try:
+        result = subprocess.run([*bmctl(), "competitors", LID, TWO, JP, "--format", "json"], env=env,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    assert result.returncode == 4, result.stderr
+    assert app.arrivals == []  # nothing was sent
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith(f"bmctl: error: budget store redis://127.0.0.1:{port}/0 unreachable: ")
+               for line in lines), result.stderr
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
