@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from tests.cli.sandbox_helpers import JP, LID, TWO
-from tests.e2e.test_kill import base_env, bmctl, free_port
+from tests.e2e.test_kill import Sandbox, base_env, bmctl, client_env, free_port, journal_states, wait_for_dip, winnable
 from tests.e2e.test_shared_budget import COMPETITORS, competitors_runs, serve
 from tests.traffic.fakes import max_in_window
 from tests.traffic.redis_fixture import RedisServer
@@ -53,3 +53,37 @@ def test_an_unreachable_store_sends_nothing_and_exits_4(tmp_path: Path) -> None:
     assert any(line.startswith(f"bmctl: error: budget store redis://127.0.0.1:{port}/0 unreachable: ")
                for line in lines), result.stderr
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_store_lost_during_a_dip_leaves_the_journal_and_the_next_run_restores(tmp_path: Path,
+                                                                                redis_server: RedisServer) -> None:
+    served = Sandbox(tmp_path, winnable(1))
+    listing_id = served.specs[0].id
+    db = tmp_path / "bmctl.db"
+    env = client_env(tmp_path, served)
+    env["BMCTL_BUDGET_URL"] = redis_server.url
+    try:
+        process = subprocess.Popen([*bmctl(), "--format", "json", "probe", listing_id, "--settle", "3"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for_dip(served, listing_id, process, db)
+        redis_server.stop()  # the shared budget is gone mid-probe
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 4, err
+        assert "budget store" in err and "unreachable" in err
+        assert served.price(listing_id) == "94.99"  # nothing sent without the budget...
+        assert journal_states(db) == ["dip"]  # ... and the journal keeps the probe open
+
+        down = subprocess.run([*bmctl(), "--format", "json", "recover"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert down.returncode == 4 and "unreachable" in down.stderr
+        assert journal_states(db) == ["dip"]
+
+        redis_server.restart()
+        done = subprocess.run([*bmctl(), "--format", "json", "recover"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert [item["status"] for item in json.loads(done.stdout)] == ["restored"]
+        assert served.price(listing_id) == "100.00"
+        assert journal_states(db) == ["closed"]
+    finally:
+        served.stop()

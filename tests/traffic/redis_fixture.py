@@ -80,6 +80,15 @@ class RedisServer:
         log = Path(self.folder) / "redis.log"
         pytest.fail(f"{self.binary} did not start: {log.read_text()[-500:] if log.exists() else ''}")
 
+    def restart(self) -> None:
+        """Start again on the same port (after :meth:`stop`), empty."""
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.folder,
+             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not self._wait_ready():
+            pytest.fail(f"{self.binary} did not start again on port {self.port}")
+
     def _wait_ready(self) -> bool:
         assert self.process is not None
         give_up = time.monotonic() + START_TIMEOUT_S
