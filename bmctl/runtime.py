@@ -114,6 +114,25 @@ class FlushingClock:
         self.clock.sleep(seconds)
 
 
+def ledger_holders(settings: "Settings", clock: "Clock") -> tuple[list[dict[str, Any]], str]:
+    """Who holds which slots now, and where the ledger is (``bmctl logs stats``); a budget store
+    that does not answer is said in the description, not raised: the stats are local."""
+    from bmctl.errors import BudgetUnavailable
+
+    if settings.budget.url:
+        from bmctl.store.redis_ledger import safe_url
+
+        try:
+            with open_redis_ledger(settings, clock, timeout=3.0) as ledger:
+                return ledger.holders(), ledger.describe()
+        except BudgetUnavailable as error:
+            return [], f"redis {safe_url(settings.budget.url)} (not answering: {error.message})"
+    from bmctl.store.ledger import SqliteLedger
+
+    with SqliteLedger(settings.db_path, settings.limits, clock) as local:
+        return local.holders(), local.describe()
+
+
 def open_redis_ledger(settings: "Settings", clock: "Clock", **kw: Any) -> Any:
     """The budget ledger in Redis at ``[budget] url``, namespaced by environment, market host
     and a hash of the token (never the token)."""

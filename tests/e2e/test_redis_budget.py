@@ -9,6 +9,9 @@ import json
 import subprocess
 from pathlib import Path
 
+from bmctl.config import BudgetSettings, Settings
+from bmctl.runtime import ledger_holders
+from bmctl.traffic.clock import SystemClock
 from tests.cli.sandbox_helpers import JP, LID, TWO
 from tests.e2e.test_kill import Sandbox, base_env, bmctl, client_env, free_port, journal_states, wait_for_dip, winnable
 from tests.e2e.test_shared_budget import COMPETITORS, competitors_runs, serve
@@ -87,3 +90,35 @@ def test_a_store_lost_during_a_dip_leaves_the_journal_and_the_next_run_restores(
         assert journal_states(db) == ["closed"]
     finally:
         served.stop()
+
+
+def test_doctor_and_logs_stats_say_the_ledger_is_in_redis_and_whether_it_answers(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    env = base_env(tmp_path)
+    env.update(BMCTL_TOKEN="sandbox", BMCTL_BASE_URL=f"http://127.0.0.1:{free_port()}",
+               BMCTL_DB=str(tmp_path / "h.db"), BMCTL_USER_AGENT="BM-tests-bmctl;tests@example.com",
+               BMCTL_BUDGET_URL=redis_server.url)
+
+    def bmctl_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*bmctl(), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    def ledger_check() -> dict[str, str]:
+        checks = json.loads(bmctl_run("--format", "json", "doctor").stdout)
+        return next(check for check in checks if check["check"] == "ledger")
+
+    check = ledger_check()
+    assert check["status"] == "ok" and check["detail"].startswith(f"redis {redis_server.url} ")
+    assert "answers PING" in check["detail"]
+    stats = bmctl_run("logs", "stats", "--format", "json")
+    assert stats.returncode == 0, stats.stderr
+    # What `logs stats` titles its table with (on a terminal), and its holders column.
+    settings = Settings(token="sandbox", db=str(tmp_path / "h.db"), base_url=env["BMCTL_BASE_URL"],
+                        budget=BudgetSettings(url=redis_server.url))
+    holders, where = ledger_holders(settings, SystemClock())
+    assert where.split(" (")[0] == f"redis {redis_server.url}"
+    assert [row["bucket"] for row in holders] == ["global"]  # doctor's read of the host, held
+
+    redis_server.stop()
+    check = ledger_check()
+    assert check["status"] == "fail" and "unreachable" in check["detail"]
+    assert "not answering" in ledger_holders(settings, SystemClock())[1]
