@@ -240,13 +240,16 @@ class RedisBucketStore:
         ledger = self.ledger
         snap = ledger._snapshot()
         settled, opened = snap.settled[self.name], snap.open[self.name]
-        if len(settled) < k <= snap.held[self.name] and (len(settled) == SNAPSHOT_HEAD or len(opened) == SNAPSHOT_HEAD):
+        if k > SNAPSHOT_HEAD and snap.held[self.name] > SNAPSHOT_HEAD:  # the head merged is exact up to 4
             snap, settled, opened = ledger._head(self.name, k)
         free_at = [snap.to_local(ms) for ms in settled]
         # Another holder's request on the wire, or a claim, may free its slot any moment: look
         # again within the poll interval rather than sleeping to its provisional expiry.
         soon = math.inf if ledger.poll_interval is None else snap.local + ledger.poll_interval
         free_at.extend(min(snap.to_local(ms), soon) for ms in opened)
+        # What the open transaction takes is held too (not in the snapshot yet).
+        free_at.extend(snap.local + seconds for op, name, _, seconds in ledger._ops or ()
+                       if name == self.name and op in ("take", "claim"))
         free_at.sort()
         return free_at[:k]
 

@@ -259,3 +259,15 @@ def test_the_runtime_puts_the_ledger_in_redis_namespaced_by_account(redis_server
         assert isinstance(ledger, RedisLedger)
         assert ledger.describe().startswith(f"redis {redis_server.url} ")
         assert ledger.prefix == namespace("prod", "127.0.0.1:9", TOKEN)
+
+
+def test_plans_read_more_than_the_snapshot_head_of_expiries(redis_server: RedisServer) -> None:
+    a = ledger(redis_server, {"global": LimitSpec(10, 60.0)}, poll_interval=None)
+    bucket = a.buckets["global"]
+    with a.transaction():
+        keys = [bucket.spend() for _ in range(8)]
+    for key in keys:
+        bucket.settle(key, a.now())
+    # 2 free now, 8 free in 60 s: the 12th request goes when a slot used now frees again.
+    assert 59.9 < bucket.time_to_send(12) < 60.1
+    assert bucket.sends_within(30.0) == 2
