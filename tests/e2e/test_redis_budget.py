@@ -7,30 +7,54 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from bmctl.config import BudgetSettings, Settings
 from bmctl.runtime import ledger_holders
 from bmctl.traffic.clock import SystemClock
 from tests.cli.sandbox_helpers import JP, LID, TWO
 from tests.e2e.test_kill import Sandbox, base_env, bmctl, client_env, free_port, journal_states, wait_for_dip, winnable
-from tests.e2e.test_shared_budget import COMPETITORS, competitors_runs, serve
+from tests.e2e.test_shared_budget import COMPETITORS, serve
 from tests.traffic.fakes import max_in_window
 from tests.traffic.redis_fixture import RedisServer
 
+#: Runs bmctl with this process's clocks (wall and monotonic) read ``sys.argv[1]`` seconds off:
+#: a host whose clock is set wrong.
+SKEWED = """
+import sys, time
+offset = float(sys.argv.pop(1))
+wall, mono = time.time, time.monotonic
+time.time = lambda: wall() + offset
+time.monotonic = lambda: mono() + offset
+from bmctl.cli.entry import run
+sys.argv[0] = "bmctl"
+run()
+"""
 
+
+@pytest.mark.parametrize("skew", [0.0, 30.0])
 def test_four_processes_on_four_databases_share_one_budget_through_redis(
-        tmp_path: Path, redis_server: RedisServer) -> None:
+        tmp_path: Path, redis_server: RedisServer, skew: float) -> None:
+    """With ``skew``, the first process's clocks are that far off: it still shares the window."""
     server, app, url = serve()
-    config = tmp_path / "fleet.toml"
-    config.write_text(f'[budget]\nurl = "{redis_server.url}"\n')
+    processes = []
     try:
-        results = competitors_runs(tmp_path, url, [tmp_path / f"host{i}.db" for i in range(4)], config)
+        for i in range(4):
+            env = base_env(tmp_path)
+            env.update(BMCTL_TOKEN="sandbox", BMCTL_BASE_URL=url, BMCTL_DB=str(tmp_path / f"host{i}.db"),
+                       BMCTL_USER_AGENT="BM-tests-bmctl;tests@example.com", BMCTL_BUDGET_URL=redis_server.url)
+            command = [sys.executable, "-c", SKEWED, str(skew)] if skew and i == 0 else bmctl()
+            processes.append(subprocess.Popen([*command, "competitors", LID, TWO, JP, "--format", "json"],
+                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        results = [process.communicate(timeout=120) for process in processes]
     finally:
         server.stop()
-    for result in results:
-        assert result.returncode == 0, result.stderr
-        assert len(json.loads(result.stdout)) == 4
+    for process, (out, err) in zip(processes, results):
+        assert process.returncode == 0, err
+        assert len(json.loads(out)) == 4
     reads = [(at, status) for at, path, status in app.arrivals if path.startswith(COMPETITORS)]
     assert len(reads) == 12
     assert [status for _, status in reads] == [200] * 12  # not one 429 at the server
