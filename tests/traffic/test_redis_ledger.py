@@ -208,6 +208,30 @@ def test_many_hosts_hammering_one_bucket_never_hold_more_than_the_limit(redis_se
     assert max_in_window(arrivals, window, closed=True) <= limit
 
 
+def test_scripts_the_server_forgot_are_sent_again(redis_server: RedisServer) -> None:
+    a = ledger(redis_server)
+    with a.transaction():
+        a.buckets["global"].spend()
+    redis_server.client().script_flush()  # a restart, a failover: EVALSHA answers NOSCRIPT
+    with a.transaction():
+        a.buckets["global"].spend()
+    assert a.buckets["global"].held() == 2
+
+
+def test_a_store_that_accepts_but_never_answers_times_out_with_exit_4() -> None:
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(BudgetUnavailable, match=f"budget store redis://127.0.0.1:{port}/0 unreachable: "):
+            RedisLedger(f"redis://127.0.0.1:{port}/0", {"global": HOUR}, SystemClock(), prefix=PREFIX,
+                        timeout=0.2)
+        assert time.monotonic() - started < 5
+
+
 def test_an_unreachable_store_stops_the_run_with_exit_4_naming_it_without_password(redis_server: RedisServer) -> None:
     port = redis_server.port
     redis_server.stop()
@@ -228,7 +252,10 @@ def test_a_store_lost_mid_run_stops_the_next_admission_and_keeps_deferred_writes
     redis_server.stop()
     with pytest.raises(BudgetUnavailable, match="unreachable"), a.transaction():
         a.buckets["global"].can_spend()
-    assert a._pending  # the settle waits for the store to come back
+    assert a._pending  # the settle waits for the store to come back...
+    a.flush()  # ... and neither the controller's flush before it idles nor the end of the run
+    a.close()  # stops on it: the admission did, and the slot stays held meanwhile
+    assert a._pending
 
 
 def test_the_budget_url_comes_from_the_file_or_the_environment(tmp_path: Any) -> None:
