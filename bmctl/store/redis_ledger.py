@@ -3,11 +3,13 @@
 ``[budget] url = "redis://host:6379/0"`` (or ``BMCTL_BUDGET_URL``) puts slots, claims and 429
 pauses here; request logs, runs and probes stay in each host's database.
 
-**Keys** (per bucket, under ``bmctl:{env}:{market host}:{sha256(token)[:16]}:{bucket}``, so two
-accounts never share a budget and the token is stored nowhere): ``:h`` a sorted set of answered
-slots scored by their final expiry, ``:o`` one of open holds (requests on the wire, at their
-provisional expiry, and claims), ``:p`` the end of the running 429 pause. Every key carries a
-PEXPIRE a little past its last expiry: an idle budget vanishes from Redis by itself.
+**Keys** (per bucket, under ``bmctl:{<env>:<market host>:<sha256(token)[:16]>}:<bucket>``, so
+two accounts never share a budget and the token is stored nowhere; the braces are a hash tag:
+on a Redis Cluster every key of one account is in one slot, as a multi-key script needs):
+``:h`` a sorted set of answered slots scored by their final expiry, ``:o`` one of open holds
+(requests on the wire, at their provisional expiry, and claims), ``:p`` the end of the running
+429 pause. Every key carries a PEXPIRE a little past its last expiry: an idle budget vanishes
+from Redis by itself.
 
 **Time is the server's.** Expiries are milliseconds of the Redis server's ``TIME``, read inside
 each script; a host only ever sends durations (a request held for ``in_flight_bound + window``,
@@ -199,7 +201,7 @@ def check_url(url: str) -> str:
 def namespace(env: str, market_host: str, token: str) -> str:
     """The key prefix of one account's budget: environment, market host, a hash of the token."""
     digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
-    return f"bmctl:{env}:{market_host}:{digest}"
+    return f"bmctl:{{{env}:{market_host}:{digest}}}"
 
 
 class _Snapshot:

@@ -59,7 +59,7 @@ def test_four_processes_on_four_databases_share_one_budget_through_redis(
     assert len(reads) == 8
     assert [status for _, status in reads] == [200] * 8  # not one 429 at the server
     assert max_in_window([at for at, _ in reads], 1.0, closed=True) <= 2
-    assert redis_server.client().keys("bmctl:prod:127.0.0.1:*")  # the budget was in Redis
+    assert redis_server.client().keys("bmctl:{prod:127.0.0.1:*")  # the budget was in Redis
 
 
 def test_an_unreachable_store_sends_nothing_and_exits_4(tmp_path: Path) -> None:

@@ -298,3 +298,10 @@ def test_plans_read_more_than_the_snapshot_head_of_expiries(redis_server: RedisS
     # 2 free now, 8 free in 60 s: the 12th request goes when a slot used now frees again.
     assert 59.9 < bucket.time_to_send(12) < 60.1
     assert bucket.sends_within(30.0) == 2
+
+
+def test_keys_name_environment_host_and_a_hash_of_the_token_in_one_cluster_slot() -> None:
+    prefix = namespace("preprod", "preprod.backmarket.fr", TOKEN)
+    assert prefix.startswith("bmctl:{preprod:preprod.backmarket.fr:") and prefix.endswith("}")
+    assert TOKEN not in prefix and len(prefix.split(":")[-1]) == 16 + 1
+    assert namespace("prod", "preprod.backmarket.fr", TOKEN) != prefix  # environments apart
