@@ -9,7 +9,8 @@ Contenders, each on the same local redis-server (started here, no persistence):
 - **PyrateLimiter RedisBucket** — ``Limiter(RedisBucket).try_acquire(name, blocking=False)``.
 
 Part 1, cost: limits so high nothing is refused (for bmctl the ``global`` bucket holds 200
-slots of earlier requests, as a busy real one does); 1 and 4 OS processes admit for
+slots of earlier requests, as a busy real one does, and once 2,000, as a full hourly
+``listing_writes`` bucket does); 1 and 4 OS processes admit for
 ``--seconds`` each; admissions/s (all processes) and one admission's latency p50/p99.
 
 Part 2, correctness: 4 processes hammer one bucket of 10 per 1 s for ``--seconds``, each
@@ -56,7 +57,7 @@ def _skew_process_clock(offset: float) -> None:
 
 def make_admit(kind: str, url: str, limit: int, window: float, key: str, offset: float = 0.0) -> Callable[[], bool]:
     """One admission attempt of contender ``kind``: True when admitted."""
-    if kind == "bmctl":
+    if kind.startswith("bmctl"):
         from bmctl.store.redis_ledger import RedisLedger
         from bmctl.traffic.buckets import LimitSpec
         from bmctl.traffic.clock import SystemClock
@@ -65,7 +66,8 @@ def make_admit(kind: str, url: str, limit: int, window: float, key: str, offset:
             def monotonic(self) -> float:
                 return time.monotonic() + offset
 
-        ledger = RedisLedger(url, {"global": LimitSpec(limit, window)}, Offset(), prefix=f"bench:{key}",
+        held = kind[len("bmctl"):]  # "bmctl2000": the cost bucket seeded with 2,000 slots
+        ledger = RedisLedger(url, {"global": LimitSpec(limit, window)}, Offset(), prefix=f"bench:{key}{held}",
                              in_flight_bound=60.0)
         bucket = ledger.buckets["global"]
         from bmctl.traffic.ledger import AdmissionConflict
@@ -173,10 +175,11 @@ def main() -> None:
     print(machine(), f"redis-server {version}")
     kinds = {"bmctl": "bmctl RedisLedger", "limits": "limits moving window", "pyrate": "PyrateLimiter RedisBucket"}
     try:
-        _seed_bmctl(server.url)
+        _seed_bmctl(server.url, "bench:cost", 200)
+        _seed_bmctl(server.url, "bench:cost2000", 2000)
         rows = []
-        for kind, name in kinds.items():
-            for n in (1, 4):
+        for kind, name in [*kinds.items(), ("bmctl2000", "bmctl RedisLedger, 2,000 held")]:
+            for n in ((1, 4) if kind != "bmctl2000" else (1,)):
                 results = run_processes(_cost_worker, n, kind, server.url, args.seconds)
                 latencies = sorted(x for r in results for x in r)
                 total = len(latencies)
@@ -206,15 +209,15 @@ def main() -> None:
         server.cleanup()
 
 
-def _seed_bmctl(url: str) -> None:
-    """200 settled slots of earlier requests in bmctl's cost bucket, held an hour."""
+def _seed_bmctl(url: str, prefix: str, count: int) -> None:
+    """``count`` settled slots of earlier requests in bmctl's cost bucket, held an hour."""
     import redis
 
     client = redis.Redis.from_url(url)
     seconds, micros = client.time()
     now_ms = seconds * 1000 + micros / 1000
-    key = "bench:cost:global:h"
-    client.zadd(key, {f"s|seed|0|x|{i}": now_ms + 3_600_000 for i in range(200)})
+    key = f"{prefix}:global:h"
+    client.zadd(key, {f"s|seed|0|x|{i}": now_ms + 3_600_000 + i for i in range(count)})
     client.pexpire(key, 3_600_000)
 
 
