@@ -141,7 +141,7 @@ def test_example_file_is_the_starter_and_documents_every_key() -> None:
     example = (REPO / "bmctl.toml.example").read_text(encoding="utf-8")
     assert example == STARTER
     documented = {line.lstrip("# ").split(" =")[0] for line in example.splitlines() if " = " in line}
-    top_level = {f.name for f in fields(Settings)} - {"probe", "traffic", "limits", "config_path", "sources"}
+    top_level = {f.name for f in fields(Settings)} - {"probe", "traffic", "budget", "limits", "config_path", "sources"}
     assert top_level <= documented
     assert {f.name for f in fields(ProbeSettings)} <= documented
     assert "[traffic]" in example and "max_in_flight" in documented

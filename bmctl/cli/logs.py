@@ -87,7 +87,7 @@ def stats(
 
     Example: bmctl logs stats --timeline --since 2h
     """
-    from bmctl.store.ledger import SqliteLedger
+    from bmctl.runtime import ledger_holders
     from bmctl.store.logs import STATS_FIELDS, bucket_stats
 
     env = cli_env(ctx)
@@ -106,9 +106,7 @@ def stats(
         with Output(env, TIMELINE_FIELDS, title=f"Requests per minute over {since}") as out:
             out.emit_all(bucket_timeline(db, since_wall, limits, run=run))
         return
-    with SqliteLedger(settings.db_path, settings.limits, env.system_clock()) as ledger:
-        holders = ledger.holders()
-        where = ledger.describe()
+    holders, where = ledger_holders(settings, env.system_clock())
     rows = bucket_stats(db, since_wall, limits, run=run, holders=holders)
     if env.format in ("table", "csv"):
         rows = [{**row, "holders": _holders_text(row["holders"])} for row in rows]

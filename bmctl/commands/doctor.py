@@ -22,6 +22,8 @@ FIELDS = ("check", "status", "detail", "hint")
 # The cheap authenticated read is a health check, not work: it gives up sooner than a run.
 DOCTOR_TIMEOUT = 10.0
 DOCTOR_ATTEMPTS = 2
+#: The budget store must answer a PING within this long.
+DOCTOR_REDIS_TIMEOUT = 3.0
 TOKEN_HINT = "set BMCTL_TOKEN, or token in the config file (bmctl config init --with-token)"
 
 
@@ -365,8 +367,11 @@ def check_open_probes(db: Database, lock: LockState) -> Check:
                  "their dip price)", "bmctl recover puts them back (--dry-run lists them)")
 
 
-def check_ledger(db: Database, wall: float) -> Check:
-    """Where the rate-limit budget lives, and how much of it is held now."""
+def check_ledger(db: Database, wall: float, settings: "Settings | None" = None) -> Check:
+    """Where the rate-limit budget lives, and how much of it is held now; a budget in Redis
+    must answer (runs stop with exit 4 while it does not)."""
+    if settings is not None and settings.budget.url:
+        return _check_redis_ledger(settings)
     where = "local database (shared by every bmctl using it)"
     if db.conn is None:
         return Check("ledger", OK, where)
@@ -376,6 +381,22 @@ def check_ledger(db: Database, wall: float) -> Check:
     except sqlite3.DatabaseError:  # no such table yet: nothing held
         held = 0
     return Check("ledger", OK, f"{where}; {held} slot{'' if held == 1 else 's'} held now")
+
+
+def _check_redis_ledger(settings: "Settings") -> Check:
+    from bmctl.runtime import open_redis_ledger
+    from bmctl.store.redis_ledger import safe_url
+    from bmctl.traffic.clock import SystemClock
+
+    url = safe_url(settings.budget.url)
+    try:
+        with open_redis_ledger(settings, SystemClock(), timeout=DOCTOR_REDIS_TIMEOUT) as ledger:
+            held = sum(row["slots"] + row["claims"] for row in ledger.holders())
+    except BmctlError as error:
+        return Check("ledger", FAIL, f"redis {url}: {error.message}",
+                     "start Redis or fix [budget] url / BMCTL_BUDGET_URL: runs stop (exit 4) until it answers")
+    return Check("ledger", OK, f"redis {url} (shared by every host using it), answers PING; "
+                 f"{held} slot{'' if held == 1 else 's'} held now")
 
 
 # --- the host ------------------------------------------------------------------------------
@@ -474,7 +495,7 @@ def doctor(request: DoctorRequest) -> list[Check]:
         wall = request.clock.wall() if request.clock is not None else time.time()
         local = [db_check, _guarded("migrations", check_migrations, db),
                  _guarded("open_probes", check_open_probes, db, lock), check_lock(lock),
-                 _guarded("ledger", check_ledger, db, wall)]
+                 _guarded("ledger", check_ledger, db, wall, settings)]
     finally:
         db.close()
     checks += [_guarded("token", check_token, settings),
