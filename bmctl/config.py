@@ -21,6 +21,7 @@ ENV_VARS: dict[str, str] = {
     "BMCTL_BASE_URL": "base_url",
     "BMCTL_DB": "db",
     "BMCTL_USER_AGENT": "user_agent",
+    "BMCTL_BUDGET_URL": "budget.url",
 }
 
 
@@ -67,6 +68,15 @@ _PRICING_KEYS: dict[str, str] = {f.name: "str" if f.name == "costs" else "pricin
 
 
 @dataclass(frozen=True)
+class BudgetSettings:
+    """Where the budget ledger lives (``[budget]`` in the config file)."""
+
+    # Empty: in the run's database (one host). redis://, rediss:// or unix://: in Redis, one
+    # budget for every host that uses it (bmctl.store.redis_ledger).
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     """The merged configuration of one bmctl invocation."""
 
@@ -85,6 +95,7 @@ class Settings:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
     limits: Mapping[str, LimitSpec] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     config_path: str | None = None
     # Where each value set other than by default came from ("file PATH", "env NAME",
@@ -115,6 +126,7 @@ class Settings:
         data["probe"] = {f.name: getattr(self.probe, f.name) for f in fields(ProbeSettings)}
         data["traffic"] = {f.name: getattr(self.traffic, f.name) for f in fields(TrafficSettings)}
         data["pricing"] = {f.name: getattr(self.pricing, f.name) for f in fields(PricingSettings)}
+        data["budget"] = {"url": _url_without_password(self.budget.url)}
         data["limits"] = {
             name: {"limit": s.limit, "window": s.window, "penalty": s.penalty}
             for name, s in self.limits.items()
@@ -127,11 +139,12 @@ def mask_token(token: str) -> str:
     return "***" if token else ""
 
 
-_NOT_TOP = ("probe", "traffic", "pricing", "limits", "config_path", "sources")
+_NOT_TOP = ("probe", "traffic", "budget", "pricing", "limits", "config_path", "sources")
 # Field types as written (strings, from `from __future__ import annotations`).
 _TOP_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(Settings) if f.name not in _NOT_TOP}
 _PROBE_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(ProbeSettings)}
 _TRAFFIC_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(TrafficSettings)}
+_BUDGET_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(BudgetSettings)}
 _LIMIT_KEYS = {"limit": "int", "window": "float", "penalty": "float"}
 
 # Keys of earlier versions, still accepted (with a warning) and ignored: the budget ledger holds
@@ -208,6 +221,7 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
     probe = settings.probe
     traffic = settings.traffic
     pricing = settings.pricing
+    budget = settings.budget
     limits = dict(settings.limits)
     for key, value in data.items():
         if key == "probe":
@@ -222,6 +236,10 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [pricing] must be a table")
             pricing = replace(pricing, **_read_section(value, _PRICING_KEYS, f"{source}: [pricing]"))
+        elif key == "budget":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [budget] must be a table")
+            budget = replace(budget, **_read_section(value, _BUDGET_KEYS, f"{source}: [budget]"))
         elif key == "limits":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [limits] must hold tables like [limits.global]")
@@ -248,7 +266,8 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
                 _check_range(key, top[key], where)
         else:
             raise ConfigError(f"{source}: unknown key {key!r}")
-    return replace(settings, probe=probe, traffic=traffic, pricing=pricing, limits=limits, **top)
+    return replace(settings, probe=probe, traffic=traffic, budget=budget, pricing=pricing, limits=limits,
+                   **top)
 
 
 def _drop_deprecated(data: Mapping[str, Any], deprecated: Mapping[str, str], where: str,
@@ -317,7 +336,11 @@ def load_settings(
         sources.update(dict.fromkeys(_dotted(data), f"file {path}"))
         if warn is not None and settings.token and _readable_by_others(path):
             warn(f"warning: {path} holds a token and is readable by group or others (chmod 600 it)")
-    from_env = {ENV_VARS[k]: v for k, v in environ.items() if k in ENV_VARS and v != ""}
+    from_env: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name in ENV_VARS and value != "":
+            section, _, key = ENV_VARS[name].rpartition(".")
+            (from_env.setdefault(section, {}) if section else from_env)[key] = value
     if from_env:
         settings = _apply_table(settings, from_env, "environment")
         sources.update({ENV_VARS[k]: f"env {k}" for k, v in environ.items() if k in ENV_VARS and v != ""})
@@ -354,9 +377,27 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"unknown environment {settings.env!r} (use prod or preprod)")
     if settings.base_url and not settings.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"base_url must start with http:// or https://, got {settings.base_url!r}")
+    url = settings.budget.url
+    if url and not url.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"[budget] url must start with redis://, rediss:// or unix://, got "
+                          f"{_url_without_password(url)!r}")
+
     from bmctl.pricing.costs import check_pricing
 
     check_pricing(settings.pricing)  # [pricing]: fees, margins and caps that make sense
+
+
+def _url_without_password(url: str) -> str:
+    """A store URL as shown to people: any password (userinfo or query) left out."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{host}" if user else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _readable_by_others(path: Path) -> bool:

@@ -95,6 +95,12 @@ STARTER = """\
 # more hides network delay (each request still waits for its slots in the budget ledger).
 # max_in_flight = 64
 
+[budget]
+# Where the budget ledger lives. Empty: in the database, shared by every bmctl process on
+# this host. A Redis URL (redis://host:6379/0, rediss://..., unix:///path/redis.sock; or
+# BMCTL_BUDGET_URL) shares one budget across every host using it: pip install 'bmctl[redis]'.
+# url = ""
+
 # Rate-limit buckets (Back Market's published limits). Each takes limit, window (seconds)
 # and penalty (seconds paused after a 429 without Retry-After, default 10). Every bmctl
 # process using the same database shares one budget (the ledger in its budget_holds table):

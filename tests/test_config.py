@@ -144,8 +144,8 @@ def test_example_file_is_the_starter_and_documents_every_key() -> None:
     example = (REPO / "bmctl.toml.example").read_text(encoding="utf-8")
     assert example == STARTER
     documented = {line.lstrip("# ").split(" =")[0] for line in example.splitlines() if " = " in line}
-    top_level = {f.name for f in fields(Settings)} - {"probe", "traffic", "pricing", "limits", "config_path",
-                                                      "sources"}
+    top_level = {f.name for f in fields(Settings)} - {"probe", "traffic", "budget", "pricing", "limits",
+                                                      "config_path", "sources"}
     assert top_level <= documented
     assert {f.name for f in fields(ProbeSettings)} <= documented
     assert "[pricing]" in example and {f.name for f in fields(PricingSettings)} <= documented
