@@ -21,6 +21,7 @@ ENV_VARS: dict[str, str] = {
     "BMCTL_BASE_URL": "base_url",
     "BMCTL_DB": "db",
     "BMCTL_USER_AGENT": "user_agent",
+    "BMCTL_BUDGET_URL": "budget.url",
 }
 
 
@@ -46,11 +47,22 @@ class TrafficSettings:
     max_in_flight: int = 64
 
 
-# --- [pricing]: price-war cooldown and raise back (issue 17, points 3 and 5) -----------------
+# --- [pricing]: floors and ceilings from cost, caps per write (bmctl.pricing.costs reads them) ---
 @dataclass(frozen=True)
 class PricingSettings:
-    """Pricing rules over several runs (``[pricing]`` in the config file)."""
+    """Pricing rules (``[pricing]`` in the config file), kept as written (decimal text, a TOML
+    number or a table per currency) and parsed as Decimal by ``bmctl.pricing.costs``; empty:
+    not set."""
 
+    costs: str = ""  # a costs file, relative to the config file's folder
+    fee_rate: Any = ""  # marketplace commission, a share of the price ("0.10" or "10%")
+    fee_fixed: Any = ""  # a fixed fee per sale: "0.50 EUR", or a table per currency
+    min_margin: Any = ""  # the floor's margin, a share of the price (empty: 0, break-even)
+    max_margin: Any = ""  # the ceiling's margin (empty: no ceiling from cost)
+    max_step_down: Any = ""  # how far one write may lower a price: "5%" or "10.00 EUR"
+    max_step_up: Any = ""  # how far one write may raise it
+
+    # --- price-war cooldown and raise back (bmctl.pricing.cooldown) ---
     # A listing (per market) with war_rounds price-war rounds within war_window is held (not
     # probed, no request) for war_cooldown after the last of them; war_rounds = 0: never held.
     war_rounds: int = 3
@@ -66,8 +78,22 @@ class PricingSettings:
         return duration_seconds(getattr(self, name)) or 0.0
 
 
+_COOLDOWN_KEYS = ("war_rounds", "war_window", "war_cooldown", "raise_back_after")
 _PRICING_DURATIONS = ("war_window", "war_cooldown", "raise_back_after")
-# --- end of [pricing] cooldown block ----------------------------------------------------------
+_PRICING_KEYS: dict[str, str] = {
+    f.name: "str" if f.name == "costs" else str(f.type) if f.name in _COOLDOWN_KEYS else "pricing"
+    for f in fields(PricingSettings)
+}
+# --- end [pricing] ---
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """Where the budget ledger lives (``[budget]`` in the config file)."""
+
+    # Empty: in the run's database (one host). redis://, rediss:// or unix://: in Redis, one
+    # budget for every host that uses it (bmctl.store.redis_ledger).
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +115,7 @@ class Settings:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
     limits: Mapping[str, LimitSpec] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     config_path: str | None = None
     # Where each value set other than by default came from ("file PATH", "env NAME",
@@ -119,6 +146,7 @@ class Settings:
         data["probe"] = {f.name: getattr(self.probe, f.name) for f in fields(ProbeSettings)}
         data["traffic"] = {f.name: getattr(self.traffic, f.name) for f in fields(TrafficSettings)}
         data["pricing"] = {f.name: getattr(self.pricing, f.name) for f in fields(PricingSettings)}
+        data["budget"] = {"url": _url_without_password(self.budget.url)}
         data["limits"] = {
             name: {"limit": s.limit, "window": s.window, "penalty": s.penalty}
             for name, s in self.limits.items()
@@ -131,12 +159,12 @@ def mask_token(token: str) -> str:
     return "***" if token else ""
 
 
-_NOT_TOP = ("probe", "traffic", "pricing", "limits", "config_path", "sources")
+_NOT_TOP = ("probe", "traffic", "budget", "pricing", "limits", "config_path", "sources")
 # Field types as written (strings, from `from __future__ import annotations`).
 _TOP_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(Settings) if f.name not in _NOT_TOP}
 _PROBE_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(ProbeSettings)}
 _TRAFFIC_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(TrafficSettings)}
-_PRICING_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(PricingSettings)}
+_BUDGET_KEYS: dict[str, str] = {f.name: str(f.type) for f in fields(BudgetSettings)}
 _LIMIT_KEYS = {"limit": "int", "window": "float", "penalty": "float"}
 
 # Keys of earlier versions, still accepted (with a warning) and ignored: the budget ledger holds
@@ -178,6 +206,13 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{where} must be a string, got {value!r}")
+    if kind == "pricing":  # decimal text, a TOML number or a table per currency: checked later
+        if isinstance(value, (str, int, float, Mapping)) and not isinstance(value, bool):
+            if isinstance(value, Mapping):
+                return {str(k): str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                        for k, v in value.items()}
+            return value if isinstance(value, str) else str(value)  # 0.1 -> "0.1": decimal text
+        raise ConfigError(f"{where} must be a number such as \"0.10\", got {value!r}")
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -207,6 +242,7 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
     probe = settings.probe
     traffic = settings.traffic
     pricing = settings.pricing
+    budget = settings.budget
     limits = dict(settings.limits)
     for key, value in data.items():
         if key == "probe":
@@ -223,6 +259,10 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
             changes = _read_section(value, _PRICING_KEYS, f"{source}: [pricing]")
             _check_durations(changes, f"{source}: [pricing]")
             pricing = replace(pricing, **changes)
+        elif key == "budget":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [budget] must be a table")
+            budget = replace(budget, **_read_section(value, _BUDGET_KEYS, f"{source}: [budget]"))
         elif key == "limits":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [limits] must hold tables like [limits.global]")
@@ -249,7 +289,8 @@ def _apply_table(settings: Settings, data: Mapping[str, Any], source: str,
                 _check_range(key, top[key], where)
         else:
             raise ConfigError(f"{source}: unknown key {key!r}")
-    return replace(settings, probe=probe, traffic=traffic, pricing=pricing, limits=limits, **top)
+    return replace(settings, probe=probe, traffic=traffic, budget=budget, pricing=pricing, limits=limits,
+                   **top)
 
 
 def _check_durations(values: Mapping[str, Any], where: str) -> None:
@@ -288,7 +329,7 @@ def _read_section(data: Mapping[str, Any], keys: Mapping[str, str], where: str) 
         values[key] = _coerce(value, keys[key], f"{where} {key!r}")
         if key in _CHOICES and values[key] not in _CHOICES[key]:
             raise ConfigError(f"{where} {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-        if not isinstance(values[key], str):
+        if not isinstance(values[key], (str, dict)) and keys[key] != "pricing":
             _check_range(key, values[key], f"{where} {key!r}")
     return values
 
@@ -330,7 +371,11 @@ def load_settings(
         sources.update(dict.fromkeys(_dotted(data), f"file {path}"))
         if warn is not None and settings.token and _readable_by_others(path):
             warn(f"warning: {path} holds a token and is readable by group or others (chmod 600 it)")
-    from_env = {ENV_VARS[k]: v for k, v in environ.items() if k in ENV_VARS and v != ""}
+    from_env: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name in ENV_VARS and value != "":
+            section, _, key = ENV_VARS[name].rpartition(".")
+            (from_env.setdefault(section, {}) if section else from_env)[key] = value
     if from_env:
         settings = _apply_table(settings, from_env, "environment")
         sources.update({ENV_VARS[k]: f"env {k}" for k, v in environ.items() if k in ENV_VARS and v != ""})
@@ -367,6 +412,27 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"unknown environment {settings.env!r} (use prod or preprod)")
     if settings.base_url and not settings.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"base_url must start with http:// or https://, got {settings.base_url!r}")
+    url = settings.budget.url
+    if url and not url.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"[budget] url must start with redis://, rediss:// or unix://, got "
+                          f"{_url_without_password(url)!r}")
+
+    from bmctl.pricing.costs import check_pricing
+
+    check_pricing(settings.pricing)  # [pricing]: fees, margins and caps that make sense
+
+
+def _url_without_password(url: str) -> str:
+    """A store URL as shown to people: any password (userinfo or query) left out."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{host}" if user else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _readable_by_others(path: Path) -> bool:

@@ -65,6 +65,30 @@ STARTER = """\
 # headroom = "auto"
 
 [pricing]
+# Floors and ceilings from cost. For a listing with a cost in the costs file,
+#   floor   (cost + fee_fixed) / (1 - fee_rate - min_margin), rounded up to the currency's tick
+#   ceiling (cost + fee_fixed) / (1 - fee_rate - max_margin), rounded down.
+# A probe uses the intersection of every bound: the cost rule's, the listing's min_price and
+# max_price, --floor/--ceiling and the --file columns (each probe row names the source of each).
+# A blank, zero or missing cost gives no floor. Shares are written "0.12" or "12%"; amounts
+# name their currency ("0.50 EUR") or come as a table per currency, {EUR="0.50", GBP="0.45"}.
+# The costs file (CSV, header: listing_id or sku, cost, optional market and currency), read
+# relative to this file's folder; probe --costs FILE overrides it. Empty: no costs.
+# costs = ""
+# Marketplace commission, a share of the price.
+# fee_rate = "0"
+# Fixed fee per sale, an amount naming its currency (a currency with none: listings skipped).
+# fee_fixed = "0"
+# Margin of the floor, a share of the price ("0": break-even).
+# min_margin = "0"
+# Margin of the ceiling; empty: no ceiling from cost.
+# max_margin = ""
+# How far one write of a probe may lower / raise a price: a share of the price it moves from
+# ("5%") or an amount naming its currency ("10.00 EUR", or a table per currency). A dip that
+# needs more is a capped dip (outcome capped, kept for the next run). Empty: no cap.
+# Restores and undos are never capped; update-price is guarded by max_change_pct instead.
+# max_step_down = ""
+# max_step_up = ""
 # Price-war cooldown: a listing (per market) that met war_rounds price-war rounds within
 # war_window (the price to win below its floor, a dip to win the Backbox back, or a lost
 # one) is held for war_cooldown after the last: not probed, no request. 0 rounds: never held.
@@ -79,6 +103,12 @@ STARTER = """\
 # Requests on the wire at once (1: strictly one at a time). The limits hold whatever it is;
 # more hides network delay (each request still waits for its slots in the budget ledger).
 # max_in_flight = 64
+
+[budget]
+# Where the budget ledger lives. Empty: in the database, shared by every bmctl process on
+# this host. A Redis URL (redis://host:6379/0, rediss://..., unix:///path/redis.sock; or
+# BMCTL_BUDGET_URL) shares one budget across every host using it: pip install 'bmctl[redis]'.
+# url = ""
 
 # Rate-limit buckets (Back Market's published limits). Each takes limit, window (seconds)
 # and penalty (seconds paused after a 429 without Retry-After, default 10). Every bmctl

@@ -114,6 +114,39 @@ class FlushingClock:
         self.clock.sleep(seconds)
 
 
+def ledger_holders(settings: "Settings", clock: "Clock") -> tuple[list[dict[str, Any]], str]:
+    """Who holds which slots now, and where the ledger is (``bmctl logs stats``); a budget store
+    that does not answer is said in the description, not raised: the stats are local."""
+    from bmctl.errors import BudgetUnavailable
+
+    if settings.budget.url:
+        from bmctl.store.redis_ledger import safe_url
+
+        try:
+            with open_redis_ledger(settings, clock, timeout=3.0) as ledger:
+                return ledger.holders(), ledger.describe()
+        except BudgetUnavailable as error:
+            return [], f"redis {safe_url(settings.budget.url)} (not answering: {error.message})"
+    from bmctl.store.ledger import SqliteLedger
+
+    with SqliteLedger(settings.db_path, settings.limits, clock) as local:
+        return local.holders(), local.describe()
+
+
+def open_redis_ledger(settings: "Settings", clock: "Clock", **kw: Any) -> Any:
+    """The budget ledger in Redis at ``[budget] url``, namespaced by environment, market host
+    and a hash of the token (never the token)."""
+    from urllib.parse import urlsplit
+
+    from bmctl.api.client import resolve_base_url
+    from bmctl.store.redis_ledger import RedisLedger, namespace
+
+    base_url = resolve_base_url(settings.market, settings.env, settings.base_url)
+    host = urlsplit(base_url).netloc.rsplit("@", 1)[-1].lower()
+    return RedisLedger(settings.budget.url, settings.limits, clock,
+                       prefix=namespace(settings.env, host, settings.token), **kw)
+
+
 @dataclass
 class Runtime:
     """Everything one bmctl command needs to talk to Back Market and record what it did.
@@ -243,6 +276,10 @@ class Runtime:
         # timeout to connecting and again to reading, and a server may queue a request before
         # counting it; a minute at least.
         in_flight_bound = max(2 * settings.timeout, 60.0)
+        if settings.budget.url:  # one budget for every host: never a local fall-back
+            return open_redis_ledger(settings, self.clock, run_id=self.run_id,
+                                     in_flight_bound=in_flight_bound,
+                                     claim_ttl=settings.probe.max_dip + in_flight_bound)
         return SqliteLedger(
             settings.db_path, settings.limits, self.clock, run_id=self.run_id,
             poll_interval=None if getattr(self.clock, "simulated", False) else POLL_INTERVAL,

@@ -6,6 +6,7 @@ import os
 import stat
 import tomllib
 from dataclasses import fields
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from bmctl.config import (
 )
 from bmctl.config_example import STARTER, starter_config
 from bmctl.errors import ConfigError, ExitCode
+from bmctl.pricing.costs import CostRow, check_pricing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,10 +144,11 @@ def test_example_file_is_the_starter_and_documents_every_key() -> None:
     example = (REPO / "bmctl.toml.example").read_text(encoding="utf-8")
     assert example == STARTER
     documented = {line.lstrip("# ").split(" =")[0] for line in example.splitlines() if " = " in line}
-    top_level = {f.name for f in fields(Settings)} - {"probe", "traffic", "pricing", "limits", "config_path", "sources"}
+    top_level = {f.name for f in fields(Settings)} - {"probe", "traffic", "budget", "pricing", "limits",
+                                                      "config_path", "sources"}
     assert top_level <= documented
     assert {f.name for f in fields(ProbeSettings)} <= documented
-    assert {f.name for f in fields(PricingSettings)} <= documented
+    assert "[pricing]" in example and {f.name for f in fields(PricingSettings)} <= documented
     assert "[traffic]" in example and "max_in_flight" in documented
     assert {"limit", "window", "penalty"} <= documented
     assert "burst" in example and "jitter" in example  # their deprecation is documented
@@ -162,7 +165,12 @@ def test_example_with_every_key_uncommented_loads_to_the_defaults(tmp_path: Path
     loaded = load_settings(str(config), environ={})
     defaults = Settings()
     assert loaded.probe == defaults.probe
-    assert loaded.pricing == defaults.pricing
+    row = CostRow(line=2, cost=Decimal("100"), currency=None)
+    rules, default_rules = check_pricing(loaded.pricing), check_pricing(defaults.pricing)
+    assert rules.cost_bounds(row, "EUR") == default_rules.cost_bounds(row, "EUR")
+    assert (rules.max_step_down, rules.max_step_up, rules.max_margin) == (None, None, None)
+    cooldown = ("war_rounds", "war_window", "war_cooldown", "raise_back_after")
+    assert [getattr(loaded.pricing, k) for k in cooldown] == [getattr(defaults.pricing, k) for k in cooldown]
     assert dict(loaded.limits) == dict(defaults.limits)
     assert (loaded.market, loaded.timeout) == (defaults.market, defaults.timeout)
 

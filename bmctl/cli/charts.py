@@ -8,7 +8,6 @@ terminal. Imported only by those two commands."""
 from __future__ import annotations
 
 import math
-import os
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -32,25 +31,8 @@ _EIGHTHS = " ▁▂▃▄▅▆▇█"
 Cell = tuple[str, str]  # (character, style)
 
 
-def terminal_width(env: Any) -> int:
-    """Columns of the terminal behind stdout (the CliEnv's own answer when it has one)."""
-    width = getattr(env, "width", None)
-    if callable(width):
-        return int(width())
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-        if columns > 0:
-            return columns
-    except ValueError:
-        pass
-    try:
-        return os.get_terminal_size(env.stdout.fileno()).columns or 80
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
 def _colour(env: Any) -> bool:
-    return bool(env.stdout_is_tty) and "NO_COLOR" not in os.environ
+    return bool(env.stdout_color)
 
 
 def _render(cells: Iterable[Cell], colour: bool) -> str:
@@ -174,7 +156,7 @@ def price_chart(title: str, points: Sequence[Any], width: int) -> list[list[Cell
 def draw_history(env: Any, series: Mapping[tuple[str, str], Sequence[Any]], name: str = "history") -> None:
     """Draw each (listing, market) price series under the table of command ``name`` (a few at
     most); a series of one price gets a one-line note on stderr instead."""
-    width = terminal_width(env)
+    width = env.width()
     drawn = 0
     for (listing_id, market), points in series.items():
         if not points:
@@ -253,7 +235,7 @@ def draw_timeline(env: Any, rows: Sequence[Mapping[str, Any]], since_wall: float
     from bmctl.store.db import parse_utc, utc_iso
 
     limits: dict[str, float | None] = {row["bucket"]: row["limit_per_min"] for row in rows}
-    width = terminal_width(env)
+    width = env.width()
     first = int(since_wall // 60)
     minutes = max(1, int(now_wall // 60) - first + 1)
     per_column = 1

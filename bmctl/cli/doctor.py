@@ -3,7 +3,6 @@ each (a list for people, rows for ``--format json|ndjson|csv``)."""
 
 from __future__ import annotations
 
-import os
 import textwrap
 from typing import TYPE_CHECKING, Sequence, TextIO
 
@@ -31,8 +30,8 @@ def doctor(ctx: typer.Context) -> None:
     migrations current, open probes left for bmctl recover, the run lock, the budget ledger.
 
     Exit 0 when nothing failed (warnings and skipped checks do not fail), 1 otherwise. A list
-    by default; --format json, ndjson or csv give rows of check, status (ok, warn, fail,
-    skipped), detail and hint.
+    on a terminal (and with --format table); JSON in pipes, like every command; json, ndjson
+    and csv give rows of check, status (ok, warn, fail, skipped), detail and hint.
 
     Example: bmctl doctor --format json
     """
@@ -43,13 +42,13 @@ def doctor(ctx: typer.Context) -> None:
     checks = core(DoctorRequest(config=env.config, overrides=env.overrides, argv=env.argv,
                                 clock=env.clock, transport=env.transport,
                                 debug=env.debug if env.verbose else None))
-    if env.format_option in ("json", "ndjson", "csv"):
+    if env.format != "table":
         from bmctl.cli.output import Output
 
-        with Output(env, FIELDS, format=env.format_option) as out:
+        with Output(env, FIELDS) as out:
             out.emit_all(check.to_json() for check in checks)
     else:
-        env.stdout.write(render(checks, width=_width(env.stdout), color=_color(env.stdout),
+        env.stdout.write(render(checks, width=env.width(), color=env.stdout_color,
                                 unicode=_unicode(env.stdout)))
         env.stdout.flush()
     finish(exit_code(checks))
@@ -81,30 +80,6 @@ def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
     # Paths have no spaces: a long one is cut where the line ends rather than overflow it.
     return textwrap.wrap(text, width=width, initial_indent=first, subsequent_indent=rest,
                          break_on_hyphens=False)
-
-
-def _width(stream: TextIO) -> int:
-    """The terminal's width (COLUMNS first, as most tools do); 80 when not a terminal."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    try:
-        if stream.isatty():
-            size = os.get_terminal_size(stream.fileno()).columns
-            return size if size > 0 else 80  # a pseudo-terminal nobody sized
-    except (AttributeError, OSError, ValueError):
-        pass
-    return 80
-
-
-def _color(stream: TextIO) -> bool:
-    """Colour on a terminal only; none with NO_COLOR (any value) or TERM=dumb."""
-    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _unicode(stream: TextIO) -> bool:

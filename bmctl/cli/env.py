@@ -7,12 +7,22 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, TextIO
 
 from bmctl.errors import UsageError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing.Protocol costs start-up time: only type checkers read this
+    from typing import Protocol
+
     from bmctl.config import Settings
+
+    class LiveLine(Protocol):
+        """A line redrawn in place on stderr (the progress line): it steps aside while anything
+        else is written to the terminal, so output never lands in the middle of it."""
+
+        def clear(self) -> None: ...
+
+        def draw(self) -> None: ...
 
 FORMATS = ("table", "json", "ndjson", "csv")
 
@@ -22,15 +32,6 @@ def check_format(chosen: str) -> str:
     if chosen not in FORMATS:
         raise UsageError(f"unknown format {chosen!r} (use one of: {', '.join(FORMATS)})")
     return chosen
-
-
-class LiveLine(Protocol):
-    """A line redrawn in place on stderr (the progress line): it steps aside while anything
-    else is written to the terminal, so output never lands in the middle of it."""
-
-    def clear(self) -> None: ...
-
-    def draw(self) -> None: ...
 
 
 def terminal_width(stream: TextIO, given: int | None = None) -> int:
@@ -97,13 +98,14 @@ class CliEnv:
 
     @property
     def color(self) -> bool:
-        """Colour only on a terminal, and never when NO_COLOR is set (any value)."""
-        return self.stderr_is_tty and "NO_COLOR" not in os.environ
+        """Escape codes on stderr: only on a terminal, never with NO_COLOR (any value) or on a
+        dumb terminal (TERM=dumb, which says nothing of its width: see ``terminal_width``)."""
+        return self.stderr_is_tty and _styled()
 
     @property
     def stdout_color(self) -> bool:
-        """Bold headers on stdout: only on a terminal, never with NO_COLOR."""
-        return self.stdout_is_tty and "NO_COLOR" not in os.environ
+        """Escape codes (bold headers, coloured marks) on stdout: the same rule."""
+        return self.stdout_is_tty and _styled()
 
     def width(self, stream: TextIO | None = None) -> int:
         """Columns of the terminal behind ``stream`` (stdout by default)."""
@@ -168,6 +170,10 @@ class CliEnv:
         with self.terminal():
             self.stderr.write(text + "\n")
             self.stderr.flush()
+
+
+def _styled() -> bool:
+    return "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def wrap_lines(text: str, width: int) -> str:

@@ -20,7 +20,7 @@ FREE_TEXT = ("value", "source", "path", "holders", "detail", "reason", "error", 
 # row's name, never).
 LOW_VALUE = (
     "war_rounds", "avg_floor", "avg_ceiling",  # report: the share, changes and money go last
-    "request_id", "dip_seconds", "retry_after", "attempt", "priority", "version", "pid",
+    "floor_source", "ceiling_source", "request_id", "dip_seconds", "retry_after", "attempt", "priority", "version", "pid",
     "finished_at", "run_id", "buckets", "queue_wait_ms", "p50_wait_ms", "p95_wait_ms",
     "held_now", "holders", "rate_per_s", "publication_state", "sku", "writes", "currency",
     "errors", "rate_limited", "ok", "floor", "ceiling", "dip_price",
@@ -75,6 +75,11 @@ def is_numeric(values: Sequence[str]) -> bool:
     return bool(filled) and all(_NUMBER.match(v) for v in filled)
 
 
+def _is_id(key: str) -> bool:
+    """An id column stays left-aligned even when a short id happens to be all digits."""
+    return key == "id" or key.endswith("_id")
+
+
 _NUMBER = re.compile(r"^-?\d[\d,]*(\.\d+)?$")
 
 
@@ -118,12 +123,17 @@ def fit(keys: Sequence[str], cells: Sequence[Sequence[str]], width: int, *, wide
                    else max([display_width(row[i]) for row in rows] + [_min_header(keys[i])]))
                for i in columns}
 
-    def needed(chosen: list[int]) -> int:
-        return sum(minimum[i] for i in chosen) + GAP * max(len(chosen) - 1, 0)
+    # Low-value columns also make way for free text to reach a readable width (a reason on one
+    # line rather than a ceiling nobody reads on every row).
+    readable = {i: (min(natural[i], max(free_minimum, width // 3)) if keys[i] in FREE_TEXT
+                    else minimum[i]) for i in columns}
+
+    def needed(chosen: list[int], widths: dict[int, int] = minimum) -> int:
+        return sum(widths[i] for i in chosen) + GAP * max(len(chosen) - 1, 0)
 
     if not wide:
         for name in LOW_VALUE:
-            if needed(columns) <= width:
+            if needed(columns, readable) <= width:
                 break
             for i in columns:
                 if keys[i] == name and i != columns[0]:
@@ -138,7 +148,7 @@ def fit(keys: Sequence[str], cells: Sequence[Sequence[str]], width: int, *, wide
             hidden.append(keys[victim])
 
     widths = _share(columns, natural, minimum, keys, width if not wide else None)
-    numeric = {i: is_numeric([row[i] for row in rows]) for i in columns}
+    numeric = {i: not _is_id(keys[i]) and is_numeric([row[i] for row in rows]) for i in columns}
     lines: list[str] = []
     if title:
         shown = title if wide else compact(title, ids)

@@ -61,6 +61,10 @@ def list_logs(
         from bmctl.errors import UsageError
 
         raise UsageError(f"unknown bucket {bucket!r}: use one of {', '.join(sorted(env.settings.limits))}")
+    if run is not None:
+        from bmctl.store.runs import validate_run_id
+
+        run = validate_run_id(run)
     since_wall = _since(env, since) if since is not None else None
     env, db = _open(ctx)
     rows = query(db, limit=n, since_wall=since_wall, bucket=bucket, status=status, listing=listing, run=run)
@@ -83,7 +87,7 @@ def stats(
 
     Example: bmctl logs stats --timeline --since 2h
     """
-    from bmctl.store.ledger import SqliteLedger
+    from bmctl.runtime import ledger_holders
     from bmctl.store.logs import STATS_FIELDS, bucket_stats
 
     env = cli_env(ctx)
@@ -102,9 +106,7 @@ def stats(
         with Output(env, TIMELINE_FIELDS, title=f"Requests per minute over {since}") as out:
             out.emit_all(bucket_timeline(db, since_wall, limits, run=run))
         return
-    with SqliteLedger(settings.db_path, settings.limits, env.system_clock()) as ledger:
-        holders = ledger.holders()
-        where = ledger.describe()
+    holders, where = ledger_holders(settings, env.system_clock())
     rows = bucket_stats(db, since_wall, limits, run=run, holders=holders)
     if env.format in ("table", "csv"):
         rows = [{**row, "holders": _holders_text(row["holders"])} for row in rows]

@@ -290,7 +290,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "competitors": ("bmctl.cli.market", "competitors", "Backbox data per market for each listing: our price, min price, price to win, winner price, winning or not."),
     "listings": ("bmctl.cli.market", "listings", "The seller's listings, every page."),
     "update-price": ("bmctl.cli.prices", "update_price", "Set one price (or many with --file)."),
-    "history": ("bmctl.cli.prices", "history", "The price changes bmctl made to a listing, newest first, with the reason (update, dip, peak, undo, restore)."),
+    "history": ("bmctl.cli.prices", "history", "The price changes bmctl made, newest first, with the reason (update, dip, peak, undo, restore): one listing's, or every listing's with --since/--run."),
     "report": ("bmctl.cli.report", "report", "What repricing earned, per listing and market."),
     "probe": ("bmctl.cli.probe", "probe", "Dip -> Peek -> Peak: win the Backbox at the highest price the market and your bounds allow."),
     "recover": ("bmctl.cli.probe", "recover", "Put every listing a killed run left in an open probe back at its original price, and close the probe (every writing run also does this first)."),

@@ -42,7 +42,7 @@ def competitors(
 def listings(
     ctx: typer.Context,
     min_quantity: Optional[int] = typer.Option(None, "--min-quantity", min=0, help="Only listings with at least this stock."),
-    publication_state: Optional[int] = typer.Option(None, "--publication-state", min=0, max=4, help="Only this publication state (0-4)."),
+    publication_state: Optional[int] = typer.Option(None, "--publication-state", min=0, max=4, help="Only listings in this publication state (Back Market's code, e.g. 2)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Stop after this many listings."),
 ) -> None:
     """The seller's listings, every page.

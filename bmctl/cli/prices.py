@@ -62,9 +62,9 @@ def history(
     since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Only changes since: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
     run: Optional[str] = typer.Option(None, "--run", metavar="RUN_ID", help="Only the changes of this run id (see bmctl logs runs)."),
 ) -> None:
-    """The price changes bmctl made to a listing, newest first, with the reason (update, dip,
-    peak, undo, restore). Without an id, every listing's: the last 50 unless --since, --run or
-    -n say otherwise. The global --market keeps one market's. JSON rows carry the Backbox
+    """The price changes bmctl made, newest first, with the reason (update, dip, peak, undo,
+    restore): one listing's, or every listing's with --since/--run. Without an id: the last 50
+    unless --since, --run or -n say otherwise. The global --market keeps one market's. JSON rows carry the Backbox
     snapshot each change was decided on; on a terminal, one listing's prices are drawn as a
     chart under the table.
 

@@ -11,12 +11,13 @@ from bmctl.cli.common import cli_env
 
 PROBE_FIELDS = [
     "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "final_price",
-    "floor", "ceiling", "writes", "dip_seconds", "reason",
+    "floor", "ceiling", "floor_source", "ceiling_source", "writes", "dip_seconds", "reason",
 ]
 # A dry run's table is a plan: what it would try, not what happened (no final price, writes or
 # dip window; the reason says what it would try).
 PLAN_COLUMNS = [
-    "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "floor", "ceiling", "reason",
+    "listing_id", "market", "currency", "outcome", "start_price", "dip_price", "floor", "ceiling",
+    "floor_source", "ceiling_source", "reason",
 ]
 RECOVER_COLUMNS = ["listing_id", "market", "original_price", "found_price", "status", "reason"]
 RECOVER_PLAN_COLUMNS = ["listing_id", "market", "original_price", "current_price", "state", "run_id"]
@@ -28,6 +29,7 @@ def probe(
     floor: Optional[str] = typer.Option(None, "--floor", help="Lowest price allowed (default: the listing's min_price)."),
     ceiling: Optional[str] = typer.Option(None, "--ceiling", help="Highest price allowed (default and cap: max_price)."),
     file: Optional[str] = typer.Option(None, "--file", help="CSV of listing_id[,floor][,ceiling][,market]."),
+    costs: Optional[str] = typer.Option(None, "--costs", help="CSV of costs (header: listing_id or sku, cost[, market][, currency]): floors and ceilings from cost with the [pricing] fees and margins."),
     all_listings: bool = typer.Option(False, "--all", help="Probe every listing with stock in every market it competes in (the markets of your platform; --market narrows to one)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Read the market and print a plan per listing (outcome 'planned': the dip and raises it would try); send no write."),
     max_raises: Optional[int] = typer.Option(None, "--max-raises", min=0, help="Writes of the upward search (default 3)."),
@@ -60,7 +62,8 @@ def probe(
         market=settings.market, every_market=env.overrides.get("market") is None,
     )
     targets = request.validate(env.stdin)
-    params = probe_params(settings, settle=settle, max_raises=max_raises, step=step, dry_run=dry_run)
+    params = probe_params(settings, settle=settle, max_raises=max_raises, step=step, dry_run=dry_run,
+                          costs=costs)
     options = ProbeRunOptions(params=params, deadline=_deadline(deadline),
                               breaker_floor_hits=settings.probe.breaker_floor_hits,
                               rules=_rules(settings, ignore_cooldown))

@@ -23,7 +23,7 @@ def serve(
     settle: float = typer.Option(2.0, "--settle", min=0.0, help="Seconds before the Backbox sees a new price."),
     reveal: bool = typer.Option(True, "--reveal/--no-reveal", help="Whether price_to_win reveals the headroom while winning."),
     token: str = typer.Option("sandbox", "--token", help="The token clients must send (Authorization: Basic <token>)."),
-    faults: Optional[str] = typer.Option(None, "--faults", help="e.g. latency=50,jitter=25,error=0.05,timeout=0.01,drop=0.01,malformed=0.01,waf=0.01"),
+    faults: Optional[str] = typer.Option(None, "--faults", help="Faults to inject, comma-separated: latency=MS, jitter=MS, hang=SECONDS, and the shares error=, timeout=, drop=, malformed=, waf=, challenge= (e.g. latency=50,jitter=25,error=0.05)."),
     drift: Optional[str] = typer.Option(None, "--drift", help="Other sellers' prices wander: a step every INTERVAL s within BAND of their start, e.g. interval=60,step=0.01,band=0.10."),
 ) -> None:
     """Serve GET /ws/listings, GET/POST /ws/listings/{id} and GET /ws/backbox/v1/competitors/{id}

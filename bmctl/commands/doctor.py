@@ -22,6 +22,8 @@ FIELDS = ("check", "status", "detail", "hint")
 # The cheap authenticated read is a health check, not work: it gives up sooner than a run.
 DOCTOR_TIMEOUT = 10.0
 DOCTOR_ATTEMPTS = 2
+#: The budget store must answer a PING within this long.
+DOCTOR_REDIS_TIMEOUT = 3.0
 TOKEN_HINT = "set BMCTL_TOKEN, or token in the config file (bmctl config init --with-token)"
 
 
@@ -290,7 +292,13 @@ class LockState:
     say), None when free; ``error`` when it could not be checked."""
 
     holder: str | None = None
+    about: str = ""  # what the holder said of itself: ``bmctl probe, started ...``
     error: str | None = None
+
+    def describe(self) -> str:
+        from bmctl.store.lock import describe_holder
+
+        return describe_holder(self.holder or "unknown", self.about)
 
 
 def read_lock(db_path: Path) -> LockState:
@@ -298,7 +306,7 @@ def read_lock(db_path: Path) -> LockState:
     an instant (a shared lock, which only a writing run's exclusive one conflicts with)."""
     import fcntl
 
-    from bmctl.store.lock import RunLock
+    from bmctl.store.lock import RunLock, read_holder
 
     path = RunLock(str(db_path)).path
     try:
@@ -311,8 +319,8 @@ def read_lock(db_path: Path) -> LockState:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            return LockState(holder=text if text.isdigit() else "unknown")
+            pid, about = read_holder(db_path) or ("unknown", "")
+            return LockState(holder=pid, about=about)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return LockState()
     except OSError as error:
@@ -326,7 +334,7 @@ def check_lock(lock: LockState) -> Check:
     if lock.error is not None:
         return Check("lock", WARN, lock.error, "check the permissions of the lock file")
     if lock.holder is not None:
-        return Check("lock", WARN, f"held by pid {lock.holder} (a writing run is in progress)",
+        return Check("lock", WARN, f"held by {lock.describe()}: a writing run is in progress",
                      "writing commands meanwhile exit 5, or wait with --lock-timeout SECONDS")
     return Check("lock", OK, "free")
 
@@ -353,14 +361,17 @@ def check_open_probes(db: Database, lock: LockState) -> Check:
         return Check("open_probes", OK, "none")
     what = f"{count} open probe{'s' if count > 1 else ''}"
     if lock.holder is not None:
-        return Check("open_probes", WARN, f"{what}, maybe the running pid {lock.holder}'s",
+        return Check("open_probes", WARN, f"{what}, maybe those of the running pid {lock.holder}",
                      "if that run ends and they stay open: bmctl recover")
     return Check("open_probes", FAIL, f"{what} left by a killed run (listings maybe still at "
                  "their dip price)", "bmctl recover puts them back (--dry-run lists them)")
 
 
-def check_ledger(db: Database, wall: float) -> Check:
-    """Where the rate-limit budget lives, and how much of it is held now."""
+def check_ledger(db: Database, wall: float, settings: "Settings | None" = None) -> Check:
+    """Where the rate-limit budget lives, and how much of it is held now; a budget in Redis
+    must answer (runs stop with exit 4 while it does not)."""
+    if settings is not None and settings.budget.url:
+        return _check_redis_ledger(settings)
     where = "local database (shared by every bmctl using it)"
     if db.conn is None:
         return Check("ledger", OK, where)
@@ -370,6 +381,22 @@ def check_ledger(db: Database, wall: float) -> Check:
     except sqlite3.DatabaseError:  # no such table yet: nothing held
         held = 0
     return Check("ledger", OK, f"{where}; {held} slot{'' if held == 1 else 's'} held now")
+
+
+def _check_redis_ledger(settings: "Settings") -> Check:
+    from bmctl.runtime import open_redis_ledger
+    from bmctl.store.redis_ledger import safe_url
+    from bmctl.traffic.clock import SystemClock
+
+    url = safe_url(settings.budget.url)
+    try:
+        with open_redis_ledger(settings, SystemClock(), timeout=DOCTOR_REDIS_TIMEOUT) as ledger:
+            held = sum(row["slots"] + row["claims"] for row in ledger.holders())
+    except BmctlError as error:
+        return Check("ledger", FAIL, f"redis {url}: {error.message}",
+                     "start Redis or fix [budget] url / BMCTL_BUDGET_URL: runs stop (exit 4) until it answers")
+    return Check("ledger", OK, f"redis {url} (shared by every host using it), answers PING; "
+                 f"{held} slot{'' if held == 1 else 's'} held now")
 
 
 # --- the host ------------------------------------------------------------------------------
@@ -468,7 +495,7 @@ def doctor(request: DoctorRequest) -> list[Check]:
         wall = request.clock.wall() if request.clock is not None else time.time()
         local = [db_check, _guarded("migrations", check_migrations, db),
                  _guarded("open_probes", check_open_probes, db, lock), check_lock(lock),
-                 _guarded("ledger", check_ledger, db, wall)]
+                 _guarded("ledger", check_ledger, db, wall, settings)]
     finally:
         db.close()
     checks += [_guarded("token", check_token, settings),

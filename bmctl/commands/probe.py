@@ -57,14 +57,27 @@ class ProbeRequest:
 
 
 def probe_params(settings: Any, *, settle: float | None = None, max_raises: int | None = None,
-                 step: str | None = None, dry_run: bool = False) -> ProbeParams:
-    """Probe parameters: the ``[probe]`` settings, overridden by options."""
+                 step: str | None = None, dry_run: bool = False, costs: str | None = None,
+                 stdin: TextIO | None = None) -> ProbeParams:
+    """Probe parameters: the ``[probe]`` settings, overridden by options, and the ``[pricing]``
+    rules with the costs file (``--costs``, else ``[pricing] costs``), read and checked whole
+    before any request (exit 2 when malformed)."""
     probe = settings.probe
     # Every [probe] setting the probe itself uses, by name (the breaker is the run's, not its).
     shared = {f.name: getattr(probe, f.name) for f in fields(ProbeParams) if hasattr(probe, f.name)}
     options = {"settle": settle, "max_raises": max_raises, "step": step}
     shared.update({name: value for name, value in options.items() if value is not None})
-    return ProbeParams(**shared, dry_run=dry_run)
+    rules = None
+    pricing = getattr(settings, "pricing", None)
+    if pricing is not None:
+        from pathlib import Path
+
+        from bmctl.pricing.costs import rules_from_settings
+
+        base = Path(settings.config_path).parent if settings.config_path else None
+        rules = rules_from_settings(pricing, costs, base=base, stdin=stdin)
+        rules = rules if rules.active else None
+    return ProbeParams(**shared, dry_run=dry_run, rules=rules)
 
 
 def check_step(params: ProbeParams, targets: list[ProbeTarget]) -> None:
@@ -109,7 +122,7 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     listed_in: dict[str, set[str]] = {}
     if request.all_listings:
         floor, ceiling = parse_bounds(request.market, request.floor, request.ceiling)
-        targets, pages, listed_in = listing_targets(client, markets, floor, ceiling)
+        targets, pages, listed_in = listing_targets(client, markets, floor, ceiling, own=run.own)
     expected = expected_probes(run.journal, targets, listed_in)
     if request.all_listings or request.file is not None:
         targets = least_recently_probed_first(run.journal, targets)
@@ -141,7 +154,10 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
         for _, market in expected_probes(run.journal, [target], listed_in):
             row = ProbeResult(target.listing_id, market, get_market(market).currency,
                               outcome="not_started", floor=target.floor, ceiling=target.ceiling,
-                              reason=why.get(summary.stopped_by or "", "not started")).to_json()
+                              reason=why.get(summary.stopped_by or "", "not started"),
+                              floor_source=target.source if target.floor is not None else None,
+                              ceiling_source=target.source if target.ceiling is not None else None,
+                              ).to_json()
             ctx.emit(row)
     return outcome
 

@@ -19,7 +19,7 @@ REPORT_FIELDS = (
     "war_rounds",
 )
 #: Outcomes of a probe that decided something about the Backbox (the denominator of the share).
-DECIDED = ("won", "kept", "lost", "unwinnable")
+DECIDED = ("won", "kept", "lost", "unwinnable", "capped")
 #: Outcomes that end with the Backbox ours (``kept``: already winning, price unchanged).
 WINNING = ("won", "kept")
 #: Statuses of a change that reached the listing.

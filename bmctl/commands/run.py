@@ -54,8 +54,13 @@ def recover_first(ctx: CommandContext) -> list[Any]:
 
     runtime = ctx.runtime
     journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
-    if not journal.open_probes():
+    left_open = journal.open_probes()
+    if not left_open:
         return []
+    runs = sorted({probe.run_id for probe in left_open})
+    # Said before the reads and writes it takes, which may wait on the limits.
+    ctx.warn(f"restoring {len(left_open)} listing(s) left in open probes by run(s) "
+             f"{', '.join(runs)} before anything else...")
     done = recover(runtime.client, journal)
     for item in done:
         ctx.warn(f"recovered {item.probe.listing_id} ({item.probe.market}) left open by run "

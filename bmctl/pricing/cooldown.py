@@ -5,7 +5,8 @@ of a run, so cron runs respect them without any state of their own:
 
 - **Price-war round**: a closed probe of a (listing, market) that found the listing losing the
   Backbox and either could not win it back within the floor (``unwinnable``), dipped to win it
-  back (a ``dip_price``, whatever came after), or lost it (``lost``). ``war_rounds`` rounds
+  back (a ``dip_price``, whatever came after, except a dip ``capped`` by ``max_step_down``: our
+  own pace, not the market answering), or lost it (``lost``). ``war_rounds`` rounds
   within ``war_window`` hold the listing for ``war_cooldown`` after the last of them: its
   probes are ``held`` and send nothing. The window slides: after a cooldown, one more round
   while the earlier ones are still in the window holds it again.
@@ -22,6 +23,9 @@ from typing import Any, Mapping
 
 #: Outcomes that are a price-war round by themselves (a dip makes any other outcome one).
 WAR_OUTCOMES = ("unwinnable", "lost")
+#: Outcomes of a probe with a dip that are no round: a failure, a plan, and a dip capped by
+#: max_step_down (our own pace towards the price to win, not the market answering).
+NOT_ROUNDS = ("error", "planned", "capped")
 #: How much earlier than ``raise_back_after`` a raise back may go (seconds; at most a tenth of it).
 RAISE_BACK_MARGIN = 300.0
 #: Statuses of a change that reached the listing (as ``journal.APPLIED``).
@@ -75,7 +79,7 @@ def is_war_round(result: Mapping[str, Any]) -> bool:
     outcome = result.get("outcome")
     if outcome in WAR_OUTCOMES:
         return True
-    return result.get("dip_price") is not None and outcome not in ("error", "planned")
+    return result.get("dip_price") is not None and outcome not in NOT_ROUNDS
 
 
 @dataclass
@@ -98,8 +102,8 @@ class PricingMemory:
             rows = db.conn.execute(
                 "select listing_id, market, coalesce(finished_at, updated_at) as at from probes"
                 " where state = 'closed' and coalesce(finished_at, updated_at) >= ?"
-                " and (outcome in (?, ?) or (dip_price is not null and outcome != 'error'))"
-                " order by at", (since, *WAR_OUTCOMES))
+                " and (outcome in (?, ?) or (dip_price is not null and outcome not in (?, ?, ?)))"
+                " order by at", (since, *WAR_OUTCOMES, *NOT_ROUNDS))
             for listing_id, market, at in rows:
                 if listing_id and market and at:
                     memory.rounds.setdefault((listing_id.lower(), market), []).append(parse_utc(at))

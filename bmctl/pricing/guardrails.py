@@ -15,11 +15,16 @@ class GuardrailViolation(ItemError):
 
 @dataclass(frozen=True)
 class Bounds:
-    """The prices a probe may write: ``floor`` ≤ price ≤ ``ceiling`` (never above ``max_price``)."""
+    """The prices a probe may write: ``floor`` ≤ price ≤ ``ceiling`` (never above ``max_price``);
+    ``floor_source`` / ``ceiling_source`` name the source that set each (``cost``,
+    ``min_price``, ``max_price``, ``option``, ``file``; ``start_price`` when nothing set a
+    ceiling)."""
 
     floor: Money
     ceiling: Money
     max_price: Money | None = None
+    floor_source: str = ""
+    ceiling_source: str = ""
 
     @property
     def currency(self) -> str:
@@ -66,24 +71,36 @@ def effective_bounds(
     start_price: Money,
     floor: Money | None = None,
     ceiling: Money | None = None,
+    source: str = "option",
+    cost_floor: Money | None = None,
+    cost_ceiling: Money | None = None,
 ) -> Bounds:
-    """Floor defaults to the listing's ``min_price``, ceiling to its ``max_price``; the effective
-    ceiling is never above ``max_price``. Without any ceiling the probe never rises above the
-    start price (nobody allowed more)."""
-    floor = floor if floor is not None else min_price
-    if floor is None:
-        raise BoundsRefused("no floor: the listing has no min_price; give --floor")
-    for name, value in (("floor", floor), ("ceiling", ceiling), ("max_price", max_price)):
-        if value is not None and value.currency != currency:
-            raise BoundsRefused(f"{name} {value} is not in the market's currency {currency}")
-    top = ceiling if ceiling is not None else max_price
-    if top is None:
-        top = max(start_price, floor)
-    if max_price is not None and top > max_price:
-        top = max_price
-    if floor > top:
-        raise BoundsRefused(f"floor {floor} is above the effective ceiling {top}")
-    return Bounds(floor=floor, ceiling=top, max_price=max_price)
+    """The intersection of every source: the highest floor and the lowest ceiling of the
+    operator's (``source``: ``option`` or ``file``), the cost rule's and the listing's
+    ``min_price`` / ``max_price``. A zero amount is no bound (never a floor of 0.01). Without
+    any floor the listing is refused; without any ceiling the probe never rises above the start
+    price (nobody allowed more). The effective ceiling is never above ``max_price``."""
+    def given(*pairs: tuple[str, Money | None]) -> list[tuple[str, Money]]:
+        return [(name, value) for name, value in pairs if value is not None and value.amount > 0]
+
+    floors = given((source, floor), ("cost", cost_floor), ("min_price", min_price))
+    ceilings = given((source, ceiling), ("cost", cost_ceiling), ("max_price", max_price))
+    for name, value in floors + ceilings:
+        if value.currency != currency:
+            what = "floor" if (name, value) in floors else "ceiling"
+            raise BoundsRefused(f"{what} {value} ({name}) is not in the market's currency {currency}")
+    if not floors:
+        raise BoundsRefused("no floor: the listing has no min_price and no cost; give --floor or a cost")
+    # The first of equal bounds names the source: the operator's, then the cost rule's.
+    floor_source, low = max(floors, key=lambda pair: pair[1].amount)
+    if ceilings:
+        ceiling_source, top = min(ceilings, key=lambda pair: pair[1].amount)
+    else:
+        ceiling_source, top = "start_price", max(start_price, low)
+    if low > top:
+        raise BoundsRefused(f"floor {low} ({floor_source}) is above the effective ceiling {top} ({ceiling_source})")
+    return Bounds(floor=low, ceiling=top, max_price=max_price, floor_source=floor_source,
+                  ceiling_source=ceiling_source)
 
 
 def change_pct(old: Money, new: Money) -> Decimal:

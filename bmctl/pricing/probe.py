@@ -7,7 +7,7 @@ many probes in flight (see ``bmctl.pricing.batch``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Any, Callable, Generator, Protocol
 
 from bmctl.api.markets import get_market
@@ -43,6 +43,7 @@ class ProbeTarget:
     ceiling: Money | None = None
     discover: tuple[str, ...] = ()
     seen: Sighting | None = field(default=None, compare=False)
+    source: str = "option"  # where floor and ceiling came from: "option" or "file"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ProbeParams:
     step: str = ""
     dry_run: bool = False
     headroom: str = "auto"  # auto | revealed | hidden: does price_to_win reveal headroom?
+    rules: Any = None  # bmctl.pricing.costs.PricingRules: costs, fees, margins, caps per write
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class ProbeResult:
     writes: int = 0
     dip_seconds: float = 0.0
     reason: str = ""
+    floor_source: str | None = None  # cost | min_price | option | file
+    ceiling_source: str | None = None  # cost | max_price | option | file | start_price
     dry_run: bool = False
     planned: list[str] = field(default_factory=list)
     floor_hit: bool = False
@@ -119,6 +123,8 @@ class ProbeResult:
             "final_price": text(self.final_price),
             "floor": text(self.floor),
             "ceiling": text(self.ceiling),
+            "floor_source": self.floor_source,
+            "ceiling_source": self.ceiling_source,
             "writes": self.writes,
             "dip_seconds": round(self.dip_seconds, 3),
             "reason": self.reason,
@@ -144,6 +150,12 @@ class ProbeClient(Protocol):
     def parse_competitors(self, request: HttpRequest, response: Any) -> Any: ...
 
     def parse_update(self, request: HttpRequest, response: Any) -> Any: ...
+
+    def build_listings_page(self, page: int = 1, page_size: int = 50, *, publication_state: int | None = None,
+                            min_quantity: int | None = None, max_quantity: int | None = None,
+                            market: str | None = None) -> HttpRequest: ...
+
+    def parse_listings_page(self, request: HttpRequest, response: Any) -> Any: ...
 
 
 class ProbeHooks(Protocol):
@@ -207,6 +219,7 @@ class Probe:
         self.snapshot: Any = None
         self.price_uncertain = False  # a write failed: it may or may not have been applied
         self.known_losing: Money | None = None  # lowest price known to lose the Backbox
+        self.capped_from: Money | None = None  # the dip max_step_down stopped short of
         self.keep_open = False  # the journal must keep the probe for recovery
         self.confirmed: Any = None  # the competitor record that confirmed our last price
         self.spawned: list[ProbeTarget] = []  # other markets a discovering probe found
@@ -256,15 +269,26 @@ class Probe:
             return
         self.price = self.original = result.start_price = result.final_price = listing.price
         try:
+            cost_floor, cost_ceiling = self._cost_bounds(listing)
             self.bounds = effective_bounds(
                 currency=self.currency, min_price=listing.min_price, max_price=listing.max_price,
                 start_price=listing.price, floor=target.floor, ceiling=target.ceiling,
+                source=target.source, cost_floor=cost_floor, cost_ceiling=cost_ceiling,
             )
         except BoundsRefused as refused:
             result.outcome = "skipped"
             result.reason = refused.reason
             return
         result.floor, result.ceiling = self.bounds.floor, self.bounds.ceiling
+        result.floor_source, result.ceiling_source = self.bounds.floor_source, self.bounds.ceiling_source
+        if not competitor.is_winning:
+            ours = yield from self._own_winner(listing, competitor)
+            if ours is not None:
+                # Dipping below our own winning offer takes the sale from ourselves, cheaper.
+                result.outcome = "kept"
+                result.reason = (f"the Backbox winner is our own listing {ours[:8]} (at "
+                                 f"{competitor.winner_price}): no dip against it")
+                return
         if self.params.dry_run:
             self._plan(competitor)
             return
@@ -274,6 +298,106 @@ class Probe:
                 return
             competitor = self.confirmed
         yield from self._peak(competitor)
+
+    def _cost_bounds(self, listing: Any) -> tuple[Money | None, Money | None]:
+        """The floor and ceiling the costs file and ``[pricing]`` give this listing here (None:
+        no cost, or a blank or zero one); BoundsRefused when its cost cannot be used."""
+        rules = self.params.rules
+        if rules is None or rules.costs is None:
+            return None, None
+        row = rules.costs.find(listing.id, listing.legacy_id, listing.sku, self.target.market)
+        if row is None:
+            return None, None
+        floor, ceiling, refused = rules.cost_bounds(row, self.currency)
+        if refused:
+            raise BoundsRefused(f"cost not usable in {self.target.market}: {refused}")
+        return floor, ceiling
+
+    def _cap(self, name: str, price: Money) -> Decimal | None:
+        """The most one write may move ``price`` (``max_step_down`` or ``max_step_up``); None
+        when there is no cap. A cap with no amount in this currency allows no move."""
+        rules = self.params.rules
+        cap = getattr(rules, name, None) if rules is not None else None
+        if cap is None:
+            return None
+        amount = cap.amount(price)
+        return amount if amount is not None else Decimal(0)
+
+    def _capped_dip(self, dip: Money) -> Money | None:
+        """The price a dip to ``dip`` may write under ``max_step_down``, when the cap stops it
+        short of ``dip`` (rounded up to the currency's tick: never more than the cap); None when
+        the cap allows the whole dip."""
+        assert self.price is not None and self.bounds is not None
+        cap = self._cap("max_step_down", self.price)
+        if cap is None or self.price.amount - dip.amount <= cap:
+            return None
+        capped = self.price.with_amount(self.price.amount - cap, rounding=ROUND_CEILING)
+        # Above a ceiling lowered since by more than the cap: no allowed price within reach.
+        return capped if capped <= self.bounds.ceiling else self.price
+
+    def _up_to(self, target: Money) -> Money:
+        """``target`` lowered, on the grid, to what ``max_step_up`` allows from our price."""
+        assert self.price is not None
+        cap = self._cap("max_step_up", self.price)
+        if cap is None or target.amount - self.price.amount <= cap:
+            return target
+        return max(self.price, self._on_grid(self.price.with_amount(self.price.amount + cap)))
+
+    def _capped_text(self, start: Money, dip: Money, capped: Money) -> str:
+        rules = self.params.rules
+        return (f"capped dip: max_step_down {rules.max_step_down.text} allows {start} -> {capped}, "
+                f"short of the dip to {dip} that would win the Backbox; not winning (the next run "
+                "goes on from here)")
+
+    def _own_winner(self, listing: Any, competitor: Any) -> Generator[Action, Any, str | None]:
+        """Which of our other listings on the same product holds this market's Backbox at the
+        winner price (by their competitors records), or None. Our products come from the listing
+        pages (read once per market and run, unless ``--all`` read them already); a sibling's
+        record not read in the last ``SIGHTING_MAX_AGE`` seconds is read now."""
+        own = getattr(self.hooks, "own", None)
+        product = competitor.product_id or getattr(listing, "product_id", None)
+        if own is None or not product or competitor.winner_price is None:
+            return None
+        market = self.target.market
+        if market not in own.loaded:
+            yield from self._read_own_listings(own, market)
+        for other in own.siblings(self.target.listing_id, product):
+            if self.hooks.now() - own.read_at.get(other, float("-inf")) > SIGHTING_MAX_AGE:
+                request = self.client.build_competitors(other, market=market)
+                parse = self.client.parse_competitors
+                call = yield Send(request, Priority.NORMAL, accept=parse)
+                try:
+                    own.saw_records(self._parsed(request, call, parse), self.hooks.now())
+                except ItemError:
+                    continue  # gone, or not ours: it wins nothing here
+        return own.winner(self.target.listing_id, product, market, competitor.winner_price)
+
+    def _read_own_listings(self, own: Any, market: str) -> Generator[Action, Any, None]:
+        """Read the listing pages of ``market`` (listings with stock) for our products; a probe
+        that finds another one reading them waits for it."""
+        if market in own.loading:
+            while market in own.loading:
+                yield Wait(0.25)
+            return
+        own.loading.add(market)
+        try:
+            page = 1
+            while True:
+                request = self.client.build_listings_page(page, market=market, min_quantity=1)
+                parse = self.client.parse_listings_page
+                call = yield Send(request, Priority.NORMAL, accept=parse)
+                try:
+                    found = self._parsed(request, call, parse)
+                except ItemError:
+                    return  # no products known: nothing to protect but what the run read
+                for item in found.results:
+                    own.saw_listing(item)
+                if not found.results or not found.next or page * 50 >= found.count:
+                    return
+                page += 1
+        finally:
+            own.loading.discard(market)
+            own.loaded.add(market)
 
     def _discover(self) -> Generator[Action, Any, Any]:
         """Read the listing's competitors once, become the probe of one market it competes in
@@ -293,8 +417,7 @@ class Probe:
         market = target.market if target.market in (free or by_market) else next(iter(free or by_market))
         seen_at = self.hooks.now()
         self.spawned = [
-            ProbeTarget(target.listing_id, other, target.floor, target.ceiling,
-                        seen=Sighting(record, self.snapshot, seen_at))
+            replace(target, market=other, discover=(), seen=Sighting(record, self.snapshot, seen_at))
             for other, record in by_market.items() if other != market
         ]
         self.target = replace(target, market=market, discover=())
@@ -340,6 +463,18 @@ class Probe:
             to_win = competitor.price_to_win
             dip = self._dip_price(competitor)
             if dip is None:
+                return
+            if self.capped_from is not None:
+                if dip >= start:
+                    result.outcome = "capped"
+                    result.reason = (f"capped dip: max_step_down allows no move from {start} to an "
+                                     f"allowed price; the dip to {self.capped_from} would win the Backbox")
+                    return
+                result.dip_price = dip
+                result.planned.append(f"capped dip {start} -> {dip}: max_step_down stops it short of "
+                                      f"{self.capped_from}, which would win; kept, no peak")
+                result.outcome, result.final_price = "planned", None
+                result.reason = "plan: " + self._capped_text(start, self.capped_from, dip)
                 return
             result.dip_price = dip
             result.planned.append(f"dip {start} -> {dip}: to win the Backbox (restored if it does not)")
@@ -400,6 +535,12 @@ class Probe:
             result.outcome = "lost"
             result.reason = f"not winning although the price {self.price} is at or below the price to win {to_win}"
             return None
+        capped = self._capped_dip(dip)
+        if capped is not None:
+            # max_step_down stops the dip short of winning: the capped move is the dip. It is
+            # above the floor (the breaker does not count it) and cannot win, so no peek or peak.
+            self.capped_from = dip
+            return capped
         if dip == self.bounds.floor and not self.hooks.floor_hit(self.target):
             result.outcome = "skipped"
             result.reason = "circuit breaker: too many listings of this run would go to their floor"
@@ -412,6 +553,9 @@ class Probe:
         result = self.result
         dip = self._dip_price(competitor)
         if dip is None:
+            return False
+        if self.capped_from is not None:
+            yield from self._capped(dip)
             return False
         self.probe_id = self.hooks.open_probe(self.target, self.price, self.bounds)
         self.dip_open = True  # from the moment the dip may have landed
@@ -432,6 +576,29 @@ class Probe:
         self.confirmed = competitor
         return True
 
+    def _capped(self, capped: Money) -> Generator[Action, Any, None]:
+        """A capped dip: one write down by at most ``max_step_down``, kept (not undone: the
+        next run goes on from it); outcome ``capped``."""
+        assert self.price is not None and self.bounds is not None and self.capped_from is not None
+        result = self.result
+        result.outcome = "capped"
+        if capped >= self.price and self.params.rules.max_step_down.amount(self.price) is None:
+            result.reason = (f"capped dip: max_step_down {self.params.rules.max_step_down.text} gives no "
+                             f"amount in {self.currency}, so it allows no move; the dip to "
+                             f"{self.capped_from} would win the Backbox")
+            return
+        if capped >= self.price:
+            result.reason = (f"capped dip: max_step_down {self.params.rules.max_step_down.text} allows no "
+                             f"move from {self.price} to an allowed price ({self.bounds.floor} to "
+                             f"{self.bounds.ceiling}); the dip to {self.capped_from} would win the Backbox")
+            return
+        # Journalled like any dip: a run killed before its answer puts the original price back.
+        start = self.price
+        self.probe_id = self.hooks.open_probe(self.target, start, self.bounds)
+        yield from self._write(capped, "dip", Priority.HIGH)
+        result.dip_price = capped
+        result.reason = self._capped_text(start, self.capped_from, capped)
+
     def _peak_move(self, to_win: Money | None) -> tuple[str, Money] | None:
         """What the peak tries from our winning price, given the price to win the market shows:
         ``("headroom", price)``, one raise; ``("search", top)``, the upward search from its top;
@@ -440,11 +607,16 @@ class Probe:
         result = self.result
         ceiling = self.bounds.ceiling
         if to_win is not None and to_win > self.price:
-            target = self._on_grid(min(ceiling, to_win))
-            if target < self.bounds.floor:
+            uncapped = self._on_grid(min(ceiling, to_win))
+            target = self._up_to(uncapped)
+            if uncapped < self.bounds.floor:
                 # Winning below a floor raised since, and every allowed price loses: keep it.
                 result.reason = (f"winning at {self.price}; the price to win {to_win} is below "
                                  f"the floor {self.bounds.floor}")
+                return None
+            if target < self.bounds.floor:
+                result.reason = (f"winning at {self.price}, below the floor {self.bounds.floor}; "
+                                 f"max_step_up allows no more than {target} in one write")
                 return None
             return ("headroom", target) if target > self.price else None
         if to_win is not None and to_win < self.price:
@@ -457,7 +629,11 @@ class Probe:
         if (self._may_search() or self.price < self.bounds.floor) and self.price < ceiling \
                 and self.params.max_raises > 0:
             # Below the floor the search is what brings the price back into the allowed range.
-            top = self._search_top(ceiling)
+            top = self._up_to(self._search_top(ceiling))
+            if top < self.bounds.floor:
+                result.reason = (f"winning at {self.price}, below the floor {self.bounds.floor}; "
+                                 f"max_step_up allows no more than {top} in one write")
+                return None
             return ("search", top) if top > self.price else None
         return None
 
@@ -572,7 +748,9 @@ class Probe:
         to_win = confirm.price_to_win if confirm is not None else None
         if to_win is not None and self.price is not None:
             regain = self._on_grid(min(to_win, self.bounds.ceiling))
+            down_cap = self._cap("max_step_down", self.price)
             if self.bounds.floor <= regain < self.price and (
+                    down_cap is None or self.price.amount - regain.amount <= down_cap) and (
                     regain != self.bounds.floor or self.hooks.floor_hit(self.target)):
                 yield from self._write(regain, "undo", Priority.CRITICAL)
                 confirm = yield from self._peek_until_reflected(regain)
@@ -588,7 +766,11 @@ class Probe:
         request = self.client.build_get_listing(self.target.listing_id, market=self.target.market)
         parse = self.client.parse_listing
         call = yield Send(request, priority, accept=parse)
-        return self._parsed(request, call, parse)
+        listing = self._parsed(request, call, parse)
+        own = getattr(self.hooks, "own", None)
+        if own is not None:
+            own.saw_listing(listing)
+        return listing
 
     def _read_competitor(self, priority: Priority) -> Generator[Action, Any, Any]:
         records = yield from self._read_competitors(priority)
@@ -604,6 +786,9 @@ class Probe:
             if record.is_winning and record.price_to_win is not None and record.price_to_win != record.price:
                 self.hooks.saw_revealed_headroom()
         self.snapshot = [c.to_json() for c in records] if records else None
+        own = getattr(self.hooks, "own", None)
+        if own is not None:
+            own.saw_records(records, self.hooks.now())
         return records
 
     def _peek_until_reflected(self, price: Money) -> Generator[Action, Any, Any]:

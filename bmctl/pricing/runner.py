@@ -14,6 +14,7 @@ from bmctl.pricing.batch import Batch, BatchSummary
 from bmctl.pricing.cooldown import PricingMemory, PricingRules
 from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal
+from bmctl.pricing.own import OwnOffers
 from bmctl.pricing.plan import Plan, ProbeCost, plan_probes, probe_cost
 from bmctl.pricing.probe import Probe, ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.recovery import Recovery, recover, restore_seconds, restored_text
@@ -155,6 +156,7 @@ class ProbeRun:
         self.on_result = on_result
         self.journal = Journal(runtime.db, runtime.run_id, runtime.clock.wall)
         self.breaker = Breaker(options.breaker_floor_hits)
+        self.own = OwnOffers()  # our listings' products and prices: never dip against ourselves
         self._memory: PricingMemory | None = None
 
     @property
@@ -209,6 +211,7 @@ class ProbeRun:
         client = self.runtime.client
         memory = self.memory
         hooks = JournalHooks(self.journal, controller, self.breaker, memory)
+        hooks.own = self.own  # type: ignore[attr-defined]
         params = self.options.params
         cost = probe_cost(params.max_raises, params.peek_retries)
         estimate = probe_time_estimate(controller, cost, params.settle)

@@ -144,7 +144,7 @@ def probe_targets_from_file(path: str, default_market: str, stdin: TextIO) -> li
                 raise UsageError(f"{where}: floor {floor} is above ceiling {ceiling}")
             listing_id = _listing_id(cells[0], where)
             _no_repeat(seen, listing_id, market, where, number)
-            targets.append(ProbeTarget(listing_id, market, floor, ceiling))
+            targets.append(ProbeTarget(listing_id, market, floor, ceiling, source="file"))
     return targets
 
 
@@ -191,7 +191,7 @@ class Enumerated(NamedTuple):
 
 
 def listing_targets(client: Any, markets: Sequence[str], floor: Money | None = None,
-                    ceiling: Money | None = None) -> Enumerated:
+                    ceiling: Money | None = None, own: Any = None) -> Enumerated:
     """``--all``: the listings with stock, from ``GET /ws/listings`` with each market's
     Accept-Language (LOW priority, every market's first page at once).
 
@@ -199,7 +199,8 @@ def listing_targets(client: Any, markets: Sequence[str], floor: Money | None = N
     another market's listing, from a server that ignored Accept-Language). Several markets: a
     target per distinct listing, whose probe learns from its first competitors read which
     markets it competes in (the answer names them all), so that a listing shown on every
-    market's pages costs one read, not one per market it does not compete in."""
+    market's pages costs one read, not one per market it does not compete in. ``own`` (an
+    ``OwnOffers``) learns every listing's product, so that no probe reads the pages again."""
     from bmctl.api.client import MAX_PAGE_SIZE
 
     discover = tuple(markets) if len(markets) > 1 else ()
@@ -210,6 +211,8 @@ def listing_targets(client: Any, markets: Sequence[str], floor: Money | None = N
     seen: set[str] = set()
     for market, listing in client.iter_listings_by_market(markets, min_quantity=1):
         rows[market] += 1
+        if own is not None:
+            own.saw_listing(listing)
         key = listing.id.lower()
         own_currency = listing.currency == get_market(market).currency
         if own_currency:
@@ -220,6 +223,8 @@ def listing_targets(client: Any, markets: Sequence[str], floor: Money | None = N
         seen.add(key)
         targets.append(ProbeTarget(listing.id, market, floor, ceiling, discover=discover))
     pages = sum(max(1, -(-count // MAX_PAGE_SIZE)) for count in rows.values())
+    if own is not None:
+        own.loaded.update(markets)
     return Enumerated(targets, pages, listed_in)
 
 

@@ -29,10 +29,11 @@ File format (JSON, UTF-8; amounts are decimal strings in the market's currency):
 
 ``demo_catalogue(seed)`` covers every case a probe meets (already winning with headroom,
 winnable, unwinnable, no floor, max_price below the competition, ties held and lost, alone,
-offline, out of stock) in fr-fr, de-de, en-gb and ja-jp. ``generate_catalogue`` makes big
-mixed catalogues for benchmarks and soaks; its ``price_war`` (a rival who undercuts whoever
-wins, every few minutes) and ``rival_leaves`` (a rival who leaves for hours and comes back)
-cases are drawn only when the weights name them.
+offline, out of stock, two of our listings on one product: ``own_offer_pair``) in fr-fr,
+de-de, en-gb and ja-jp. ``generate_catalogue`` makes big mixed catalogues for benchmarks and
+soaks; its ``price_war`` (a rival who undercuts whoever wins, every few minutes) and
+``rival_leaves`` (a rival who leaves for hours and comes back) cases are drawn only when the
+weights name them.
 
 A reacting rival (``bmctl.sandbox.model.ReactingRival``): ``undercut`` reprices every
 ``interval`` seconds (default 300) to one tick under the lowest other price, within ``[floor,
@@ -150,7 +151,7 @@ def _scaled(base: Decimal, market: str) -> Decimal:
 
 
 def demo_catalogue(seed: int = 7) -> list[ListingSpec]:
-    """24 listings in fr-fr, de-de, en-gb and ja-jp covering every probe case; same seed, same
+    """26 listings in fr-fr, de-de, en-gb and ja-jp covering every probe case; same seed, same
     catalogue."""
     rng = random.Random(seed)
     specs = []
@@ -168,7 +169,33 @@ def demo_catalogue(seed: int = 7) -> list[ListingSpec]:
             return (first,)
 
         specs.append(_listing(i, rng, offers, 0 if scenario == "out_of_stock" else rng.randint(1, 12)))
-    return specs
+    # Two of our listings on one product: the probe must not dip one against the other.
+    return specs + own_offer_pair("fr-fr", seed + 1000)
+
+
+def own_offer_pair(market: str = "fr-fr", seed: int = 11) -> list[ListingSpec]:
+    """Two of the seller's listings on one product in ``market``: the second holds the Backbox
+    (its ``max_price`` keeps it at its price) and is among the first's competitors, so a probe
+    of the first meets our own offer as the Backbox winner. The sandbox's rivals are static
+    prices: the pair shows the case as long as the second listing's price stays put."""
+    rng = random.Random(seed)
+    cur = MARKETS[market].currency
+    level = _LEVEL[cur]
+    grid = tick(cur)
+
+    def m(amount: str) -> Money:
+        return Money((Decimal(amount) * level).quantize(grid, ROUND_HALF_UP), cur)
+
+    product = _uuid(rng)
+    winner = ListingSpec(id=_uuid(rng), sku="PIXEL7-128-OBSIDIAN-EXC-B", quantity=3, listing_id=100901,
+                         product_id=product, backmarket_id=5901, title="Pixel 7 128GB - Obsidian - Unlocked",
+                         offers=(OfferSpec(market, m("279.00"), m("279.00"), m("240.00"), (m("289.00"),),
+                                           incumbent=True),))
+    other = ListingSpec(id=_uuid(rng), sku="PIXEL7-128-OBSIDIAN-EXC-A", quantity=2, listing_id=100902,
+                        product_id=product, backmarket_id=5901, title="Pixel 7 128GB - Obsidian - Unlocked",
+                        offers=(OfferSpec(market, m("285.00"), m("320.00"), m("240.00"),
+                                          (winner.offers[0].price, m("289.00"))),))
+    return [winner, other]
 
 
 def generate_catalogue(n: int, markets: Sequence[str] = ("fr-fr", "de-de", "en-gb"), seed: int = 0,

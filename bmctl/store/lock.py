@@ -86,9 +86,9 @@ class RunLock:
                             detail=f"lock file: {self.path}; wait with --lock-timeout SECONDS",
                         ) from None
                     if seen is None:
-                        self._say_notice(self._waiting_text(_describe(pid, about)))
+                        self._say_notice(self._waiting_text(describe_holder(pid, about)))
                     elif (pid, about) != seen:
-                        self._say_debug(f"bmctl: the lock is now held by {_describe(pid, about)}")
+                        self._say_debug(f"bmctl: the lock is now held by {describe_holder(pid, about)}")
                     seen = (pid, about)
                     self.sleep(POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining))
             if tries:
@@ -170,7 +170,7 @@ def _read_holder(fd: int) -> tuple[str, str]:
     return (pid if pid.isdigit() else "unknown"), about
 
 
-def _describe(pid: str, about: str) -> str:
+def describe_holder(pid: str, about: str) -> str:
     """``pid 1234 (bmctl probe, started ...)``, or ``pid 1234`` alone."""
     return f"pid {pid} ({about})" if about else f"pid {pid}"
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from bmctl.errors import ConfigError
 from bmctl.traffic.buckets import EPSILON, Bucket, Claim
 from bmctl.traffic.clock import Clock
-from bmctl.traffic.ledger import Ledger
+from bmctl.traffic.ledger import AdmissionConflict, Ledger
 from bmctl.traffic.queue import Lane, Priority, RequestQueue
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
 from bmctl.traffic.transport import (
@@ -193,6 +193,37 @@ def parse_retry_after(value: str | None, now_wall: float) -> float | None:
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return seconds
+
+
+class _Undo:
+    """What :meth:`TrafficController._take` changes on a call, to put back when the ledger
+    refuses the takes at commit (:class:`~bmctl.traffic.ledger.AdmissionConflict`)."""
+
+    __slots__ = ("controller", "call", "use", "use_active", "use_open", "reserve_exit",
+                 "reservation", "attempts")
+
+    def __init__(self, controller: "TrafficController", call: Call) -> None:
+        self.controller = controller
+        self.call = call
+        self.use = call._use_reservation
+        self.use_active = self.use.active if self.use is not None else False
+        self.use_open = self.use in controller._reservations
+        self.reserve_exit = call._reserve_exit
+        self.reservation = call.reservation
+        self.attempts = call.attempts
+
+    def restore(self) -> None:
+        call, reservations = self.call, self.controller._reservations
+        if call.reservation is not self.reservation and call.reservation is not None:
+            reservations.discard(call.reservation)
+        call.reservation = self.reservation
+        call._use_reservation = self.use
+        if self.use is not None:
+            self.use.active = self.use_active
+            if self.use_open:
+                reservations.add(self.use)
+        call._reserve_exit = self.reserve_exit
+        call.attempts = self.attempts
 
 
 class TrafficController:
@@ -440,11 +471,20 @@ class TrafficController:
     # -- the dispatch path (hot) ---------------------------------------------------------------
     def _dispatch(self, now: float) -> float | None:
         """Send the best ready request and return None, or return when to look again."""
-        with self.ledger.transaction():
-            chosen = self._choose(now)
-            if type(chosen) is not float:
-                call, lane = chosen  # type: ignore[misc]
-                slots = self._take(call, lane.payload)
+        undo: _Undo | None = None
+        try:
+            with self.ledger.transaction():
+                chosen = self._choose(now)
+                if type(chosen) is not float:
+                    call, lane = chosen  # type: ignore[misc]
+                    undo = _Undo(self, call)
+                    slots = self._take(call, lane.payload)
+        except AdmissionConflict:
+            # A shared store refused the takes at commit (another host was quicker): nothing
+            # was taken, so the call is as it was; decide again on a fresh read.
+            if undo is not None:
+                undo.restore()
+            return now
         waits = self._waits
         if waits is not None and waits.pending:
             waits.flush()

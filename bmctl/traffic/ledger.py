@@ -7,7 +7,10 @@ interface:
 - :class:`MemoryLedger` — this process only, in memory: simulated time (tests, benchmarks) and
   the controller's overhead goal;
 - ``bmctl.store.ledger.SqliteLedger`` — in the run's SQLite database, shared by every bmctl
-  process that uses it (cron probes, an operator's ``competitors``, read-only commands too).
+  process that uses it (cron probes, an operator's ``competitors``, read-only commands too);
+- ``bmctl.store.redis_ledger.RedisLedger`` — in Redis, shared by every bmctl process on every
+  host that uses it; time is the Redis server's, and its transactions check at commit (a
+  refused one raises :class:`AdmissionConflict`: nothing was taken, the controller decides again).
 
 The controller brackets each admission decision in :meth:`Ledger.transaction` (one atomic
 check-and-take across all the buckets a request needs), calls :meth:`Ledger.flush` before it
@@ -27,6 +30,11 @@ from bmctl.traffic.buckets import CLAIM, SLOT, Bucket, LimitSpec
 DEFAULT_IN_FLIGHT_BOUND = 60.0
 #: Default life of a reservation (a dip lasts at most ``max_dip``; its exit then needs sending).
 DEFAULT_CLAIM_TTL = 180.0
+
+
+class AdmissionConflict(RuntimeError):
+    """A transaction's takes were refused at commit: another host took the slots between the
+    read and the take (a shared store checks at commit). Nothing was taken; decide again."""
 
 
 class Ledger(AbstractContextManager["Ledger"]):
@@ -49,7 +57,8 @@ class Ledger(AbstractContextManager["Ledger"]):
         raise NotImplementedError
 
     def transaction(self) -> AbstractContextManager[Any]:
-        """One atomic admission decision (checks and takes across buckets)."""
+        """One atomic admission decision (checks and takes across buckets). Leaving it may raise
+        :class:`AdmissionConflict` (nothing taken) on a ledger that checks at commit."""
         return _NO_TRANSACTION
 
     def flush(self) -> None:

@@ -8,11 +8,12 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from bmctl.cli.doctor import _color, _unicode, render
+from bmctl.cli.doctor import _unicode, render
 from bmctl.cli.env import CliEnv
 from bmctl.cli.main import app
 from bmctl.commands.doctor import FAIL, OK, SKIPPED, WARN, Check
@@ -34,7 +35,7 @@ def healthy(sandbox: Sandbox) -> dict[str, str]:
 
 
 def test_all_pass_is_exit_0_one_line_per_check(sandbox: Sandbox) -> None:
-    result = sandbox.run("doctor", env=healthy(sandbox))
+    result = sandbox.run("doctor", "--format", "table", env=healthy(sandbox))
     assert result.exit_code == 0, result.stdout
     heads = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
     assert [line.split()[1] for line in heads] == NAMES
@@ -46,7 +47,8 @@ def test_all_pass_is_exit_0_one_line_per_check(sandbox: Sandbox) -> None:
 
 
 def test_one_failure_is_exit_1_with_its_hint(sandbox: Sandbox) -> None:
-    result = sandbox.run("doctor", env={**healthy(sandbox), "BMCTL_TOKEN": "not-the-token-at-all"})
+    result = sandbox.run("doctor", "--format", "table",
+                         env={**healthy(sandbox), "BMCTL_TOKEN": "not-the-token-at-all"})
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     host = next(i for i, line in enumerate(lines) if line.split()[1] == "host")
@@ -55,9 +57,15 @@ def test_one_failure_is_exit_1_with_its_hint(sandbox: Sandbox) -> None:
     assert sum(line.startswith("✗") for line in lines) == 1
 
 
+def test_pipes_get_json_like_every_command(sandbox: Sandbox) -> None:
+    result = sandbox.run("doctor", env=healthy(sandbox))
+    assert result.exit_code == 0
+    assert [row["check"] for row in json.loads(result.stdout)] == NAMES
+
+
 def test_warnings_and_skipped_checks_do_not_fail(sandbox: Sandbox) -> None:
     # The sandbox is on loopback: an invalid User-Agent there is only a warning.
-    result = sandbox.run("doctor", env={"BMCTL_USER_AGENT": "curl/8"})
+    result = sandbox.run("doctor", "--format", "table", env={"BMCTL_USER_AGENT": "curl/8"})
     assert result.exit_code == 0, result.stdout
     assert "! user_agent " in result.stdout
 
@@ -82,7 +90,7 @@ def test_every_line_fits_the_terminal(sandbox: Sandbox, tmp_path: Path, columns:
     broken.write_text('token = "x"\nmarket = "fr-fr"\nthis_key_does_not_exist = "and it makes a long message"\n')
     for env in (healthy(sandbox), {"BMCTL_TOKEN": "", "BMCTL_CONFIG": str(broken)},
                 {"BMCTL_USER_AGENT": "curl/8", "BMCTL_BASE_URL": "http://127.0.0.1:1"}):
-        result = sandbox.run("doctor", env={**env, "COLUMNS": str(columns)})
+        result = sandbox.run("doctor", "--format", "table", env={**env, "COLUMNS": str(columns)})
         lines = result.stdout.splitlines()
         assert len(lines) >= len(NAMES)
         assert max(len(line) for line in lines) <= columns, result.stdout
@@ -107,7 +115,7 @@ def test_machine_formats_give_one_row_per_check(sandbox: Sandbox, fmt: str) -> N
 
 def test_a_non_utf8_terminal_gets_ok_and_fail(sandbox: Sandbox) -> None:
     runner = CliRunner(charset="ascii")
-    result = runner.invoke(app, ["doctor"], env={**sandbox.env(), "BMCTL_TOKEN": "wrong-token"},
+    result = runner.invoke(app, ["doctor", "--format", "table"], env={**sandbox.env(), "BMCTL_TOKEN": "wrong-token"},
                            obj=CliEnv(clock=sandbox.clock, transport=sandbox.transport),
                            catch_exceptions=False)
     assert result.exit_code == 1
@@ -124,9 +132,9 @@ def test_bad_usage_is_still_exit_2() -> None:
 def test_nothing_wrong_needs_no_traceback_even_when_everything_is(tmp_path: Path) -> None:
     config = tmp_path / "bmctl.toml"
     config.write_bytes(b"\xff\xfe[[[")
-    result = CliRunner().invoke(app, ["doctor"], env={"BMCTL_CONFIG": str(config), "BMCTL_DB": str(tmp_path),
-                                                      "BMCTL_TOKEN": SECRET, "BMCTL_BASE_URL": "http://"},
-                                catch_exceptions=False)
+    env = {"BMCTL_CONFIG": str(config), "BMCTL_DB": str(tmp_path), "BMCTL_TOKEN": SECRET,
+           "BMCTL_BASE_URL": "http://"}
+    result = CliRunner().invoke(app, ["doctor", "--format", "table"], env=env, catch_exceptions=False)
     assert result.exit_code == 1
     assert "Traceback" not in result.stdout + result.stderr and "internal error" not in result.stderr
     assert [line.split()[1] for line in result.stdout.splitlines() if not line.startswith(" ")] == NAMES
@@ -144,12 +152,15 @@ class Tty(io.StringIO):
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TERM", raising=False)
-    assert _color(Tty()) and not _color(io.StringIO())
+    def colour(stream: Any) -> bool:
+        return CliEnv(stdout=stream).stdout_color
+
+    assert colour(Tty()) and not colour(io.StringIO())
     monkeypatch.setenv("NO_COLOR", "")
-    assert not _color(Tty())
+    assert not colour(Tty())
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.setenv("TERM", "dumb")
-    assert not _color(Tty())
+    assert not colour(Tty())
     checks = [Check("lock", OK, "free"), Check("token", FAIL, "none", "set it")]
     assert "\x1b[" in render(checks, color=True)
     assert "\x1b" not in render(checks, color=False)
@@ -198,7 +209,7 @@ def test_an_unreachable_host_fails_and_verbose_shows_the_attempt(tmp_path: Path)
         port = sock.getsockname()[1]
     env = {"BMCTL_TOKEN": SECRET, "BMCTL_BASE_URL": f"http://127.0.0.1:{port}",
            "BMCTL_DB": str(tmp_path / "b.db"), "BMCTL_USER_AGENT": GOOD_UA}
-    result = CliRunner().invoke(app, ["doctor", "-v"], env=env, catch_exceptions=False)
+    result = CliRunner().invoke(app, ["doctor", "-v", "--format", "table"], env=env, catch_exceptions=False)
     assert result.exit_code == 1
     host = next(line for line in result.stdout.splitlines() if line.startswith("✗ host "))
     assert host.endswith(f"cannot connect to http://127.0.0.1:{port} (connection refused)")

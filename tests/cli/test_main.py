@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 import typer
-from typer.core import TyperGroup
 
 from bmctl import __version__
 from bmctl.cli.main import COMMANDS, app, hoist_global_options
@@ -17,18 +15,10 @@ from tests.cli.helpers import invoke
 
 
 def all_commands() -> list[list[str]]:
-    """Every command path of the app, found by walking the (lazily loaded) click tree."""
-    root = typer.main.get_command(app)
-    paths: list[list[str]] = []
+    """Every command path of the app (the root ``[]`` and groups included)."""
+    from tests.test_docs import every_command_path
 
-    def walk(command: Any, path: list[str]) -> None:
-        paths.append(path)
-        if isinstance(command, TyperGroup):
-            for name in command.list_commands(None):
-                walk(command.get_command(None, name), [*path, name])
-
-    walk(root, [])
-    return paths
+    return every_command_path()
 
 
 def test_the_command_table_matches_every_command_s_own_help() -> None:
@@ -159,6 +149,7 @@ def test_negative_prices_reach_the_price_check_not_the_option_parser() -> None:
 @pytest.mark.parametrize(("args", "shown"), [
     (["--listing", "not-a-uuid"], "not-a-uuid"),
     (["--bucket", "nonesuch"], "nonesuch"),
+    (["--run", "yesterday"], "yesterday"),
 ])
 def test_logs_list_filters_are_validated(isolated_home: Path, args: list[str], shown: str) -> None:
     result = invoke(["logs", "list", *args])

@@ -4,6 +4,7 @@ of the platform (``--market`` narrows), and ``--dry-run`` printing a plan."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 from bmctl.sandbox.model import ListingSpec
@@ -46,7 +47,10 @@ def test_all_with_bounds_needs_a_market(tmp_path: Path) -> None:
     assert box.seen == []  # nothing was sent
     given = box.run("--format", "json", "probe", "--all", "--floor", "80", "--market", "fr-fr", "--settle", "0")
     assert given.exit_code == 0, given.stderr
-    assert {r["floor"] for r in json.loads(given.stdout)} == {"80.00"}
+    # The bounds are the intersection of every source: --floor, unless min_price is higher.
+    floors = {(r["floor"], r["floor_source"]) for r in json.loads(given.stdout)}
+    assert ("80.00", "option") in floors
+    assert all(source == "min_price" and Decimal(floor) > 80 for floor, source in floors - {("80.00", "option")})
 
 
 def test_dry_run_prints_a_plan_and_sends_no_write(tmp_path: Path) -> None:
@@ -76,6 +80,64 @@ def test_help_says_all_covers_every_market_and_dry_run_prints_a_plan() -> None:
     text = " ".join(invoke(["probe", "--help"]).stdout.split())
     assert "every market it competes in" in text and "--market narrows" in text
     assert "print a plan" in text and "send no write" in text
+
+
+def test_costs_set_floors_and_ceilings_and_every_row_names_its_sources(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    config = tmp_path / "bmctl.toml"
+    config.write_text('[pricing]\ncosts = "costs.csv"\nfee_rate = "10%"\nfee_fixed = { EUR = "0.50" }\n'
+                      'min_margin = 0.05\nmax_margin = "0.30"\n', encoding="utf-8")
+    # LID: (70 + 0.50) / 0.85 = 82.95 (above min_price 80), ceiling 70.5 / 0.6 = 117.50.
+    # TWO in fr-fr by sku: (100 + 0.50) / 0.85 = 118.24, below min_price 150; ceiling 167.50.
+    (tmp_path / "costs.csv").write_text(f"listing_id,sku,cost\n{LID},,70\n,SKU-TWO,100\n", encoding="utf-8")
+    box.config = config
+    done = box.run("--format", "json", "probe", LID, TWO, "--settle", "0")
+    assert done.exit_code == 0, done.stderr
+    rows = {(r["listing_id"], r["market"]): r for r in json.loads(done.stdout)}
+    one = rows[(LID, "fr-fr")]
+    assert (one["floor"], one["floor_source"], one["ceiling"], one["ceiling_source"]) == (
+        "82.95", "cost", "117.50", "cost")
+    assert one["final_price"] == "94.99"
+    two = rows[(TWO, "fr-fr")]
+    assert (two["floor"], two["floor_source"], two["ceiling"], two["ceiling_source"]) == (
+        "150.00", "min_price", "167.50", "cost")
+    as_csv = box.run("--format", "csv", "probe", LID, "--settle", "0", "--dry-run")
+    assert "floor_source,ceiling_source" in as_csv.stdout.splitlines()[0]
+
+
+def test_a_malformed_costs_file_is_exit_2_naming_line_and_column_before_any_request(tmp_path: Path) -> None:
+    box = start_sandbox(tmp_path, catalogue())
+    costs = tmp_path / "costs.csv"
+    costs.write_text(f"listing_id,cost\n{LID},12\n{TWO},12,5O\n", encoding="utf-8")
+    refused = box.run("probe", LID, "--costs", str(costs))
+    assert refused.exit_code == 2
+    assert "line 3: 3 fields" in refused.stderr
+    costs.write_text(f"listing_id,cost\n{LID},12\n{TWO},1O.50\n", encoding="utf-8")
+    refused = box.run("probe", LID, "--costs", str(costs))
+    assert refused.exit_code == 2
+    assert f"bmctl: error: {costs} line 3, column cost: '1O.50' is not a decimal number" in refused.stderr
+    assert box.seen == []
+    config = tmp_path / "bmctl.toml"
+    config.write_text('[pricing]\nfee_rate = 0.7\nmin_margin = 0.3\n', encoding="utf-8")
+    box.config = config
+    refused = box.run("probe", LID)
+    assert refused.exit_code == 2 and "1 - fee_rate - min_margin must be above zero" in refused.stderr
+    assert box.seen == []
+
+
+def test_all_reads_the_listing_pages_once_and_never_dips_against_our_own_offer(tmp_path: Path) -> None:
+    from bmctl.sandbox.catalogue import own_offer_pair
+
+    winner, other = own_offer_pair()
+    box = start_sandbox(tmp_path, [*catalogue(), winner, other])
+    done = box.run("--format", "json", "--market", "fr-fr", "probe", "--all", "--settle", "0")
+    assert done.exit_code == 0, done.stderr
+    rows = {r["listing_id"]: r for r in json.loads(done.stdout)}
+    assert rows[other.id]["outcome"] == "kept"
+    assert rows[other.id]["reason"].startswith(f"the Backbox winner is our own listing {winner.id[:8]}")
+    assert ("POST", f"/ws/listings/{other.id}") not in box.writes()
+    pages = [path for method, path in box.seen if method == "GET" and path == "/ws/listings"]
+    assert len(pages) == 1  # the --all enumeration's; the probes knew our products from it
 
 
 def test_a_listing_held_by_the_price_war_cooldown_is_a_held_row_and_costs_nothing(tmp_path: Path) -> None:

@@ -283,10 +283,11 @@ def test_open_probes_fail_with_the_recover_hint_unless_a_run_holds_the_lock(tmp_
 def test_the_lock_is_free_or_held_by_a_pid(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     assert check_lock(read_lock(path)) == Check("lock", OK, "free")
-    with RunLock(str(path)):
+    with RunLock(str(path), holder="bmctl probe, started 2026-11-30 01:02:03 UTC"):
         held = check_lock(read_lock(path))
         assert held.status == WARN
-        assert held.detail == f"held by pid {os.getpid()} (a writing run is in progress)"
+        assert held.detail == (f"held by pid {os.getpid()} (bmctl probe, started 2026-11-30 01:02:03"
+                               " UTC): a writing run is in progress")
         assert "--lock-timeout" in held.hint
     assert check_lock(read_lock(path)).status == OK  # looking did not keep it
 

@@ -42,4 +42,6 @@ def test_execute_recovers_first_for_writing_commands_and_records_the_code(tmp_pa
         assert runtime.exit_code == code == ExitCode.OK
     assert world.price(spec.id, "fr-fr") == money("100.00")  # put back before the command ran
     assert any(spec.id in w and "recovered" in w for w in warnings)
+    # Said once, before the restore's requests (which may wait on the limits).
+    assert warnings[0].startswith(f"restoring 1 listing(s) left in open probes by run(s) {killed.run_id}")
     assert rows and rows[0]["price"] == "100.00"

@@ -113,6 +113,7 @@ def test_memory_windows_slide_and_count(tmp_path: Path) -> None:
     assert not is_war_round({"outcome": "won", "dip_price": None})
     assert is_war_round({"outcome": "won", "dip_price": "9.00"})
     assert not is_war_round({"outcome": "error", "dip_price": "9.00"})
+    assert not is_war_round({"outcome": "capped", "dip_price": "9.00"})
 
 
 def test_raise_back_waits_for_raise_back_after_then_searches_upwards(tmp_path: Path) -> None:

@@ -88,12 +88,14 @@ def spec_of(case: Case) -> ListingSpec:
 
 def expected_bounds(case: Case) -> tuple[Money, Money] | None:
     """(floor, effective ceiling) as the contract defines them, or None when the probe skips."""
-    floor = case.money(case.floor if case.floor is not None else case.min_price)
-    if floor is None:
+    # The intersection of every source: the highest floor, the lowest ceiling.
+    floors = [m for m in (case.money(case.floor), case.money(case.min_price)) if m is not None]
+    if not floors:
         return None
+    floor = max(floors)
     max_price = case.money(case.max_price)
-    ceiling = case.money(case.ceiling) if case.ceiling is not None else max_price
-    ceiling = min(ceiling, max_price)
+    assert max_price is not None
+    ceiling = min(m for m in (case.money(case.ceiling), max_price) if m is not None)
     if floor > ceiling:
         return None
     return floor, ceiling

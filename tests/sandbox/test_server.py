@@ -117,7 +117,7 @@ def test_serve_foreground_announces_and_stops(tmp_path) -> None:
         thread.start()
         assert started.wait(5)
         base = holder["server"].base_url
-        assert base in lines[0] and "24 listings" in lines[0] and "t0k" not in lines[0]
+        assert base in lines[0] and "26 listings" in lines[0] and "t0k" not in lines[0]
         r = requests.get(f"{base}/ws/listings", headers={"Authorization": "Basic t0k"}, timeout=5)
         assert r.status_code == 200 and r.json()["count"] > 0
         holder["server"].shutdown()

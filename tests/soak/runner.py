@@ -1164,7 +1164,8 @@ class Soak:
         for listing, market, outcome, dip, started, finished in rows:
             key = (listing.lower(), market)
             starts.setdefault(key, []).append(parse_utc(started))
-            if finished and (outcome in ("unwinnable", "lost") or (dip is not None and outcome not in (None, "error"))):
+            if finished and (outcome in ("unwinnable", "lost")
+                             or (dip is not None and outcome not in (None, "error", "capped"))):
                 rounds.setdefault(key, []).append(parse_utc(finished))
         holds = 0
         span = min(rules.war_window, 86400.0)
