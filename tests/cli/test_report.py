@@ -170,3 +170,17 @@ def test_the_report_agrees_with_the_probe_runs_that_wrote_it(tmp_path: Path) -> 
                       for r in decided if r["outcome"] == "won" and r["dip_price"]), start=Decimal(0))
         assert Decimal(line["peak_margin"]) == gained
     assert {(r["listing_id"], r["market"]) for r in report_rows} == {(r["listing_id"], r["market"]) for r in rows}
+
+
+def test_a_capped_dip_counts_as_a_probe_not_won_and_is_no_price_war_round(tmp_path: Path) -> None:
+    clock = SimClock()
+    path = tmp_path / "bmctl.db"
+    db = open_database(path)
+    journal = Journal(db, "run-1", lambda: clock.wall() - 60)
+    journal.record_result({"listing_id": A, "market": "fr-fr", "currency": "EUR", "outcome": "capped",
+                           "start_price": "100.00", "dip_price": "95.00", "final_price": "95.00",
+                           "floor": "80.00", "ceiling": "150.00", "writes": 1})
+    db.close()
+    (row,) = json.loads(report(path, clock, "--format", "json").stdout)
+    assert (row["probes"], row["probes_won"], row["backbox_share"]) == (1, 0, "0.0000")
+    assert (row["peak_margin"], row["peak_wins"], row["war_rounds"]) == ("0.00", 0, 0)
