@@ -66,20 +66,20 @@ def probe(
                           costs=costs)
     options = ProbeRunOptions(params=params, deadline=_deadline(deadline),
                               breaker_floor_hits=settings.probe.breaker_floor_hits,
-                              rules=_rules(settings, ignore_cooldown))
+                              cooldown=_cooldown(settings, ignore_cooldown))
     run_command(env, "probe", partial(core, request=request, targets=targets, options=options),
                 writing=not dry_run, summary=True,
                 columns=(PLAN_COLUMNS if dry_run else PROBE_FIELDS) if env.format == "table" else None,
                 title="Probe plan (dry run: nothing written)" if dry_run else "Probes")
 
 
-def _rules(settings: Any, ignore_cooldown: bool) -> Any:
-    """The ``[pricing]`` rules of the run; ``--ignore-cooldown`` holds nothing."""
+def _cooldown(settings: Any, ignore_cooldown: bool) -> Any:
+    """The run's price-war cooldown and raise back rules; ``--ignore-cooldown`` holds nothing."""
     from dataclasses import replace
 
-    from bmctl.pricing.cooldown import PricingRules
+    from bmctl.pricing.cooldown import CooldownRules
 
-    rules = PricingRules.from_settings(settings.pricing)
+    rules = CooldownRules.from_settings(settings.pricing)
     return replace(rules, war_rounds=0) if ignore_cooldown else rules
 
 

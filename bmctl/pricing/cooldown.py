@@ -33,7 +33,7 @@ _APPLIED = ("updated", "sent")
 
 
 @dataclass(frozen=True)
-class PricingRules:
+class CooldownRules:
     """The ``[pricing]`` rules in seconds; ``war_rounds == 0`` holds nothing."""
 
     war_rounds: int = 3
@@ -45,7 +45,7 @@ class PricingRules:
     raise_back_text: str = "24h"
 
     @classmethod
-    def from_settings(cls, pricing: Any) -> "PricingRules":
+    def from_settings(cls, pricing: Any) -> "CooldownRules":
         """From the configuration's ``[pricing]`` section (``Settings.pricing``)."""
         return cls(war_rounds=pricing.war_rounds, war_window=pricing.seconds("war_window"),
                    war_cooldown=pricing.seconds("war_cooldown"),
@@ -87,12 +87,12 @@ class PricingMemory:
     """Price-war rounds and last price changes per (listing, market), read once per run and
     kept up to date by the run's own results."""
 
-    rules: PricingRules
+    rules: CooldownRules
     rounds: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     changed: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, db: Any, rules: PricingRules, now: float) -> "PricingMemory":
+    def load(cls, db: Any, rules: CooldownRules, now: float) -> "PricingMemory":
         """Read what the rules need from the database (two queries)."""
         from bmctl.store.db import parse_utc, utc_iso
 

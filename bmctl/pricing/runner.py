@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 from bmctl.api.money import Money
 from bmctl.errors import BmctlError, Interrupted, RunStopped
 from bmctl.pricing.batch import Batch, BatchSummary
-from bmctl.pricing.cooldown import PricingMemory, PricingRules
+from bmctl.pricing.cooldown import CooldownRules, PricingMemory
 from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal
 from bmctl.pricing.own import OwnOffers
@@ -120,7 +120,7 @@ class ProbeRunOptions:
     deadline: float | None = None  # seconds from the start of the batch
     max_in_flight: int = 16
     breaker_floor_hits: int = 5
-    rules: PricingRules | None = None  # [pricing] rules (None: the runtime's settings)
+    cooldown: CooldownRules | None = None  # [pricing] cooldown and raise back (None: the settings')
 
 
 @contextmanager
@@ -163,9 +163,9 @@ class ProbeRun:
     def memory(self) -> PricingMemory:
         """Price-war rounds and last changes from the database, read once."""
         if self._memory is None:
-            rules = self.options.rules
+            rules = self.options.cooldown
             if rules is None:
-                rules = PricingRules.from_settings(self.runtime.settings.pricing)
+                rules = CooldownRules.from_settings(self.runtime.settings.pricing)
             self._memory = PricingMemory.load(self.runtime.db, rules, self.runtime.clock.wall())
         return self._memory
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bmctl.config import PricingSettings
-from bmctl.pricing.cooldown import PricingMemory, PricingRules, is_war_round
+from bmctl.pricing.cooldown import CooldownRules, PricingMemory, is_war_round
 from bmctl.pricing.probe import ProbeParams, ProbeTarget
 from bmctl.sandbox.world import SimWorld
 from tests.pricing.harness import listing, money, run_probes
@@ -99,7 +99,7 @@ def test_a_discovering_target_whose_markets_are_all_held_sends_nothing(tmp_path:
 
 
 def test_memory_windows_slide_and_count(tmp_path: Path) -> None:
-    rules = PricingRules(war_rounds=3, war_window=100.0, war_cooldown=50.0)
+    rules = CooldownRules(war_rounds=3, war_window=100.0, war_cooldown=50.0)
     memory = PricingMemory(rules)
     lost = {"listing_id": "A", "market": "fr-fr", "outcome": "lost", "dip_price": "9.00", "writes": 2}
     assert memory.record(lost, 0.0) is None
@@ -178,7 +178,7 @@ def test_memory_hold_agrees_with_its_definition_on_random_rounds() -> None:
 
     rng = random.Random(17)
     for _ in range(300):
-        rules = PricingRules(war_rounds=rng.randint(1, 4), war_window=float(rng.choice((60, 100, 300))),
+        rules = CooldownRules(war_rounds=rng.randint(1, 4), war_window=float(rng.choice((60, 100, 300))),
                              war_cooldown=float(rng.choice((20, 50, 120))))
         times = sorted(rng.uniform(0, 600) for _ in range(rng.randint(0, 12)))
         memory = PricingMemory(rules, rounds={("a", "fr-fr"): list(times)})

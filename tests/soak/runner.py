@@ -192,7 +192,7 @@ from bmctl.commands.probe import ProbeRequest, probe, probe_params
 from bmctl.commands.run import CommandContext, execute
 from bmctl.config import PricingSettings
 from bmctl.errors import BmctlError, exit_code_for
-from bmctl.pricing.cooldown import PricingMemory, PricingRules
+from bmctl.pricing.cooldown import CooldownRules, PricingMemory
 from bmctl.pricing.plan import plan_probes
 from bmctl.pricing.runner import ProbeRunOptions
 from bmctl.sandbox.catalogue import BENCH_WEIGHTS, generate_catalogue
@@ -740,7 +740,7 @@ class Soak:
                               seed=config.seed, token=self.token, latency=config.latency_ms / 1000.0,
                               reveal=config.reveal)
         self.pricing = PricingSettings(raise_back_after=config.raise_back_after)
-        self.rules = PricingRules.from_settings(self.pricing)
+        self.rules = CooldownRules.from_settings(self.pricing)
         # (listing, market) -> scenario: price_war, rival_leaves or other; leavers' schedules.
         self.scenario: dict[tuple[str, str], str] = {}
         self.leavers: dict[tuple[str, str], Any] = {}
