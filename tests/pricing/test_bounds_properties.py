@@ -2,7 +2,9 @@
 
 No write is ever outside the intersection of every bound (the cost rule's, the listing's
 min_price / max_price, the operator's); a blank, zero or missing cost never gives a floor;
-no dip or peak write moves a price further than ``max_step_down`` / ``max_step_up``.
+no dip or peak write moves a price further than ``max_step_down`` / ``max_step_up``; over
+consecutive cron runs with rivals undercutting, the price-war cooldown (random rounds, windows
+and cooldowns) holds listings without a request and never lets a write out of the bounds.
 The bounds are recomputed here independently of bmctl, from the case's numbers.
 
 CI runs a modest number of examples; a dedicated run of many cases:
@@ -17,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
+from typing import Any
 
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -29,7 +32,7 @@ from bmctl.sandbox.world import SimWorld
 from tests.pricing.harness import by_listing, run_probes
 from tests.pricing.test_probe_properties import MARKETS, PROPERTY, Case, cases, check_write, spec_of
 
-OUTCOMES = ("won", "kept", "unwinnable", "lost", "skipped", "capped")
+OUTCOMES = ("won", "kept", "unwinnable", "lost", "skipped", "capped", "held")
 
 
 @dataclass(frozen=True)
@@ -140,13 +143,20 @@ def cap_of(cap: str | dict[str, str] | None, old: Money) -> Decimal | None:
     return old.amount * share
 
 
+WARS = [(0, "24h", "6h"), (1, "1h", "30m"), (2, "24h", "6h"), (3, "24h", "6h"), (2, "2h", "1h")]
+
+
 @PROPERTY
 @given(data=st.data(), batch=st.lists(cases(), min_size=1, max_size=3), r=rules(),
        reveal=st.booleans(), settle=st.sampled_from([0.0, 2.0]), max_raises=st.integers(0, 3),
-       headroom=st.sampled_from(["auto", "hidden"]))
+       headroom=st.sampled_from(["auto", "hidden"]), war=st.sampled_from(WARS),
+       runs=st.integers(1, 3))
 def test_no_write_outside_the_bounds_from_every_source_and_no_move_beyond_the_caps(
         data: st.DataObject, batch: list[Case], r: Rules, reveal: bool, settle: float, max_raises: int,
-        headroom: str) -> None:
+        headroom: str, war: tuple[int, str, str], runs: int) -> None:
+    """One to three cron runs on one database, rivals undercutting between them (a price war the
+    cooldown may hold): whatever the costs, caps and cooldowns, every write of every run is
+    inside the bounds and no move goes beyond its cap; a held listing costs no request."""
     costs_of = [data.draw(costs(case)) for case in batch]
     specs = [spec_of(c) for c in batch]
     lines = ["listing_id,cost,currency,note"]
@@ -156,18 +166,41 @@ def test_no_write_outside_the_bounds_from_every_source_and_no_move_beyond_the_ca
             lines.append(f"{spec.id},{amount},{currency},ignored")
     rules_ = replace(check_pricing(settings_of(r)), costs=parse_costs("\n".join(lines) + "\n", "costs.csv"))
     params = ProbeParams(settle=settle, max_raises=max_raises, headroom=headroom, rules=rules_)
+    pricing = replace(settings_of(r), war_rounds=war[0], war_window=war[1], war_cooldown=war[2])
     world = SimWorld(specs, reveal=reveal, settle=settle)
     targets = [ProbeTarget(s.id, MARKETS[c.currency], c.money(c.floor), c.money(c.ceiling))
                for s, c in zip(specs, batch)]
+    by_id = {s.id: (c, cost) for s, c, cost in zip(specs, batch, costs_of)}
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "p.db"
-        summary, recorder = run_probes(world, db, targets, params=params)
+        for run in range(runs):
+            if run:  # the rivals answer: each undercuts our price by a few ticks, some time later
+                for spec, case in zip(specs, batch):
+                    ours = world.price(spec.id, MARKETS[case.currency])
+                    cut = data.draw(st.integers(1, 3)) * tick(case.currency)
+                    world.marketplace.set_rivals(spec.id, MARKETS[case.currency],
+                                                 [ours.with_amount(max(ours.amount - cut, tick(case.currency)))])
+                world.clock.advance(data.draw(st.sampled_from([300.0, 900.0, 3600.0, 7 * 3600.0])))
+            summary, recorder = run_probes(world, db, targets, params=params, pricing=pricing)
+            check_run(summary, recorder, specs, batch, costs_of, by_id, r)
         conn = sqlite3.connect(db)
         moves = list(conn.execute("select listing_id, old_price, new_price, currency, reason from price_changes"))
         conn.close()
+    for _, old_text, new_text, currency, reason in moves:
+        old, new = Money(Decimal(old_text), currency), Money(Decimal(new_text), currency)
+        if reason == "dip":
+            cap = cap_of(r.step_down, old)
+            assert cap is None or old.amount - new.amount <= cap, (reason, old, new, r)
+        elif reason == "peak":
+            cap = cap_of(r.step_up, old)
+            assert cap is None or new.amount - old.amount <= cap, (reason, old, new, r)
+
+
+def check_run(summary: Any, recorder: Any, specs: list[Any], batch: list[Case], costs_of: list[Cost],
+              by_id: dict[str, tuple[Case, Cost]], r: Rules) -> None:
+    """One run's writes inside the bounds, and each listing's outcome and bounds as documented."""
     results = by_listing(summary)
     assert len(results) == len(batch)
-    by_id = {s.id: (c, cost) for s, c, cost in zip(specs, batch, costs_of)}
     for request in recorder.sent:
         if request.method == "POST":
             case, cost = by_id[request.listing_id or ""]
@@ -178,6 +211,9 @@ def test_no_write_outside_the_bounds_from_every_source_and_no_move_beyond_the_ca
         result = results[spec.id]
         assert result.outcome in OUTCOMES, result
         event(f"{result.outcome}, floor from {result.floor_source}")
+        if result.outcome == "held":  # the cooldown: not even a read
+            assert result.writes == 0 and not [q for q in recorder.sent if q.listing_id == spec.id]
+            continue
         bounds = expected(case, cost, r)
         if cost.kind != "value":
             assert result.floor_source != "cost" and result.ceiling_source != "cost", (cost, result)
@@ -190,11 +226,3 @@ def test_no_write_outside_the_bounds_from_every_source_and_no_move_beyond_the_ca
             case, cost, r, result)
         if result.outcome == "capped":
             assert result.writes <= 1
-    for _, old_text, new_text, currency, reason in moves:
-        old, new = Money(Decimal(old_text), currency), Money(Decimal(new_text), currency)
-        if reason == "dip":
-            cap = cap_of(r.step_down, old)
-            assert cap is None or old.amount - new.amount <= cap, (reason, old, new, r)
-        elif reason == "peak":
-            cap = cap_of(r.step_up, old)
-            assert cap is None or new.amount - old.amount <= cap, (reason, old, new, r)
