@@ -111,6 +111,7 @@ READ_ONLY = [
     ("logs", "stats"),
     ("logs", "runs"),
     ("config", "show"),
+    ("report",),
 ]
 
 
@@ -134,7 +135,7 @@ def test_read_only_tables_fit_and_keep_values_whole(world: tuple[Served, Path], 
 def test_probe_update_and_recover_tables_fit(world: tuple[Served, Path], listing_ids: list[str],
                                              width: int) -> None:
     env = environment(world)
-    for args in (["probe", *listing_ids[3:6], "--settle", "0"],
+    for args in (["probe", *listing_ids[3:6], "--settle", "0"], ["doctor"],
                  ["probe", *listing_ids[:4], "--dry-run"],
                  ["update-price", listing_ids[6], "1.00", "--dry-run", "--allow-big-change"],
                  ["recover", "--dry-run"]):
