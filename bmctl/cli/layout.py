@@ -20,8 +20,8 @@ FREE_TEXT = ("value", "source", "path", "holders", "detail", "reason", "error", 
 # row's name, never).
 LOW_VALUE = (
     "war_rounds", "avg_floor", "avg_ceiling",  # report: the share, changes and money go last
-    "floor_source", "ceiling_source", "request_id", "dip_seconds", "retry_after", "attempt", "priority", "version", "pid",
-    "finished_at", "run_id", "buckets", "queue_wait_ms", "p50_wait_ms", "p95_wait_ms",
+    "floor_source", "ceiling_source", "request_id", "dip_seconds", "retry_after", "attempt",
+    "priority", "version", "pid", "finished_at", "run_id", "buckets", "queue_wait_ms", "p50_wait_ms", "p95_wait_ms",
     "held_now", "holders", "rate_per_s", "publication_state", "sku", "writes", "currency",
     "errors", "rate_limited", "ok", "floor", "ceiling", "dip_price",
     "min_price", "max_price", "start_price",
