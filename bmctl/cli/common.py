@@ -67,6 +67,29 @@ def cli_env(ctx: typer.Context) -> CliEnv:
     return env
 
 
+def one_listing_id(env: CliEnv, given: str, command: str) -> str:
+    """The one listing id a command takes, ``-`` reading it from stdin; exit 2 otherwise."""
+    from bmctl.errors import UsageError
+    from bmctl.pricing.targets import listing_ids
+
+    ids = listing_ids([given], env.stdin)
+    if len(ids) != 1:
+        raise UsageError(f"{command} takes one listing id; stdin held {len(ids)}")
+    return ids[0]
+
+
+def market_filter(env: CliEnv) -> str | None:
+    """The market given on the command line (or in the environment), as a filter of what the
+    database holds; None, not the configured default, when none was given: such views cover
+    every market."""
+    market = env.overrides.get("market")
+    if market is None:
+        return None
+    from bmctl.api.markets import get_market
+
+    return get_market(market).code
+
+
 def finish(code: int) -> Any:
     """End a command with an exit code of the contract."""
     if code:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from bmctl.cli.command import run_command
-from bmctl.cli.common import cli_env
+from bmctl.cli.common import cli_env, market_filter, one_listing_id
 from bmctl.cli.output import Output
 
 UPDATE_FIELDS = ["listing_id", "market", "currency", "old_price", "new_price", "status", "reason"]
@@ -72,22 +72,13 @@ def history(
 
     Example: bmctl history --since 2h --market fr-fr
     """
-    from bmctl.errors import UsageError
     from bmctl.pricing.journal import DEFAULT_RECENT
     from bmctl.pricing.journal import history as query
-    from bmctl.pricing.targets import listing_ids
 
     env = cli_env(ctx)
     if listing_id is not None:
-        ids = listing_ids([listing_id], env.stdin)
-        if len(ids) != 1:
-            raise UsageError(f"history takes one listing id; stdin held {len(ids)}")
-        listing_id = ids[0]
-    market = env.overrides.get("market")  # only when asked for: history is of every market
-    if market is not None:
-        from bmctl.api.markets import get_market
-
-        market = get_market(market).code
+        listing_id = one_listing_id(env, listing_id, "history")
+    market = market_filter(env)
     since_text = None
     if since is not None:
         from bmctl.durations import parse_since

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from bmctl.cli.common import cli_env
+from bmctl.cli.common import cli_env, market_filter, one_listing_id
 
 #: Table columns on a terminal (json/csv carry every field of ``REPORT_FIELDS``).
 REPORT_COLUMNS = [
@@ -35,22 +35,12 @@ def report(
     from bmctl.commands.report import REPORT_FIELDS, win_series
     from bmctl.commands.report import report as query
     from bmctl.durations import parse_since
-    from bmctl.errors import UsageError
     from bmctl.store.db import open_database, utc_iso
 
     env = cli_env(ctx)
     if listing_id is not None:
-        from bmctl.pricing.targets import listing_ids
-
-        ids = listing_ids([listing_id], env.stdin)
-        if len(ids) != 1:
-            raise UsageError(f"report takes one listing id; stdin held {len(ids)}")
-        listing_id = ids[0]
-    market = env.overrides.get("market")  # only when asked for: the report covers every market
-    if market is not None:
-        from bmctl.api.markets import get_market
-
-        market = get_market(market).code
+        listing_id = one_listing_id(env, listing_id, "report")
+    market = market_filter(env)
     since_text = utc_iso(parse_since(since, env.now_wall()))
     db = open_database(env.settings.db_path, readonly=True)
     rows = query(db, since_text, listing_id=listing_id, market=market)
