@@ -158,16 +158,16 @@ def draw_history(env: Any, series: Mapping[tuple[str, str], Sequence[Any]], name
     most); a series of one price gets a one-line note on stderr instead."""
     width = env.width()
     drawn = 0
+    flat: list[tuple[str, Any]] = []  # (market, the one point) of series with nothing to draw
     for (listing_id, market), points in series.items():
         if not points:
             continue
         if len(points) < 2:
-            only = points[0]
-            env.info(f"{name}: one price in {market} ({only.price} {only.currency}): nothing to chart")
+            flat.append((market, points[0]))
             continue
         if drawn == MAX_CHARTS:
             env.info(f"{name}: charts for {MAX_CHARTS} markets only; use --market for another")
-            return
+            break
         currency = points[-1].currency
         shown = listing_id if env.wide else compact(listing_id, short_ids([[listing_id]]))
         lines = price_chart(f"Price of {shown} in {market} ({currency}), times UTC", points, width)
@@ -175,6 +175,11 @@ def draw_history(env: Any, series: Mapping[tuple[str, str], Sequence[Any]], name
             env.stdout.write("\n")
             _write(env, lines, width)
             drawn += 1
+    if len(flat) == 1:
+        market, only = flat[0]
+        env.info(f"{name}: one price in {market} ({only.price} {only.currency}): nothing to chart")
+    elif flat:  # one line, not one per listing: a report covers many
+        env.info(f"{name}: {len(flat)} listing(s) with one price only in the period: nothing to chart")
 
 
 # --- logs stats --timeline -----------------------------------------------------------------------

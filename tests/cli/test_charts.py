@@ -72,6 +72,14 @@ def test_a_single_price_is_a_note_on_stderr() -> None:
     assert out.getvalue() == ""
 
 
+def test_many_single_prices_are_one_note_not_one_per_listing() -> None:
+    out, err = Terminal(), io.StringIO()
+    series = {(f"{n:08x}-0000-4000-8000-000000000000", "fr-fr"): points("100") for n in range(40)}
+    draw_history(CliEnv(stdout=out, stderr=err), series, name="report")
+    assert out.getvalue() == ""
+    assert err.getvalue() == "report: 40 listing(s) with one price only in the period: nothing to chart\n"
+
+
 def test_a_timeline_marks_the_limit_and_the_minutes_over_it() -> None:
     lines = timeline_chart("competitors", [0, 30, 150, 60] + [0] * 10, 120.0, "08:00", "08:13", 1, 60)
     text = [plain(line) for line in lines]
