@@ -105,7 +105,7 @@ def listing_ids(world: tuple[Served, Path]) -> list[str]:
 
 READ_ONLY = [
     ("listings",),
-    ("competitors", "{0}", "{1}", "{2}", "{3}"),
+    ("competitors", "{0}", "{1}"),  # two listings, a row per market each competes in
     ("history", "{0}"),
     ("logs", "list", "-n", "15"),
     ("logs", "stats"),
