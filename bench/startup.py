@@ -3,6 +3,10 @@
 Each command runs ``--runs`` times (default 30), interleaved round-robin so that machine noise
 hits all of them alike; wall time per run with ``time.perf_counter`` around ``subprocess.run``
 (output to a pipe, ``NO_COLOR=1``); medians reported, with the ratio to ``import typer``.
+Children run without ``PYTHONDONTWRITEBYTECODE`` (set on some machines, this one included), so
+that the warm-up leaves bmctl's bytecode as an installed copy has it (pip compiles it at
+install) and as typer's already is: with the variable, every run of a source checkout compiles
+bmctl's modules again (about 5 ms for `--help`) while typer's site-packages bytecode is read.
 bmctl is run both as ``python -m bmctl`` and as the installed ``bmctl`` console script.
 Then ``python -X importtime -m bmctl --version`` (and ``--help``) lists the heaviest imports and
 checks that requests / rich / sqlite_utils are not among them.
@@ -43,8 +47,15 @@ def commands() -> list[tuple[str, list[str]]]:
     return cmds
 
 
-def importtime(args: list[str], top: int = 12) -> tuple[list[tuple[int, int, str]], set[str]]:
+def child_env() -> dict[str, str]:
+    """The children's environment: no colour, bytecode written and read as when installed."""
     env = dict(os.environ, NO_COLOR="1")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def importtime(args: list[str], top: int = 12) -> tuple[list[tuple[int, int, str]], set[str]]:
+    env = child_env()
     proc = subprocess.run([PY, "-X", "importtime", "-m", "bmctl", *args], capture_output=True,
                           text=True, env=env)
     rows = []
@@ -66,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     header(f"Start-up ({args.runs} runs each, interleaved; wall-clock medians)")
     cmds = commands()
-    env = dict(os.environ, NO_COLOR="1")
+    env = child_env()
     for _, argv in cmds:  # warm the page cache and .pyc files once
         subprocess.run(argv, capture_output=True, env=env)
     times: dict[str, list[float]] = {label: [] for label, _ in cmds}
