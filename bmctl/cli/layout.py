@@ -37,7 +37,6 @@ class Fitted:
 
     lines: list[str]
     hidden: list[str] = field(default_factory=list)
-    width: int = 0
 
 
 def display_width(text: str) -> int:
@@ -165,8 +164,7 @@ def fit(keys: Sequence[str], cells: Sequence[Sequence[str]], width: int, *, wide
         for line in range(max(len(v) for v in wrapped.values()) if columns else 0):
             lines.append(_join([_pad(wrapped[i][line] if line < len(wrapped[i]) else "", widths[i],
                                      numeric[i]) for i in columns]))
-    used = sum(widths.values()) + GAP * max(len(columns) - 1, 0)
-    return Fitted(lines=lines, hidden=hidden, width=used)
+    return Fitted(lines=lines, hidden=hidden)
 
 
 def _share(columns: list[int], natural: dict[int, int], minimum: dict[int, int],
