@@ -19,12 +19,15 @@ def demo(
     """The main job end to end on the embedded sandbox: seeds a demo catalogue, probes it with
     live progress, prints the results and the log statistics. Needs no token and no network.
 
+    Each run starts afresh: a new marketplace and a new demo database (unless --db is given),
+    which stays for bmctl --db PATH logs / history / report until the next demo.
+
     Example: bmctl demo --format json
     """
     from functools import partial
 
     from bmctl.cli.probe import PROBE_FIELDS
-    from bmctl.commands.demo import NEXT_STEPS, demo_settings, sandbox_on_loopback
+    from bmctl.commands.demo import NEXT_STEPS, demo_settings, fresh_demo_database, sandbox_on_loopback
     from bmctl.commands.demo import demo as core
 
     env = cli_env(ctx)
@@ -33,6 +36,8 @@ def demo(
     db_given = env.overrides.get("db") is not None
     with sandbox_on_loopback(settle=settle, reveal=reveal) as base_url:
         settings = demo_settings(env.settings, base_url, db_given)
+        if not db_given:  # its own database, like its marketplace, is new at every run
+            fresh_demo_database(settings.db_path)
         env.info(f"demo: sandbox marketplace on {base_url}; database {settings.db_path}")
         try:
             # Real HTTP to the sandbox on loopback, whatever transport the caller injected.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Iterator
 
 from bmctl.commands.run import CommandContext, Outcome
@@ -37,6 +38,17 @@ def demo_settings(settings: Settings, base_url: str, db_given: bool) -> Settings
         db = str(Settings().db_path.with_name("demo.db"))
     return replace(settings, token="sandbox", base_url=base_url, db=db,
                    user_agent="BM-demo-bmctl;demo@example.invalid")
+
+
+def fresh_demo_database(path: Path) -> None:
+    """Start the demo's own database afresh: its marketplace is new at every run, and a former
+    demo's journal would hold (price-war rounds) or leave unsearched (a recent price) listings
+    of a marketplace it never saw. Another demo running holds the lock: ``LockHeld`` (exit 5)."""
+    from bmctl.store.lock import RunLock
+
+    with RunLock(str(path)):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def demo_targets(client: Any, markets: tuple[str, ...], limit: int | None) -> list[Any]:

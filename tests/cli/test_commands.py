@@ -852,6 +852,24 @@ def test_demo_never_touches_the_database_bmctl_db_names(tmp_path: Path) -> None:
     assert given.exists() and not real.exists()  # --db on the command line is obeyed
 
 
+def test_a_second_demo_starts_afresh_like_its_marketplace(tmp_path: Path) -> None:
+    """The marketplace is new at every demo: a former demo's journal (price-war rounds, recent
+    prices) must not hold or leave unsearched the listings of the next one."""
+    from tests.cli.helpers import invoke
+
+    config = tmp_path / "bmctl.toml"
+    config.write_text("[pricing]\nwar_rounds = 1\n")  # one dip is a price war: held at once
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "HOME": str(tmp_path), "BMCTL_CONFIG": str(config)}
+    runs = [invoke(["demo", "--limit", "4", "--settle", "0", "--format", "json"], env) for _ in range(2)]
+    assert [r.exit_code for r in runs] == [0, 0], runs[-1].stderr
+    outcomes = [sorted((row["listing_id"], row["market"], row["outcome"]) for row in json.loads(r.stdout))
+                for r in runs]
+    assert any(outcome == "won" for *_, outcome in outcomes[0])
+    assert outcomes[1] == outcomes[0]  # nothing held, nothing left unsearched
+    listed = invoke(["--db", str(tmp_path / "data" / "bmctl" / "demo.db"), "logs", "runs", "--format", "json"], env)
+    assert [run["command"] for run in json.loads(listed.stdout)] == ["demo"]  # the last demo's only
+
+
 def test_a_batch_ends_with_one_summary_line_on_stderr(sandbox: Sandbox) -> None:
     import re
 
