@@ -58,7 +58,7 @@ sys.path.insert(0, bmctl_path())  # this repository, or the old design's tree in
 
 from _common import header, percentile, table  # noqa: E402
 
-from bmctl.pricing.probe import ProbeParams, ProbeTarget  # noqa: E402
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget  # noqa: E402
 from bmctl.pricing.runner import ProbeRun, ProbeRunOptions  # noqa: E402
 from bmctl.sandbox.catalogue import generate_catalogue  # noqa: E402
 from bmctl.sandbox.faults import Faults  # noqa: E402

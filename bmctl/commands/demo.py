@@ -53,7 +53,7 @@ def fresh_demo_database(path: Path) -> None:
 
 def demo_targets(client: Any, markets: tuple[str, ...], limit: int | None) -> list[Any]:
     """Every listing with stock in every demo market (listing pages are LOW priority)."""
-    from bmctl.pricing.probe import ProbeTarget
+    from bmctl.pricing.probe_types import ProbeTarget
 
     targets: list[ProbeTarget] = []
     for market in markets:

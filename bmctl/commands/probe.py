@@ -9,7 +9,7 @@ from typing import Any, Callable, TextIO
 from bmctl.commands.run import CommandContext, Outcome
 from bmctl.errors import ExitCode, RunStopped, UsageError
 from bmctl.pricing.batch import BatchSummary
-from bmctl.pricing.probe import ProbeParams, ProbeResult, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.runner import ProbeRun, ProbeRunOptions
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Callable, Iterable, Iterator
 
-from bmctl.pricing.probe import Probe, ProbeResult, ProbeTarget, Send, Wait
+from bmctl.pricing.probe import Probe
+from bmctl.pricing.probe_types import ProbeResult, ProbeTarget, Send, Wait
 
 
 @dataclass

@@ -16,7 +16,8 @@ from bmctl.pricing.guardrails import Bounds
 from bmctl.pricing.journal import Journal
 from bmctl.pricing.own import OwnOffers
 from bmctl.pricing.plan import Plan, ProbeCost, plan_probes, probe_cost
-from bmctl.pricing.probe import Probe, ProbeParams, ProbeResult, ProbeTarget
+from bmctl.pricing.probe import Probe
+from bmctl.pricing.probe_types import ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.recovery import Recovery, recover, restore_seconds, restored_text
 from bmctl.traffic.waits import duration_text
 

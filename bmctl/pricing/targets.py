@@ -13,7 +13,7 @@ from typing import Any, Iterable, NamedTuple, Sequence, TextIO
 from bmctl.api.markets import get_market
 from bmctl.api.money import Money, MoneyError
 from bmctl.errors import UsageError
-from bmctl.pricing.probe import ProbeTarget
+from bmctl.pricing.probe_types import ProbeTarget
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from bmctl.api.money import Money
 from bmctl.commands.probe import ProbeRequest, probe
 from bmctl.commands.run import CommandContext, execute
-from bmctl.pricing.probe import ProbeParams
+from bmctl.pricing.probe_types import ProbeParams
 from bmctl.pricing.runner import ProbeRunOptions
 from bmctl.sandbox.model import ListingSpec, OfferSpec
 from bmctl.sandbox.world import SimWorld

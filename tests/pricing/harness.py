@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from bmctl.api.money import Money
 from bmctl.pricing.batch import BatchSummary
-from bmctl.pricing.probe import ProbeParams, ProbeResult, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeResult, ProbeTarget
 from bmctl.pricing.runner import ProbeRun, ProbeRunOptions
 from bmctl.sandbox.model import ListingSpec, OfferSpec
 from bmctl.sandbox.world import SimWorld

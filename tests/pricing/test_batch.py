@@ -14,7 +14,7 @@ from bmctl.api.money import Money
 from bmctl.commands.probe import ProbeRequest, probe
 from bmctl.commands.run import CommandContext
 from bmctl.errors import ExitCode
-from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget
 from bmctl.pricing.runner import ProbeRunOptions
 from bmctl.sandbox.catalogue import generate_catalogue
 from bmctl.sandbox.model import Drift

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from bmctl.api.money import Money, tick
 from bmctl.config import PricingSettings
 from bmctl.pricing.costs import check_pricing, parse_costs
-from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget
 from bmctl.sandbox.world import SimWorld
 from tests.pricing.harness import by_listing, run_probes
 from tests.pricing.test_probe_properties import MARKETS, PROPERTY, Case, cases, check_write, spec_of

@@ -8,7 +8,7 @@ from typing import Any
 
 from bmctl.config import PricingSettings
 from bmctl.pricing.cooldown import CooldownRules, PricingMemory, is_war_round
-from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget
 from bmctl.sandbox.world import SimWorld
 from tests.pricing.harness import listing, money, run_probes
 

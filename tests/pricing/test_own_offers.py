@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget
 from bmctl.sandbox.catalogue import own_offer_pair
 from bmctl.sandbox.model import ListingSpec
 from bmctl.sandbox.world import SimWorld

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget
 from bmctl.sandbox.world import SimWorld
 from tests.pricing.harness import by_listing, listing, money, run_probes
 
@@ -294,7 +294,7 @@ def test_probes_refused_only_by_rate_limits_exit_4(tmp_path: Path) -> None:
     """429 after every retry is "rate limits stopped the run": exit 4, rerunning resumes."""
     from bmctl.commands.probe import outcome_of
     from bmctl.pricing.batch import BatchSummary
-    from bmctl.pricing.probe import ProbeResult
+    from bmctl.pricing.probe_types import ProbeResult
 
     limited = ProbeResult("a", "fr-fr", outcome="error", reason="429", exit_code=4)
     broken = ProbeResult("b", "fr-fr", outcome="error", reason="404", exit_code=1)

@@ -14,7 +14,7 @@ import pytest
 from bmctl.api.money import Money
 from bmctl.config import PricingSettings
 from bmctl.pricing.costs import check_pricing, parse_costs
-from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget
 from bmctl.sandbox.world import SimWorld
 from tests.pricing.harness import listing, money, run_probes
 

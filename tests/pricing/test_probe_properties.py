@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bmctl.api.money import Money, minor_units, tick
-from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget
 from bmctl.sandbox.faults import Faults
 from bmctl.sandbox.model import ListingSpec, OfferSpec
 from bmctl.sandbox.world import SimWorld

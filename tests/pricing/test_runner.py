@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bmctl.errors import Interrupted
-from bmctl.pricing.probe import ProbeParams, ProbeTarget
+from bmctl.pricing.probe_types import ProbeParams, ProbeTarget
 from bmctl.pricing.recovery import restore_seconds
 from bmctl.pricing.runner import ProbeRun, ProbeRunOptions
 from bmctl.sandbox.world import SimWorld
