@@ -298,8 +298,10 @@ class PricingRules:
         floor = (base / (1 - self.fee_rate - self.min_margin)).quantize(grid, rounding=ROUND_CEILING)
         ceiling = None
         if self.max_margin is not None:
-            ceiling = Money((base / (1 - self.fee_rate - self.max_margin)).quantize(grid, rounding=ROUND_FLOOR),
-                            currency)
+            # Equal or close margins round to a ceiling a tick under the floor (one rounded up,
+            # the other down): the rule then allows one price, the floor, not none.
+            top = (base / (1 - self.fee_rate - self.max_margin)).quantize(grid, rounding=ROUND_FLOOR)
+            ceiling = Money(max(top, floor), currency)
         return Money(floor, currency), ceiling, ""
 
 

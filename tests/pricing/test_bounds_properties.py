@@ -117,9 +117,9 @@ def expected(case: Case, cost: Cost, r: Rules) -> tuple[Money, Money, str, str] 
             return None
         base = Decimal(cost.ticks) * grid + fixed
         floors.append(("cost", Money((base / (1 - r.fee_rate - r.min_margin)).quantize(grid, ROUND_CEILING), cur)))
-        if r.max_margin is not None:
-            ceilings.append(("cost", Money((base / (1 - r.fee_rate - r.max_margin)).quantize(grid, ROUND_FLOOR),
-                                           cur)))
+        if r.max_margin is not None:  # never under the cost's own floor (close margins)
+            top = (base / (1 - r.fee_rate - r.max_margin)).quantize(grid, ROUND_FLOOR)
+            ceilings.append(("cost", Money(max(top, floors[-1][1].amount), cur)))
     if case.min_price is not None:
         floors.append(("min_price", case.money(case.min_price)))  # type: ignore[arg-type]
     ceilings.append(("max_price", case.money(case.max_price)))  # type: ignore[arg-type]

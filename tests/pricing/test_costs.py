@@ -35,6 +35,15 @@ def test_floor_and_ceiling_from_cost_round_outwards_to_the_tick() -> None:
     assert floor == Money(Decimal("1112"), "JPY")
 
 
+@pytest.mark.parametrize("max_margin", ["0.20", "0.2001"])
+def test_equal_or_close_margins_allow_the_floor_itself_not_nothing(max_margin: str) -> None:
+    # (10 / 0.70 = 14.2857...): the floor rounds up to 14.29, the ceiling would round down to
+    # 14.28 — under the floor, and every listing with a cost would be skipped.
+    floor, ceiling, refused = rules(fee_rate="0.10", min_margin="0.20", max_margin=max_margin).cost_bounds(
+        CostRow(2, Decimal("10"), None), "EUR")
+    assert (floor, ceiling, refused) == (Money(Decimal("14.29"), "EUR"), Money(Decimal("14.29"), "EUR"), "")
+
+
 def test_a_blank_or_zero_cost_gives_no_floor() -> None:
     table = parse_costs(f"listing_id,cost\n{A},\n{B},0.00\n", "costs.csv")
     r = rules(fee_rate="0.10", fee_fixed="0.50 EUR", min_margin="0.05")
