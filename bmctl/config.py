@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -207,18 +208,18 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
             return value
         raise ConfigError(f"{where} must be a string, got {value!r}")
     if kind == "pricing":  # decimal text, a TOML number or a table per currency: checked later
-        if isinstance(value, (str, int, float, Mapping)) and not isinstance(value, bool):
+        if isinstance(value, (str, int, float, Decimal, Mapping)) and not isinstance(value, bool):
             if isinstance(value, Mapping):
-                return {str(k): str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                return {str(k): str(v) if isinstance(v, (int, float, Decimal)) and not isinstance(v, bool) else v
                         for k, v in value.items()}
-            return value if isinstance(value, str) else str(value)  # 0.1 -> "0.1": decimal text
+            return value if isinstance(value, str) else str(value)  # 0.10 -> "0.10": decimal text
         raise ConfigError(f"{where} must be a number such as \"0.10\", got {value!r}")
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise ConfigError(f"{where} must be a whole number, got {value!r}")
-    if kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if kind == "float":  # seconds and percentages, never money
+        if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
             return float(value)
         raise ConfigError(f"{where} must be a number, got {value!r}")
     raise AssertionError(f"unhandled setting type {kind}")  # a bug, not bad input
@@ -340,7 +341,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            # Decimal, not float: a fee or a margin typed as a number keeps its exact text.
+            return tomllib.load(handle, parse_float=Decimal)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:

@@ -134,9 +134,11 @@ def test_pricing_in_the_config_file_is_read_as_decimals(tmp_path) -> None:  # ty
     from bmctl.config import load_settings
 
     path = tmp_path / "bmctl.toml"
-    path.write_text('[pricing]\ncosts = "c.csv"\nfee_rate = 0.1\nmin_margin = "5%"\n'
-                    'fee_fixed = { EUR = "0.50", GBP = "0.45" }\nmax_step_down = 0.05\n', encoding="utf-8")
+    path.write_text('[pricing]\ncosts = "c.csv"\nfee_rate = 0.10\nmin_margin = "5%"\n'
+                    'fee_fixed = { EUR = "0.50", GBP = 0.45 }\nmax_step_down = 0.05\n', encoding="utf-8")
     settings = load_settings(str(path), environ={})
+    # TOML numbers are read as Decimal, never float: the text typed is the text kept.
+    assert (settings.pricing.fee_rate, settings.pricing.fee_fixed["GBP"]) == ("0.10", "0.45")
     r = check_pricing(settings.pricing)
     assert (r.fee_rate, r.min_margin) == (Decimal("0.1"), Decimal("0.05"))
     assert r.fee_fixed is not None and r.fee_fixed.get("GBP") == Decimal("0.45")
