@@ -123,9 +123,9 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     if request.all_listings:
         floor, ceiling = parse_bounds(request.market, request.floor, request.ceiling)
         targets, pages, listed_in = listing_targets(client, markets, floor, ceiling, own=run.own)
-    expected = expected_probes(run.journal, targets, listed_in)
+    expected = expected_probes(run.probed_before, targets, listed_in)
     if request.all_listings or request.file is not None:
-        targets = least_recently_probed_first(run.journal, targets)
+        targets = least_recently_probed_first(run.probed_before, targets)
     # Listings the price-war cooldown holds cost no request: the plan leaves them out.
     held = sum(1 for listing, market in expected if run.held(listing, market))
     plan = run.plan(len(expected) - held, listing_pages=pages, markets=len({m for _, m in expected}))
@@ -151,7 +151,7 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
            "breaker": f"not started: the circuit breaker opened (more than "
                       f"{options.breaker_floor_hits} listings would go to their floor)"}
     for target in summary.not_started:  # every listing asked for appears in the output
-        for _, market in expected_probes(run.journal, [target], listed_in):
+        for _, market in expected_probes(run.probed_before, [target], listed_in):
             row = ProbeResult(target.listing_id, market, get_market(market).currency,
                               outcome="not_started", floor=target.floor, ceiling=target.ceiling,
                               reason=why.get(summary.stopped_by or "", "not started"),
@@ -162,12 +162,13 @@ def probe(ctx: CommandContext, request: ProbeRequest, targets: list[ProbeTarget]
     return outcome
 
 
-def least_recently_probed_first(journal: Any, targets: list[ProbeTarget]) -> list[ProbeTarget]:
+def least_recently_probed_first(last: dict[tuple[str, str], str],
+                                targets: list[ProbeTarget]) -> list[ProbeTarget]:
     """Never probed first, then the longest ago, per (listing, market): successive runs cut
     short by ``--deadline`` take turns over the whole catalogue instead of probing its head
     again and again. The order is stable, so pairs probed at the same moment keep theirs. A
-    target whose markets its probe will discover counts as its least recently probed market."""
-    last = journal.last_probed()
+    target whose markets its probe will discover counts as its least recently probed market.
+    ``last``: (listing, market) -> when it was last probed (``Journal.last_probed``)."""
     markets_of = _markets_probed(last)
 
     def key(target: ProbeTarget) -> str:
@@ -180,12 +181,12 @@ def least_recently_probed_first(journal: Any, targets: list[ProbeTarget]) -> lis
     return sorted(targets, key=key)
 
 
-def expected_probes(journal: Any, targets: list[ProbeTarget],
+def expected_probes(last: dict[tuple[str, str], str], targets: list[ProbeTarget],
                     listed_in: dict[str, set[str]]) -> list[tuple[str, str]]:
     """The (listing, market) probes a batch is expected to run, for its plan: a target whose
     markets its probe discovers counts once per market it was probed in before, else once per
     market whose pages showed it in their currency (at least once)."""
-    markets_of = _markets_probed(journal.last_probed())
+    markets_of = _markets_probed(last)
     expected: list[tuple[str, str]] = []
     for target in targets:
         listing = target.listing_id.lower()

@@ -11,6 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bmctl.pricing.cooldown import is_war_round
+from bmctl.pricing.journal import APPLIED
 
 #: The fields of a report row, in order (the json/csv contract).
 REPORT_FIELDS = (
@@ -22,8 +23,6 @@ REPORT_FIELDS = (
 DECIDED = ("won", "kept", "lost", "unwinnable", "capped")
 #: Outcomes that end with the Backbox ours (``kept``: already winning, price unchanged).
 WINNING = ("won", "kept")
-#: Statuses of a change that reached the listing.
-APPLIED = ("updated", "sent")
 SHARE_PLACES = Decimal("0.0001")
 
 

@@ -21,6 +21,8 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from bmctl.pricing.journal import APPLIED
+
 #: Outcomes that are a price-war round by themselves (a dip makes any other outcome one).
 WAR_OUTCOMES = ("unwinnable", "lost")
 #: Outcomes of a probe with a dip that are no round: a failure, a plan, and a dip capped by
@@ -28,8 +30,6 @@ WAR_OUTCOMES = ("unwinnable", "lost")
 NOT_ROUNDS = ("error", "planned", "capped")
 #: How much earlier than ``raise_back_after`` a raise back may go (seconds; at most a tenth of it).
 RAISE_BACK_MARGIN = 300.0
-#: Statuses of a change that reached the listing (as ``journal.APPLIED``).
-_APPLIED = ("updated", "sent")
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,8 @@ class PricingMemory:
                 if listing_id and market and at:
                     memory.rounds.setdefault((listing_id.lower(), market), []).append(parse_utc(at))
         rows = db.conn.execute(
-            "select listing_id, market, max(ts) from price_changes where status in (?, ?)"
-            " group by listing_id, market", _APPLIED)
+            f"select listing_id, market, max(ts) from price_changes where status in"
+            f" ({', '.join('?' * len(APPLIED))}) group by listing_id, market", APPLIED)
         for listing_id, market, at in rows:
             if listing_id and market and at:
                 memory.changed[(listing_id.lower(), market)] = parse_utc(at)

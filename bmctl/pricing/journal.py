@@ -241,7 +241,7 @@ class PricePoint:
 #: Reasons that put a price back rather than try a new one.
 RESTORING = frozenset({"restore", "undo"})
 #: Statuses of a change that reached the listing (an ``error`` may not have).
-APPLIED = frozenset({"updated", "sent"})
+APPLIED = ("updated", "sent")
 
 
 def price_series(db: Any, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], list[PricePoint]]:

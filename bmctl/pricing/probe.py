@@ -196,7 +196,7 @@ class Probe:
         winner price (by their competitors records), or None. Our products come from the listing
         pages (read once per market and run, unless ``--all`` read them already); a sibling's
         record not read in the last ``SIGHTING_MAX_AGE`` seconds is read now."""
-        own = getattr(self.hooks, "own", None)
+        own = self.hooks.own
         product = competitor.product_id or getattr(listing, "product_id", None)
         if own is None or not product or competitor.winner_price is None:
             return None
@@ -609,7 +609,7 @@ class Probe:
         parse = self.client.parse_listing
         call = yield Send(request, priority, accept=parse)
         listing = self._parsed(request, call, parse)
-        own = getattr(self.hooks, "own", None)
+        own = self.hooks.own
         if own is not None:
             own.saw_listing(listing)
         return listing
@@ -628,7 +628,7 @@ class Probe:
             if record.is_winning and record.price_to_win is not None and record.price_to_win != record.price:
                 self.hooks.saw_revealed_headroom()
         self.snapshot = [c.to_json() for c in records] if records else None
-        own = getattr(self.hooks, "own", None)
+        own = self.hooks.own
         if own is not None:
             own.saw_records(records, self.hooks.now())
         return records

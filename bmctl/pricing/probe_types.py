@@ -154,7 +154,10 @@ class ProbeClient(Protocol):
 
 
 class ProbeHooks(Protocol):
-    """Side effects of a probe: the journal, the breaker, the clock."""
+    """Side effects of a probe: the journal, the breaker, the clock, and what the run knows of
+    our own listings (``own``: ``bmctl.pricing.own.OwnOffers``; None: no own-offer rule)."""
+
+    own: Any
 
     def now(self) -> float: ...
 

@@ -45,11 +45,12 @@ class JournalHooks:
     """The probe's side effects: journal, price history, breaker and the controller's clock."""
 
     def __init__(self, journal: Journal, controller: Any, breaker: Breaker,
-                 memory: PricingMemory | None = None) -> None:
+                 memory: PricingMemory | None = None, own: OwnOffers | None = None) -> None:
         self.journal = journal
         self.controller = controller
         self.breaker = breaker
         self.memory = memory
+        self.own = own
         self.revealed = False
 
     def now(self) -> float:
@@ -159,6 +160,7 @@ class ProbeRun:
         self.breaker = Breaker(options.breaker_floor_hits)
         self.own = OwnOffers()  # our listings' products and prices: never dip against ourselves
         self._memory: PricingMemory | None = None
+        self._probed_before: dict[tuple[str, str], str] | None = None
 
     @property
     def memory(self) -> PricingMemory:
@@ -170,6 +172,14 @@ class ProbeRun:
             self._memory = PricingMemory.load(self.runtime.db, rules, self.runtime.clock.wall())
         return self._memory
 
+    @property
+    def probed_before(self) -> dict[tuple[str, str], str]:
+        """(listing, market) -> when it was last probed, as the journal said before this run's
+        probes (read once: the plan, the order and the rows of probes not started share it)."""
+        if self._probed_before is None:
+            self._probed_before = self.journal.last_probed()
+        return self._probed_before
+
     def held(self, listing_id: str, market: str) -> bool:
         """Whether the price-war cooldown holds this (listing, market) now."""
         return self.memory.hold(listing_id, market, self.runtime.clock.wall()) is not None
@@ -178,7 +188,7 @@ class ProbeRun:
         """A listing whose markets must be discovered, and whose every market probed before is
         held, becomes one target per such market: each is ``held`` without a request."""
         known: dict[str, list[str]] = {}
-        for listing, market in self.journal.last_probed():
+        for listing, market in self.probed_before:
             known.setdefault(listing, []).append(market)
         out: list[ProbeTarget] = []
         for target in targets:
@@ -211,10 +221,9 @@ class ProbeRun:
         controller = self.runtime.controller
         client = self.runtime.client
         memory = self.memory
-        hooks = JournalHooks(self.journal, controller, self.breaker, memory)
-        hooks.own = self.own  # type: ignore[attr-defined]
+        hooks = JournalHooks(self.journal, controller, self.breaker, memory, self.own)
         params = self.options.params
-        cost = probe_cost(params.max_raises, params.peek_retries)
+        cost = probe_cost(params.max_raises, params.peek_retries, params.dry_run)
         estimate = probe_time_estimate(controller, cost, params.settle)
         deadline = controller.now() + self.options.deadline if self.options.deadline is not None else None
 
@@ -222,7 +231,7 @@ class ProbeRun:
             return Probe(target, client, hooks, params, error_from_transport)
 
         def finished(result: ProbeResult, probe: Probe) -> None:
-            if memory is not None and not params.dry_run:
+            if not params.dry_run:
                 hold = memory.record(result.to_json(), self.journal.wall())
                 if hold is not None:
                     result.reason += f"; price war: {hold.text()}"
