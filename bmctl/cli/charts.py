@@ -53,8 +53,12 @@ def _text(text: str, style: str = "") -> list[Cell]:
 
 
 def _write(env: Any, lines: list[list[Cell]], width: int) -> None:
+    """One chart, after a blank line under what came before."""
+    if not env.unicode():  # box and block characters only: a latin-1 terminal gets none
+        env.info("(no chart: this terminal's encoding cannot draw it)")
+        return
     colour = _colour(env)
-    env.stdout.write("".join(_render(line[:width], colour) + "\n" for line in lines))
+    env.stdout.write("\n" + "".join(_render(line[:width], colour) + "\n" for line in lines))
     env.stdout.flush()
 
 
@@ -172,7 +176,6 @@ def draw_history(env: Any, series: Mapping[tuple[str, str], Sequence[Any]], name
         shown = listing_id if env.wide else compact(listing_id, short_ids([[listing_id]]))
         lines = price_chart(f"Price of {shown} in {market} ({currency}), times UTC", points, width)
         if lines:
-            env.stdout.write("\n")
             _write(env, lines, width)
             drawn += 1
     if len(flat) == 1:
@@ -268,7 +271,6 @@ def draw_timeline(env: Any, rows: Sequence[Mapping[str, Any]], since_wall: float
         lines = timeline_chart(bucket, by_bucket[bucket], limits.get(bucket), start, end, per_column, width,
                                label_room)
         if lines:
-            env.stdout.write("\n")
             _write(env, lines, width)
     unused = [name for name in configured if name not in by_bucket]
     if unused:

@@ -4,7 +4,7 @@ each (a list for people, rows for ``--format json|ndjson|csv``)."""
 from __future__ import annotations
 
 import textwrap
-from typing import TYPE_CHECKING, Sequence, TextIO
+from typing import TYPE_CHECKING, Sequence
 
 import typer
 
@@ -49,7 +49,7 @@ def doctor(ctx: typer.Context) -> None:
             out.emit_all(check.to_json() for check in checks)
     else:
         env.stdout.write(render(checks, width=env.width(), color=env.stdout_color,
-                                unicode=_unicode(env.stdout)))
+                                unicode=env.unicode()))
         env.stdout.flush()
     finish(exit_code(checks))
 
@@ -80,13 +80,3 @@ def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
     # Paths have no spaces: a long one is cut where the line ends rather than overflow it.
     return textwrap.wrap(text, width=width, initial_indent=first, subsequent_indent=rest,
                          break_on_hyphens=False)
-
-
-def _unicode(stream: TextIO) -> bool:
-    """Whether the stream's encoding can write ✓ and ✗ (else OK / FAIL)."""
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    try:
-        "✓✗".encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True

@@ -107,6 +107,16 @@ class CliEnv:
         """Escape codes (bold headers, coloured marks) on stdout: the same rule."""
         return self.stdout_is_tty and _styled()
 
+    def unicode(self, stream: TextIO | None = None) -> bool:
+        """Whether ``stream`` (stdout by default) can write box-drawing and check marks; on a
+        latin-1 or ASCII terminal, tables, bars and marks fall back to ASCII (charts are left out)."""
+        encoding = getattr(stream if stream is not None else self.stdout, "encoding", None) or "utf-8"
+        try:
+            "─━✓✗┤●".encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            return False
+        return True
+
     def width(self, stream: TextIO | None = None) -> int:
         """Columns of the terminal behind ``stream`` (stdout by default)."""
         return terminal_width(stream if stream is not None else self.stdout, self.columns)

@@ -131,9 +131,8 @@ class Output:
         from bmctl.cli.layout import fit
 
         width = self.env.width()
-        encoding = (getattr(self.env.stdout, "encoding", None) or "utf-8").lower()
         fitted = fit(keys, cells, width, wide=self.env.wide, bold=self.env.stdout_color,
-                     title=self.title, rule="─" if "utf" in encoding else "-")
+                     title=self.title, rule="─" if self.env.unicode() else "-")
         with self.env.terminal():
             self.env.stdout.write("\n".join(fitted.lines) + "\n")
         if fitted.hidden:

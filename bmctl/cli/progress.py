@@ -99,8 +99,7 @@ class Progress:
                 self.env.live = None
 
     def _bar_glyphs(self) -> tuple[str, str]:
-        encoding = (getattr(self.env.stderr, "encoding", None) or "utf-8").lower()
-        return ("━", "─") if "utf" in encoding else ("#", "-")
+        return ("━", "─") if self.env.unicode(self.env.stderr) else ("#", "-")
 
     def _tick(self) -> None:
         while not self._stop.wait(TICK_SECONDS):

@@ -72,6 +72,18 @@ def test_a_single_price_is_a_note_on_stderr() -> None:
     assert out.getvalue() == ""
 
 
+def test_a_terminal_that_cannot_draw_gets_a_note_not_a_crash() -> None:
+    class Latin1Terminal(io.TextIOWrapper):
+        def isatty(self) -> bool:
+            return True
+
+    out, err = Latin1Terminal(io.BytesIO(), encoding="latin-1"), io.StringIO()
+    draw_history(CliEnv(stdout=out, stderr=err), {(LID, "ja-jp"): points("14000", "14100", "13900")})
+    out.flush()
+    assert out.buffer.getvalue() == b""  # type: ignore[attr-defined]
+    assert "cannot draw" in err.getvalue()
+
+
 def test_many_single_prices_are_one_note_not_one_per_listing() -> None:
     out, err = Terminal(), io.StringIO()
     series = {(f"{n:08x}-0000-4000-8000-000000000000", "fr-fr"): points("100") for n in range(40)}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bmctl.cli.doctor import _unicode, render
+from bmctl.cli.doctor import render
 from bmctl.cli.env import CliEnv
 from bmctl.cli.main import app
 from bmctl.commands.doctor import FAIL, OK, SKIPPED, WARN, Check
@@ -181,9 +181,10 @@ def test_render_wraps_long_details_and_hints_under_themselves() -> None:
 
 
 def test_the_encoding_decides_the_symbols() -> None:
-    assert _unicode(io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
-    assert not _unicode(io.TextIOWrapper(io.BytesIO(), encoding="latin-1"))
-    assert not _unicode(io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    def unicode(encoding: str) -> bool:
+        return CliEnv(stdout=io.TextIOWrapper(io.BytesIO(), encoding=encoding)).unicode()
+
+    assert unicode("utf-8") and not unicode("latin-1") and not unicode("ascii")
 
 
 @pytest.mark.parametrize(("script", "says", "hint"), [
