@@ -89,6 +89,8 @@ class DatabaseUnusable(BmctlError):
         super().__init__(f"database {path} {problem}; {hint}", detail=detail)
         self.path = path
         self.kind = kind
+        self.problem = problem
+        self.hint = hint
 
 
 class DatabaseProblem(DatabaseUnusable, UsageError):

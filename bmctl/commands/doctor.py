@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from bmctl.errors import BmctlError
+from bmctl.store.db import connect_read_only, database_problem
 
 if TYPE_CHECKING:
     from bmctl.config import Settings
@@ -177,8 +178,7 @@ def check_database(path: Path) -> tuple[Check, Database]:
                      f"point --db, BMCTL_DB or db at a file, e.g. {path / 'bmctl.db'}"), found
     found.exists = True
     try:
-        found.conn = _open_read_only(path)
-        found.conn.execute("select count(*) from sqlite_master").fetchone()
+        found.conn = connect_read_only(path, 2000)  # as the read-only commands open it
     except sqlite3.DatabaseError as error:
         found.close()
         return _database_error(path, error), found
@@ -216,14 +216,6 @@ def _creatable(path: Path) -> str | None:
     return None
 
 
-def _open_read_only(path: Path) -> sqlite3.Connection:
-    from urllib.parse import quote
-
-    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=2.0,
-                           check_same_thread=False)
-    return conn
-
-
 def _write_problem(path: Path) -> str | None:
     """Why a command could not write to the database at ``path``, or None."""
     mode = path.stat().st_mode
@@ -242,20 +234,20 @@ def _write_problem(path: Path) -> str | None:
         finally:
             conn.close()
     except sqlite3.OperationalError as error:
-        text = str(error)
-        if "locked" in text or "busy" in text:
+        problem = database_problem(path, error)
+        if problem is not None and problem.kind == "locked":
             return None  # another run is writing: writable, just busy now
-        return "read-only" if "readonly" in text else f"not writable ({text})"
+        return problem.problem if problem is not None else f"not writable ({error})"
     return None
 
 
 def _database_error(path: Path, error: sqlite3.DatabaseError) -> Check:
-    text = str(error)
-    if "not a database" in text or "malformed" in text:
-        return Check("database", FAIL, f"{path} is corrupt ({text})",
-                     f"move it aside (mv {path} {path}.bad): bmctl starts a new one")
-    return Check("database", FAIL, f"{path} cannot be opened ({text})",
-                 "check its permissions and that its folder is on a local disk")
+    """The problem and hint a command would print for this database (store.db's wording)."""
+    problem = database_problem(path, error)
+    if problem is None:
+        return Check("database", FAIL, f"{path} cannot be opened ({error})",
+                     "check its permissions and that its folder is on a local disk")
+    return Check("database", FAIL, f"{path} {problem.problem}", problem.hint)
 
 
 def check_migrations(db: Database) -> Check:
