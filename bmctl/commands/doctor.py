@@ -475,13 +475,23 @@ def doctor(request: DoctorRequest) -> list[Check]:
                    ("token", "user_agent", "host", "database", "migrations", "open_probes", "lock",
                     "ledger")]
         return _redacted(checks, [environ.get("BMCTL_TOKEN", "")])
+    secrets = [settings.token, environ.get("BMCTL_TOKEN", "")]
+    debug = request.debug
+    if debug is not None:  # doctor's settings are its own: CliEnv cannot know this token
+        tell = debug
+
+        def debug(line: str) -> None:
+            tell(_scrub(line, secrets))
+
     path = settings.db_path
     db_check, db = _inspect(path)
-    db.close()
     host = check_host(settings, usable_db=db.usable, clock=request.clock,
-                      transport=request.transport, argv=request.argv, debug=request.debug)
-    # Looked at again: what the next command finds, once the host check created or migrated it.
-    db_check, db = _inspect(path)
+                      transport=request.transport, argv=request.argv, debug=debug)
+    if host.status != SKIPPED:
+        # The host check opened the database as a command does (creating or migrating it):
+        # looked at again, it shows what the next command finds.
+        db.close()
+        db_check, db = _inspect(path)
     try:
         lock = read_lock(path)
         wall = request.clock.wall() if request.clock is not None else time.time()
@@ -492,7 +502,7 @@ def doctor(request: DoctorRequest) -> list[Check]:
         db.close()
     checks += [_guarded("token", check_token, settings),
                _guarded("user_agent", check_user_agent, settings), host, *local]
-    return _redacted(checks, [settings.token, environ.get("BMCTL_TOKEN", "")])
+    return _redacted(checks, secrets)
 
 
 def _inspect(path: Path) -> tuple[Check, Database]:
@@ -510,16 +520,16 @@ def _guarded(name: str, check: Callable[..., Check], *args: Any) -> Check:
         return Check(name, FAIL, f"cannot check: {_message(error)}", "a bug in bmctl doctor: please report it")
 
 
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _redacted(checks: list[Check], secrets: list[str]) -> list[Check]:
     """The checks with any secret that slipped into a message (a path, an error) masked."""
-    secrets = [s for s in secrets if s]
-
-    def clean(text: str) -> str:
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    return [replace(c, detail=clean(c.detail), hint=clean(c.hint)) for c in checks]
+    return [replace(c, detail=_scrub(c.detail, secrets), hint=_scrub(c.hint, secrets)) for c in checks]
 
 
 def _base_url(settings: "Settings") -> str:
