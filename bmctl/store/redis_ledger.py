@@ -281,6 +281,8 @@ class RedisBucketStore:
 class RedisLedger(Ledger):
     """The ledger in Redis at ``url``, under the key prefix ``prefix`` (:func:`namespace`)."""
 
+    refuses_at_commit = True  # the admit script re-checks on the server
+
     def __init__(self, url: str, specs: Mapping[str, LimitSpec], clock: Clock, *, prefix: str,
                  run_id: str = "", pid: int | None = None,
                  poll_interval: float | None = POLL_INTERVAL, timeout: float = REDIS_TIMEOUT_S,

@@ -477,7 +477,8 @@ class TrafficController:
                 chosen = self._choose(now)
                 if type(chosen) is not float:
                     call, lane = chosen  # type: ignore[misc]
-                    undo = _Undo(self, call)
+                    if self.ledger.refuses_at_commit:
+                        undo = _Undo(self, call)
                     slots = self._take(call, lane.payload)
         except AdmissionConflict:
             # A shared store refused the takes at commit (another host was quicker): nothing

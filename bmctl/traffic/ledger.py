@@ -40,6 +40,11 @@ class AdmissionConflict(RuntimeError):
 class Ledger(AbstractContextManager["Ledger"]):
     """Buckets over one store of slots; subclasses provide the store and its transactions."""
 
+    #: Whether the store may refuse a transaction's takes when it commits
+    #: (:class:`AdmissionConflict`: another host was quicker); the controller then keeps what
+    #: it needs to put the call back, which local stores never ask of it.
+    refuses_at_commit = False
+
     def __init__(self, specs: Mapping[str, LimitSpec], now: Callable[[], float], *,
                  in_flight_bound: float = DEFAULT_IN_FLIGHT_BOUND,
                  claim_ttl: float = DEFAULT_CLAIM_TTL) -> None:

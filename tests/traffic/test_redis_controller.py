@@ -23,6 +23,8 @@ class RefusingLedger(MemoryLedger):
     """In memory, but the first commit of every admission that takes something is refused:
     its takes are rolled back and :class:`AdmissionConflict` raised."""
 
+    refuses_at_commit = True
+
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.refused = 0
