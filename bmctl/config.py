@@ -147,7 +147,7 @@ class Settings:
         data["probe"] = {f.name: getattr(self.probe, f.name) for f in fields(ProbeSettings)}
         data["traffic"] = {f.name: getattr(self.traffic, f.name) for f in fields(TrafficSettings)}
         data["pricing"] = {f.name: getattr(self.pricing, f.name) for f in fields(PricingSettings)}
-        data["budget"] = {"url": _url_without_password(self.budget.url)}
+        data["budget"] = {"url": url_without_password(self.budget.url)}
         data["limits"] = {
             name: {"limit": s.limit, "window": s.window, "penalty": s.penalty}
             for name, s in self.limits.items()
@@ -415,16 +415,20 @@ def _validate(settings: Settings) -> None:
     if settings.base_url and not settings.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"base_url must start with http:// or https://, got {settings.base_url!r}")
     url = settings.budget.url
-    if url and not url.lower().startswith(("redis://", "rediss://", "unix://")):
+    if url and not url.lower().startswith(tuple(f"{scheme}://" for scheme in BUDGET_SCHEMES)):
         raise ConfigError(f"[budget] url must start with redis://, rediss:// or unix://, got "
-                          f"{_url_without_password(url)!r}")
+                          f"{url_without_password(url)!r}")
 
     from bmctl.pricing.costs import check_pricing
 
     check_pricing(settings.pricing)  # [pricing]: fees, margins and caps that make sense
 
 
-def _url_without_password(url: str) -> str:
+#: The schemes of a ``[budget] url``: the ledger in Redis (or Valkey).
+BUDGET_SCHEMES = ("redis", "rediss", "unix")
+
+
+def url_without_password(url: str) -> str:
     """A store URL as shown to people: any password (userinfo or query) left out."""
     from urllib.parse import urlsplit, urlunsplit
 

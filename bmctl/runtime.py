@@ -120,13 +120,13 @@ def ledger_holders(settings: "Settings", clock: "Clock") -> tuple[list[dict[str,
     from bmctl.errors import BudgetUnavailable
 
     if settings.budget.url:
-        from bmctl.store.redis_ledger import safe_url
+        from bmctl.config import url_without_password
 
         try:
             with open_redis_ledger(settings, clock, timeout=3.0) as ledger:
                 return ledger.holders(), ledger.describe()
         except BudgetUnavailable as error:
-            return [], f"redis {safe_url(settings.budget.url)} (not answering: {error.message})"
+            return [], f"redis {url_without_password(settings.budget.url)} (not answering: {error.message})"
     from bmctl.store.ledger import SqliteLedger
 
     with SqliteLedger(settings.db_path, settings.limits, clock) as local:

@@ -376,11 +376,11 @@ def check_ledger(db: Database, wall: float, settings: "Settings | None" = None) 
 
 
 def _check_redis_ledger(settings: "Settings") -> Check:
+    from bmctl.config import url_without_password
     from bmctl.runtime import open_redis_ledger
-    from bmctl.store.redis_ledger import safe_url
     from bmctl.traffic.clock import SystemClock
 
-    url = safe_url(settings.budget.url)
+    url = url_without_password(settings.budget.url)
     try:
         with open_redis_ledger(settings, SystemClock(), timeout=DOCTOR_REDIS_TIMEOUT) as ledger:
             held = sum(row["slots"] + row["claims"] for row in ledger.holders())

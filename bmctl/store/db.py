@@ -225,7 +225,8 @@ def open_database(path: str | Path, *, readonly: bool = False,
                                   detail=f"{path}: mode {oct(path.stat().st_mode)}")
         if readonly and path.exists():
             db = _open_read_only(path, busy_ms)
-            pending = [name for name, _ in MIGRATIONS if name not in set(applied_migrations(db))]
+            applied = set(applied_migrations(db))
+            pending = [name for name, _ in MIGRATIONS if name not in applied]
             if pending:
                 db.close()
                 db = _open_to_migrate(path, busy_ms, pending)

@@ -43,9 +43,8 @@ import os
 import uuid
 from types import TracebackType
 from typing import Any, Callable, Mapping, Sequence
-from urllib.parse import urlsplit
 
-from bmctl.config import _url_without_password
+from bmctl.config import url_without_password
 from bmctl.errors import BudgetUnavailable, ConfigError
 from bmctl.traffic.buckets import CLAIM, LimitSpec
 from bmctl.traffic.clock import Clock
@@ -59,7 +58,6 @@ POLL_INTERVAL = 0.05
 SNAPSHOT_HEAD = 4
 #: A key outlives its last expiry by this much (ms) before Redis drops it.
 KEY_SLACK_MS = 1000
-SCHEMES = ("redis", "rediss", "unix")
 
 # Server time in ms; the pcall keeps old servers (< 5) replicating the script's effects, not
 # the script (TIME is not deterministic), and newer ones, where it is the default, unharmed.
@@ -185,19 +183,6 @@ return out
 """
 
 
-def safe_url(url: str) -> str:
-    """The URL as messages show it: no password (in the userinfo or the query)."""
-    return _url_without_password(url)
-
-
-def check_url(url: str) -> str:
-    """A ``[budget] url`` as given, or a ConfigError saying what is wrong with it."""
-    if urlsplit(url).scheme.lower() not in SCHEMES:
-        raise ConfigError(f"[budget] url {safe_url(url)!r}: use redis://host:6379/0, rediss://... or "
-                          "unix:///path/to/redis.sock")
-    return url
-
-
 def namespace(env: str, market_host: str, token: str) -> str:
     """The key prefix of one account's budget: environment, market host, a hash of the token."""
     digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
@@ -287,7 +272,7 @@ class RedisLedger(Ledger):
                  run_id: str = "", pid: int | None = None,
                  poll_interval: float | None = POLL_INTERVAL, timeout: float = REDIS_TIMEOUT_S,
                  **kw: Any) -> None:
-        self.url = check_url(url)
+        self.url = url  # checked with the settings (config.BUDGET_SCHEMES)
         self.prefix = prefix
         self.clock = clock
         self.run_id = run_id
@@ -311,7 +296,7 @@ class RedisLedger(Ledger):
         return RedisBucketStore(self, name)
 
     def describe(self) -> str:
-        return f"redis {safe_url(self.url)} (shared by every bmctl process using it, on any host)"
+        return f"redis {url_without_password(self.url)} (shared by every bmctl process using it, on any host)"
 
     def key(self, bucket: str, part: str) -> str:
         """The Redis key of one part (h, o, p) of a bucket."""
@@ -495,9 +480,9 @@ class RedisLedger(Ledger):
         try:
             return fn()
         except ResponseError as error:  # the server answered: refused (auth, a read-only replica)
-            raise BudgetUnavailable(f"budget store {safe_url(self.url)} refused: {error}") from None
+            raise BudgetUnavailable(f"budget store {url_without_password(self.url)} refused: {error}") from None
         except (RedisError, OSError) as error:
-            raise BudgetUnavailable(f"budget store {safe_url(self.url)} unreachable: {error}") from None
+            raise BudgetUnavailable(f"budget store {url_without_password(self.url)} unreachable: {error}") from None
 
     # -- inspection ---------------------------------------------------------------------------
     def holders(self) -> list[dict[str, Any]]:
@@ -547,7 +532,7 @@ def _connect(url: str, timeout: float) -> Any:
         return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                     retry=Retry(NoBackoff(), 0), client_name="bmctl")
     except ValueError as error:
-        raise ConfigError(f"[budget] url {safe_url(url)!r}: {error}") from None
+        raise ConfigError(f"[budget] url {url_without_password(url)!r}: {error}") from None
 
 
 def _ms(seconds: Any, micros: Any) -> float:
