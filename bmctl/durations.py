@@ -9,17 +9,13 @@ from bmctl.errors import UsageError
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _ORDER = "wdhms"
-_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])", re.IGNORECASE)
 
 
-def duration_seconds(text: str, *, unit_required: bool = True) -> float | None:
-    """Seconds in ``text`` (``15m``, ``1h30m``; a bare number only when not ``unit_required``),
-    or None when it is not a duration."""
+def duration_seconds(text: str) -> float | None:
+    """Seconds in ``text`` (``15m``, ``1h30m``), or None when it is not a duration (a bare
+    number included: it has no unit)."""
     value = (text or "").strip()
-    bare = _NUMBER.match(value)
-    if bare:
-        return None if unit_required else float(bare.group(1))
     total, pos, last = 0.0, 0, -1
     for match in _PART.finditer(value):
         unit = match.group(2).lower()

@@ -27,6 +27,8 @@ def _cell(value: Any, *, csv: bool = False) -> str:
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
     if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (dict, list, tuple)) for v in value):  # records: one JSON text
+            return to_json_line(list(value))
         return ",".join(_cell(v, csv=csv) for v in value)
     if isinstance(value, dict):
         return to_json_line(value)

@@ -101,14 +101,8 @@ def history(
         title = f"History of {listing_id}" if listing_id is not None else "Price changes"
     else:
         columns, title = None, None
-    shown = rows
-    if env.format == "csv":  # one cell each: the parsed snapshot as its JSON text
-        import json
-
-        shown = [{**row, **{k: None if row[k] is None else json.dumps(row[k], ensure_ascii=False)
-                            for k in ("backbox", "snapshot")}} for row in rows]
-    with Output(env, columns, title=title) as out:
-        out.emit_all(shown)
+    with Output(env, columns, title=title) as out:  # csv: the snapshot as one cell of JSON text
+        out.emit_all(rows)
     if table and env.stdout_is_tty and len({row["listing_id"] for row in rows}) == 1:
         from bmctl.cli.charts import draw_history
         from bmctl.pricing.journal import price_series

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from bmctl.config import Settings
 
 OK, WARN, FAIL, SKIPPED = "ok", "warn", "fail", "skipped"
-STATUSES = (OK, WARN, FAIL, SKIPPED)
 FIELDS = ("check", "status", "detail", "hint")
 # The cheap authenticated read is a health check, not work: it gives up sooner than a run.
 DOCTOR_TIMEOUT = 10.0

@@ -74,3 +74,15 @@ def test_a_failure_after_rows_still_prints_them() -> None:
         sink.emit(ROWS[0])
         raise RuntimeError("401 on the second listing")
     assert [r["listing_id"] for r in json.loads(out.getvalue())] == ["a"]
+
+
+def test_a_list_of_records_is_one_json_cell_in_csv() -> None:
+    """A snapshot (every market's record) is JSON text in one CSV cell, not records joined by
+    commas; plain lists keep the short comma form."""
+    import csv
+
+    rows = [{"listing_id": "a", "snapshot": [{"market": "fr-fr", "price": "9.99"}, {"market": "de-de"}],
+             "buckets": ["global", "competitors"]}]
+    (record,) = csv.DictReader(io.StringIO(render("csv", rows)))
+    assert json.loads(record["snapshot"]) == rows[0]["snapshot"]
+    assert record["buckets"] == "global,competitors"
