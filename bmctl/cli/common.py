@@ -78,6 +78,15 @@ def one_listing_id(env: CliEnv, given: str, command: str) -> str:
     return ids[0]
 
 
+def run_id_option(value: str | None) -> str | None:
+    """``--run``'s callback: a run id as bmctl makes them (see bmctl logs runs), else exit 2."""
+    if value is None:
+        return None
+    from bmctl.store.runs import validate_run_id
+
+    return validate_run_id(value)
+
+
 def market_filter(env: CliEnv) -> str | None:
     """The market given on the command line (or in the environment), as a filter of what the
     database holds; None, not the configured default, when none was given: such views cover

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from bmctl.cli.common import DefaultListGroup, cli_env
+from bmctl.cli.common import DefaultListGroup, cli_env, run_id_option
 from bmctl.cli.output import Output
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ def list_logs(
     bucket: Optional[str] = typer.Option(None, "--bucket", help="Only requests that spent this bucket (one of the configured limits)."),
     status: Optional[int] = typer.Option(None, "--status", help="Only this HTTP status."),
     listing: Optional[str] = typer.Option(None, "--listing", help="Only this listing id (a UUID)."),
-    run: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
+    run: Optional[str] = typer.Option(None, "--run", callback=run_id_option, help="Only this run id."),
 ) -> None:
     """The request log, newest first.
 
@@ -61,10 +61,6 @@ def list_logs(
         from bmctl.errors import UsageError
 
         raise UsageError(f"unknown bucket {bucket!r}: use one of {', '.join(sorted(env.settings.limits))}")
-    if run is not None:
-        from bmctl.store.runs import validate_run_id
-
-        run = validate_run_id(run)
     since_wall = _since(env, since) if since is not None else None
     env, db = _open(ctx)
     rows = query(db, limit=n, since_wall=since_wall, bucket=bucket, status=status, listing=listing, run=run)
@@ -76,7 +72,7 @@ def list_logs(
 def stats(
     ctx: typer.Context,
     since: str = typer.Option("1h", "--since", metavar="WHEN", help="Window: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
-    run: Optional[str] = typer.Option(None, "--run", metavar="RUN_ID", help="Only this run id."),
+    run: Optional[str] = typer.Option(None, "--run", callback=run_id_option, help="Only this run id."),
     timeline: bool = typer.Option(False, "--timeline", help="Requests per minute per bucket against its limit: a chart under the table on a terminal; rows of bucket, minute, requests, limit_per_min otherwise."),
 ) -> None:
     """Per bucket: requests, 2xx, 429, other errors, latency and queue-wait percentiles, achieved
@@ -92,10 +88,6 @@ def stats(
 
     env = cli_env(ctx)
     since_wall = _since(env, since)
-    if run is not None:
-        from bmctl.store.runs import validate_run_id
-
-        run = validate_run_id(run)
     env, db = _open(ctx)
     settings = env.settings
     limits = {name: (spec.limit, spec.window) for name, spec in settings.limits.items()}

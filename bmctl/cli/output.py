@@ -15,7 +15,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def to_json_line(row: Mapping[str, Any]) -> str:
+def to_json_line(row: Any) -> str:
     return json.dumps(row, default=_json_default, ensure_ascii=False)
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from bmctl.cli.command import run_command
-from bmctl.cli.common import cli_env, market_filter, one_listing_id
+from bmctl.cli.common import cli_env, market_filter, one_listing_id, run_id_option
 from bmctl.cli.output import Output
 
 UPDATE_FIELDS = ["listing_id", "market", "currency", "old_price", "new_price", "status", "reason"]
@@ -60,7 +60,7 @@ def history(
     listing_id: Optional[str] = typer.Argument(None, metavar="ID", help="Listing id (UUID); '-' reads it from stdin. Without it: every listing."),
     n: Optional[int] = typer.Option(None, "-n", "--limit", min=1, metavar="N", help="Show at most this many changes."),
     since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Only changes since: 15m, 2h, 1h30m, 7d or an ISO date/time (UTC)."),
-    run: Optional[str] = typer.Option(None, "--run", metavar="RUN_ID", help="Only the changes of this run id (see bmctl logs runs)."),
+    run: Optional[str] = typer.Option(None, "--run", callback=run_id_option, help="Only the changes of this run id (see bmctl logs runs)."),
 ) -> None:
     """The price changes bmctl made, newest first, with the reason (update, dip, peak, undo,
     restore): one listing's, or every listing's with --since/--run. Without an id: the last 50
@@ -85,10 +85,6 @@ def history(
         from bmctl.store.db import utc_iso
 
         since_text = utc_iso(parse_since(since, env.now_wall()))
-    if run is not None:
-        from bmctl.store.runs import validate_run_id
-
-        run = validate_run_id(run)
     if n is None and listing_id is None and since is None and run is None:
         n = DEFAULT_RECENT
     from bmctl.store.db import open_database
