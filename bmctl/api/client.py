@@ -413,7 +413,7 @@ class BackMarketClient:
                 if limit is not None and yielded >= limit:
                     return
             seen.add(page)
-            following = _next_page(result.next, page)
+            following = next_page_number(result.next, page)
             # Never fetch the `next` URL itself: it names a host, and the token must only go
             # to our base_url. Its page number is all we take from it.
             if not result.results or following is None or following in seen:
@@ -482,7 +482,7 @@ class BackMarketClient:
                 return
 
 
-def _next_page(next_url: str | None, current: int) -> int | None:
+def next_page_number(next_url: str | None, current: int) -> int | None:
     """The page number a ``next`` link points to (current + 1 when it has none)."""
     if not next_url:
         return None

@@ -10,6 +10,7 @@ from dataclasses import replace
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Any, Callable, Generator
 
+from bmctl.api.client import next_page_number
 from bmctl.api.markets import get_market
 from bmctl.api.money import Money
 from bmctl.errors import BmctlError, ItemError
@@ -223,7 +224,7 @@ class Probe:
             return
         own.loading.add(market)
         try:
-            page = 1
+            page, seen = 1, set()
             while True:
                 request = self.client.build_listings_page(page, market=market, min_quantity=1)
                 parse = self.client.parse_listings_page
@@ -234,9 +235,11 @@ class Probe:
                     return  # no products known: nothing to protect but what the run read
                 for item in found.results:
                     own.saw_listing(item)
-                if not found.results or not found.next or page * 50 >= found.count:
+                seen.add(page)
+                following = next_page_number(found.next, page)  # never the link itself: its host
+                if not found.results or following is None or following in seen:
                     return
-                page += 1
+                page = following
         finally:
             own.loading.discard(market)
             own.loaded.add(market)

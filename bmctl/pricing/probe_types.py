@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Protocol
 
+from bmctl.api.client import MAX_PAGE_SIZE
 from bmctl.api.money import Money, money_text
 from bmctl.pricing.guardrails import Bounds
 from bmctl.traffic.queue import Priority
@@ -146,7 +147,8 @@ class ProbeClient(Protocol):
 
     def parse_update(self, request: HttpRequest, response: Any) -> Any: ...
 
-    def build_listings_page(self, page: int = 1, page_size: int = 50, *, publication_state: int | None = None,
+    def build_listings_page(self, page: int = 1, page_size: int = MAX_PAGE_SIZE, *,
+                            publication_state: int | None = None,
                             min_quantity: int | None = None, max_quantity: int | None = None,
                             market: str | None = None) -> HttpRequest: ...
 
