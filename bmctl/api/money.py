@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Mapping
+
+# What a person types as an amount: ASCII digits, an optional fraction, an optional sign (so
+# that "-5" is refused for being negative, not for being unreadable). Decimal() alone would
+# also take "1e3", "1_000", "NaN" or non-ASCII digits.
+PLAIN_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 
 MINOR_UNITS: dict[str, int] = {"EUR": 2, "USD": 2, "GBP": 2, "SEK": 2, "AUD": 2, "JPY": 0}
 

@@ -8,18 +8,14 @@ missing cost gives no floor at all (a floor of 0.01 is how repricers sold at a l
 
 from __future__ import annotations
 
-import csv
 import io
-import re
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
-from bmctl.api.money import MINOR_UNITS, Money, tick
+from bmctl.api.money import MINOR_UNITS, PLAIN_DECIMAL, Money, tick
 from bmctl.errors import ConfigError, UsageError
-
-_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 
 
 def _decimal(value: Any, where: str) -> Decimal:
@@ -27,7 +23,7 @@ def _decimal(value: Any, where: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ConfigError(f"{where} must be a number such as \"0.15\", got {value!r}")
     text = str(value).strip()  # a float's str() is its shortest exact decimal text: 0.15, not 0.1499..
-    if not _NUMBER.match(text):
+    if not PLAIN_DECIMAL.match(text):
         raise ConfigError(f"{where}: {value!r} is not a decimal number")
     return Decimal(text)
 
@@ -64,7 +60,7 @@ def parse_amounts(value: Any, where: str) -> Amounts:
         raise ConfigError(f"{where} must be an amount such as \"0.50 EUR\" or a table per currency")
     number_text, _, currency = text.partition(" ")
     if not currency.strip():
-        if _NUMBER.match(text) and Decimal(text) == 0:
+        if PLAIN_DECIMAL.match(text) and Decimal(text) == 0:
             return Amounts({code: Decimal(0) for code in MINOR_UNITS})
         raise ConfigError(f"{where}: {value!r} names no currency: write \"{text} EUR\", or a table "
                           "per currency ({ EUR = \"0.50\", GBP = \"0.45\" })")
@@ -168,46 +164,50 @@ def load_costs(path: str, stdin: TextIO | None = None) -> CostTable:
     """Read and check a costs file before any request: a header naming ``listing_id`` (or
     ``id``) and/or ``sku``, ``cost``, optional ``market`` and ``currency`` (other columns
     ignored). A malformed file is a UsageError naming the line and the column (exit 2)."""
-    if path == "-" and stdin is not None:
-        text, name = stdin.read(), "<stdin>"
-    else:
-        try:
-            text, name = Path(path).expanduser().read_text(encoding="utf-8-sig"), path
-        except UnicodeDecodeError as error:
-            raise UsageError(f"cannot read costs file {path}: not UTF-8 text ({error.reason})") from None
-        except OSError as error:
-            raise UsageError(f"cannot read costs file {path}: {error.strerror}") from None
-    return parse_costs(text.lstrip("\ufeff"), name)
+    from contextlib import nullcontext
+
+    from bmctl.pricing.targets import open_input
+
+    source, name = open_input(path, stdin if stdin is not None else io.StringIO(""))
+    with source if source is not stdin else nullcontext(source):
+        return read_costs(source, name)
 
 
 def parse_costs(text: str, name: str) -> CostTable:
-    """The costs file's rows (see :func:`load_costs`)."""
-    from bmctl.pricing.targets import _delimiter
+    """The costs file's rows from its text (see :func:`load_costs`)."""
+    return read_costs(io.StringIO(text), name)
 
+
+def read_costs(source: TextIO, name: str) -> CostTable:
+    """The costs file's rows, read as every CSV input is (``targets.csv_rows``: ``,`` or ``;``,
+    comments and blank lines skipped), its columns taken by header."""
+    from bmctl.pricing.targets import csv_rows
+
+    found = csv_rows(source, name, header_marks=_KNOWN)
+    if found.header is None:
+        if not found.rows:
+            raise UsageError(f"{name}: empty costs file (expected a header such as listing_id,cost)")
+        number, cells = found.rows[0]
+        raise UsageError(f"{name} line {number}: the first line must be a header naming listing_id (or id) "
+                         f"and/or sku, and cost (optional: market, currency); got {','.join(cells)}")
+    header: dict[str, int] = {}
+    for position, cell in enumerate(found.header):
+        header.setdefault(cell, position)
+    if "cost" not in header or not {"id", "listing_id", "sku"} & header.keys():
+        raise UsageError(f"{name} line {found.header_line}: the first line must be a header naming listing_id "
+                         f"(or id) and/or sku, and cost (optional: market, currency); got {','.join(found.header)}")
     table = CostTable(name=name)
-    header: dict[str, int] | None = None
     seen: dict[tuple[str, str, str | None], int] = {}
-    for number, row in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)), 1):
-        cells = [text.strip() for text in row]
-        if not any(cells) or cells[0].startswith("#"):
-            continue
+    id_column = "id" if "id" in header else "listing_id"
+    for number, cells in found.rows:
         where = f"{name} line {number}"
-        if header is None:
-            header = {}
-            for position, cell in enumerate(cells):
-                header.setdefault(cell.lower(), position)
-            if "cost" not in header or not {"id", "listing_id", "sku"} & header.keys():
-                raise UsageError(f"{where}: the first line must be a header naming listing_id (or id) "
-                                 f"and/or sku, and cost (optional: market, currency); got {','.join(cells)}")
-            continue
         if len(cells) > len(header) and any(cells[len(header):]):
             raise UsageError(f"{where}: {len(cells)} fields, the header has {len(header)}")
 
-        def value(column: str, header: dict[str, int] = header, cells: list[str] = cells) -> str:
+        def value(column: str, cells: list[str] = cells) -> str:
             position = header.get(column)
             return cells[position] if position is not None and position < len(cells) else ""
 
-        id_column = "id" if "id" in header else "listing_id"
         listing = value(id_column)
         sku = value("sku")
         if not listing and not sku:
@@ -229,8 +229,6 @@ def parse_costs(text: str, name: str) -> CostTable:
         else:
             _once(seen, ("sku", sku, market), number, where)
             table.by_sku[(sku, market)] = CostRow(number, cost, currency)
-    if header is None:
-        raise UsageError(f"{name}: empty costs file (expected a header such as listing_id,cost)")
     return table
 
 
@@ -238,7 +236,7 @@ def _cost(text: str, where: str) -> Decimal | None:
     """A cost cell: blank or zero is no cost (never a floor); a negative or non-number is an error."""
     if not text:
         return None
-    if not _NUMBER.match(text):
+    if not PLAIN_DECIMAL.match(text):
         shown = text if len(text) <= 30 else text[:27] + "..."
         raise UsageError(f"{where}: {shown!r} is not a decimal number such as 120.50")
     cost = Decimal(text)
@@ -250,12 +248,9 @@ def _cost(text: str, where: str) -> Decimal | None:
 def _listing_key(text: str, where: str) -> str:
     if text.isdigit():  # the legacy integer id, as `bmctl listings` writes in listing_id
         return text
-    from bmctl.api.client import validate_listing_id
+    from bmctl.pricing.targets import listing_id_at
 
-    try:
-        return validate_listing_id(text)
-    except UsageError as error:
-        raise UsageError(f"{where}: {error.message}") from None
+    return listing_id_at(text, where)
 
 
 def _once(seen: dict[tuple[str, str, str | None], int], key: tuple[str, str, str | None], number: int,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence, TextIO
 
 from bmctl.api.markets import get_market
-from bmctl.api.money import Money, MoneyError
+from bmctl.api.money import PLAIN_DECIMAL, Money, MoneyError
 from bmctl.errors import UsageError
 from bmctl.pricing.probe_types import ProbeTarget
 
@@ -26,7 +25,8 @@ class PriceOrder:
     min_price: Money | None = None
 
 
-def _listing_id(text: str, where: str) -> str:
+def listing_id_at(text: str, where: str) -> str:
+    """``text`` as a listing id, or a UsageError that says where it was read."""
     from bmctl.api.client import validate_listing_id
 
     try:
@@ -43,17 +43,11 @@ def _market(text: str | None, default: str, where: str) -> str:
         raise UsageError(f"{where}: {error.message}") from None
 
 
-# What a person types as a price: ASCII digits, an optional fraction, an optional sign (so
-# that "-5" is refused for being negative). Decimal() alone would also take "1e3", "1_000",
-# "NaN" or non-ASCII digits.
-_PLAIN_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
-
-
 def _money(text: str | None, market: str, what: str, where: str) -> Money | None:
     value = (text or "").strip()
     if not value:
         return None
-    if not _PLAIN_DECIMAL.match(value):
+    if not PLAIN_DECIMAL.match(value):
         shown = value if len(value) <= 30 else value[:27] + "..."
         raise UsageError(f"{where}: bad {what}: {shown!r} is not a decimal number such as 149.90")
     try:
@@ -85,10 +79,10 @@ class Table(NamedTuple):
     rows: list[tuple[int, list[str]]]
 
 
-def _rows(source: TextIO, name: str) -> Table:
+def csv_rows(source: TextIO, name: str, header_marks: Sequence[str] = _ID_COLUMNS) -> Table:
     """The CSV rows with their line numbers, without blank lines or comments, and the header row
-    (the first such row, when one of its cells names the id column). The delimiter (``,`` or
-    ``;``) is sniffed from the first row."""
+    (the first such row, when one of its cells is one of ``header_marks``: by default the id
+    columns). The delimiter (``,`` or ``;``) is sniffed from the first row."""
     try:
         text = source.read().lstrip("\ufeff")  # a byte-order mark, as spreadsheets write
     except UnicodeDecodeError as error:
@@ -101,7 +95,7 @@ def _rows(source: TextIO, name: str) -> Table:
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
             continue
-        if not rows and header is None and any(cell.lower() in _ID_COLUMNS for cell in cells):
+        if not rows and header is None and any(cell.lower() in header_marks for cell in cells):
             header, header_line = [cell.lower() for cell in cells], number
             continue
         rows.append((number, cells))
@@ -116,7 +110,8 @@ def _no_repeat(seen: dict[tuple[str, str], int], listing_id: str, market: str, w
         raise UsageError(f"{where}: {listing_id} in {market} is already on line {earlier}")
 
 
-def _open(path: str, stdin: TextIO) -> tuple[TextIO, str]:
+def open_input(path: str, stdin: TextIO) -> tuple[TextIO, str]:
+    """The file at ``path`` (UTF-8, a byte-order mark dropped), or ``stdin`` for ``-``."""
     if path == "-":
         return stdin, "<stdin>"
     try:
@@ -128,11 +123,11 @@ def _open(path: str, stdin: TextIO) -> tuple[TextIO, str]:
 def probe_targets_from_file(path: str, default_market: str, stdin: TextIO) -> list[ProbeTarget]:
     """``listing_id[,floor][,ceiling][,market]`` per line; every line is checked before any
     request is sent."""
-    source, name = _open(path, stdin)
+    source, name = open_input(path, stdin)
     targets: list[ProbeTarget] = []
     seen: dict[tuple[str, str], int] = {}
     with source if source is not stdin else nullcontext(source):
-        for number, cells in _rows(source, name).rows:
+        for number, cells in csv_rows(source, name).rows:
             where = f"{name} line {number}"
             if len(cells) > 4:
                 raise UsageError(f"{where}: expected listing_id[,floor][,ceiling][,market], got {len(cells)} fields")
@@ -142,7 +137,7 @@ def probe_targets_from_file(path: str, default_market: str, stdin: TextIO) -> li
             ceiling = _money(cells[2], market, "ceiling", where)
             if floor is not None and ceiling is not None and floor > ceiling:
                 raise UsageError(f"{where}: floor {floor} is above ceiling {ceiling}")
-            listing_id = _listing_id(cells[0], where)
+            listing_id = listing_id_at(cells[0], where)
             _no_repeat(seen, listing_id, market, where, number)
             targets.append(ProbeTarget(listing_id, market, floor, ceiling, source="file"))
     return targets
@@ -175,9 +170,9 @@ def listing_ids(ids: Iterable[str], stdin: TextIO) -> list[str]:
             for number, line in enumerate(stdin, start=1):
                 text = line.strip().lstrip("\ufeff").strip()
                 if text and not text.startswith("#"):
-                    found.append(_listing_id(text, f"<stdin> line {number}"))
+                    found.append(listing_id_at(text, f"<stdin> line {number}"))
         else:
-            found.append(_listing_id(value, "argument"))
+            found.append(listing_id_at(value, "argument"))
     return list(dict.fromkeys(found))
 
 
@@ -234,7 +229,7 @@ def price_order(listing_id: str, price: str, market: str, min_price: str | None 
     amount = _money(price, market, "PRICE", "argument")
     if amount is None:
         raise UsageError("missing PRICE")
-    return PriceOrder(_listing_id(listing_id, "argument"), market, amount,
+    return PriceOrder(listing_id_at(listing_id, "argument"), market, amount,
                       _money(min_price, market, "--min-price", "option"))
 
 
@@ -265,11 +260,11 @@ def price_orders_from_file(path: str, default_market: str, stdin: TextIO) -> lis
     ``listing_id``), ``price`` and optional ``market`` and ``min_price`` columns by name (other
     columns ignored: ``bmctl listings --format csv`` output reads back); ``,`` or ``;``
     separated. The whole file is checked first."""
-    source, name = _open(path, stdin)
+    source, name = open_input(path, stdin)
     orders: list[PriceOrder] = []
     seen: dict[tuple[str, str], int] = {}
     with source if source is not stdin else nullcontext(source):
-        table = _rows(source, name)
+        table = csv_rows(source, name)
     columns = _price_columns(table.header, f"{name} line {table.header_line}") if table.header else None
     for number, cells in table.rows:
         where = f"{name} line {number}"
@@ -291,7 +286,7 @@ def price_orders_from_file(path: str, default_market: str, stdin: TextIO) -> lis
         if price is None:
             raise UsageError(f"{where}: missing price")
         min_price = _money(min_text, market, "min_price", where)
-        listing_id = _listing_id(id_text, where)
+        listing_id = listing_id_at(id_text, where)
         _no_repeat(seen, listing_id, market, where, number)
         orders.append(PriceOrder(listing_id, market, price, min_price))
     if not orders:
