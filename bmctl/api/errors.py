@@ -321,7 +321,7 @@ def error_from_transport(request: HttpRequest, error: TransportError) -> Network
     """The NetworkError for a request that got no answer after every attempt; HostUnreachable
     when it never connected (refused, no such host), which stops the whole run."""
     kind = getattr(error, "kind", "connection")
-    if kind in UNREACHABLE_WHY:
+    if error.unreachable:
         raw = one_line(scrub(getattr(error, "detail", None) or str(error), secrets_of(request)), 2000)
         return HostUnreachable(
             f"cannot connect to {host_of(request.base_url)} ({UNREACHABLE_WHY[kind]})",

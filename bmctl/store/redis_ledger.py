@@ -417,9 +417,9 @@ class RedisLedger(Ledger):
     def _taking(self, bucket: str) -> int:
         """Slots the open transaction takes from ``bucket`` (not in its snapshot yet)."""
         count = 0
-        for op, name, key, _ in self._ops or ():
+        for op, name, _key, _ in self._ops or ():
             if name == bucket:
-                if op in ("take", "claim") or (op == "convert" and key not in self._claims):
+                if op in ("take", "claim"):  # a convert queued only for a claim of ours
                     count += 1
                 elif op == "drop":
                     count -= 1

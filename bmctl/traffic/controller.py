@@ -25,7 +25,6 @@ from bmctl.traffic.ledger import AdmissionConflict, Ledger
 from bmctl.traffic.queue import Lane, Priority, RequestQueue
 from bmctl.traffic.routes import DEFAULT_ROUTES, RouteMap
 from bmctl.traffic.transport import (
-    UNREACHABLE,
     HttpRequest,
     HttpResponse,
     Transport,
@@ -607,7 +606,7 @@ class TrafficController:
         if isinstance(result, TransportError):
             call.error = result
             outcome = "timeout" if result.kind == "timeout" else "connection_error"
-            if result.kind in UNREACHABLE:
+            if result.unreachable:
                 # Never connected (refused, or no such host): the server never saw it, so its
                 # slots are settled now; and the host is down, so asking again only waits. The
                 # call ends with this error, even after an earlier answer (the run must stop).

@@ -41,7 +41,6 @@ class HttpResponse:
 #: Kinds of TransportError for a connection that was never established (nothing reached the
 #: server: the host itself is down or unknown), and how a user is told.
 UNREACHABLE_WHY = {"refused": "connection refused", "unresolved": "host name not resolved"}
-UNREACHABLE = frozenset(UNREACHABLE_WHY)
 
 
 class TransportError(Exception):
@@ -57,7 +56,7 @@ class TransportError(Exception):
     @property
     def unreachable(self) -> bool:
         """True when no connection was ever established (``refused`` or ``unresolved``)."""
-        return self.kind in UNREACHABLE
+        return self.kind in UNREACHABLE_WHY
 
 
 class UnusableAnswer(Exception):
