@@ -11,6 +11,7 @@ import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
+from bmctl.cli.env import sgr
 from bmctl.cli.layout import compact, short_ids
 
 #: How each Backbox outcome is marked on the price chart, and its colour.
@@ -31,10 +32,6 @@ _EIGHTHS = " ▁▂▃▄▅▆▇█"
 Cell = tuple[str, str]  # (character, style)
 
 
-def _colour(env: Any) -> bool:
-    return bool(env.stdout_color)
-
-
 def _render(cells: Iterable[Cell], colour: bool) -> str:
     """One line of cells as text; styled runs wrapped in SGR codes only when ``colour``."""
     out: list[str] = []
@@ -42,7 +39,7 @@ def _render(cells: Iterable[Cell], colour: bool) -> str:
     for char, style in [*cells, ("", "")]:
         if style != run_style or not char:
             if run:
-                out.append(f"\x1b[{_SGR[run_style]}m{run}\x1b[0m" if colour and run_style else run)
+                out.append(sgr(run, _SGR[run_style]) if colour and run_style else run)
             run_style, run = style, ""
         run += char
     return "".join(out).rstrip()
@@ -57,7 +54,7 @@ def _write(env: Any, lines: list[list[Cell]], width: int) -> None:
     if not env.unicode():  # box and block characters only: a latin-1 terminal gets none
         env.info("(no chart: this terminal's encoding cannot draw it)")
         return
-    colour = _colour(env)
+    colour = bool(env.stdout_color)
     env.stdout.write("\n" + "".join(_render(line[:width], colour) + "\n" for line in lines))
     env.stdout.flush()
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 import typer
 
 from bmctl.cli.common import cli_env, finish
+from bmctl.cli.env import sgr
 
 if TYPE_CHECKING:
     from bmctl.commands.doctor import Check
@@ -69,7 +70,7 @@ def render(checks: Sequence["Check"], *, width: int = 80, color: bool = False,
         head = f"{mark} {check.name.ljust(name_width)}  "
         body = _wrap(check.detail, width, head, indent) or [head.rstrip()]
         if color:  # after wrapping: escape codes take no columns
-            body[0] = f"\x1b[{colour}m{mark}\x1b[0m" + body[0][len(mark):]
+            body[0] = sgr(mark, colour) + body[0][len(mark):]
         lines += body
         if check.hint and check.status != "ok":
             lines += _wrap(check.hint, width, "  hint: ", " " * 8)

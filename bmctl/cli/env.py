@@ -182,6 +182,12 @@ class CliEnv:
             self.stderr.flush()
 
 
+def sgr(text: str, code: str) -> str:
+    """``text`` in an SGR style (``1`` bold, ``31`` red...); callers decide whether to style
+    at all (``CliEnv.color`` / ``stdout_color``)."""
+    return f"\x1b[{code}m{text}\x1b[0m"
+
+
 def _styled() -> bool:
     return "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 

@@ -8,6 +8,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from bmctl.cli.env import sgr
+
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # bmctl's own timestamps (ISO 8601, UTC): seconds are enough on a terminal.
 TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?Z$")
@@ -224,4 +226,4 @@ def _join(parts: list[str]) -> str:
 
 
 def _style(text: str, bold: bool) -> str:
-    return f"\x1b[1m{text}\x1b[0m" if bold else text
+    return sgr(text, "1") if bold else text

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Callable
 
-from bmctl.cli.env import CliEnv
+from bmctl.cli.env import CliEnv, sgr
 
 TICK_SECONDS = 1.0  # the elapsed time moves even while a long wait holds every answer back
 
@@ -70,7 +70,7 @@ class Progress:
         text = self.render(width)
         shown = text
         if self.env.color:
-            shown = text.replace(self.label, f"\x1b[1m{self.label}\x1b[0m", 1)
+            shown = text.replace(self.label, sgr(self.label, "1"), 1)
         pad = " " * max(0, self._drawn - len(text))
         self.env.stderr.write("\r" + shown + pad)
         self.env.stderr.flush()
