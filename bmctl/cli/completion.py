@@ -2,7 +2,8 @@
 installation (``--install-completion``), the answers to the shell's requests (the
 ``_BMCTL_COMPLETE`` variable) and listing / run ids offered from the local database.
 
-Imported only when completion is used: ``bmctl --help`` never pays for it."""
+Imported only when completion is used (a completion request, or the two options): no other
+command pays for it."""
 
 from __future__ import annotations
 

@@ -306,15 +306,13 @@ def load_command(name: str, global_params: Sequence[Any] = ()) -> Any:
     """Import a command's module and build its click command (None for an unknown name): its
     help shows words for values (``ID...``, ``SECONDS``) and ends with the ``global_params``
     it accepts; a group suggests the closest command to a typo."""
-    import importlib
-
-    from bmctl.cli.common import SuggestingGroup
-    from bmctl.cli.completion import attach_completers
-    from bmctl.cli.help import apply_words, global_options_line
-
     entry = COMMANDS.get(name)
     if entry is None:
         return None
+    import importlib
+
+    from bmctl.cli.common import SuggestingGroup
+    from bmctl.cli.help import apply_words, global_options_line
     target = getattr(importlib.import_module(entry[0]), entry[1])
     command: Any
     if isinstance(target, typer.Typer):
@@ -326,7 +324,10 @@ def load_command(name: str, global_params: Sequence[Any] = ()) -> Any:
     command.name = name
     if type(command) is TyperGroup:  # a plain Typer group: same object, suggesting typos
         command.__class__ = SuggestingGroup
-    attach_completers(command)
+    if os.environ.get(COMPLETE_VAR):  # the shell asking: id completers from the database
+        from bmctl.cli.completion import attach_completers
+
+        attach_completers(command)
     return apply_words(command, global_options_line(global_params) if global_params else None)
 
 
