@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from bmctl.config import mask_token
 from bmctl.errors import BmctlError
 from bmctl.store.db import connect_read_only, database_problem
 
@@ -49,11 +50,6 @@ class Check:
 def exit_code(checks: Sequence[Check]) -> int:
     """0 when nothing failed (warnings and skipped checks do not fail), else 1."""
     return 1 if any(check.failed for check in checks) else 0
-
-
-def mask(token: str) -> str:
-    """The token as doctor shows it: at most its last 4 characters, and only of a long one."""
-    return f"****{token[-4:]}" if len(token) >= 16 else "****"
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -121,7 +117,9 @@ def check_token(settings: "Settings") -> Check:
         return Check("token", FAIL, "none", TOKEN_HINT)
     source = settings.source("token")
     where = "config file" if source.startswith("file ") else source.removeprefix("env ")
-    return Check("token", OK, f"present ({mask(settings.token)}, from {where})")
+    # None of it shown, not even its end (config.mask_token's rule): only that it is there.
+    return Check("token", OK, f"present ({mask_token(settings.token)}, {len(settings.token)} characters, "
+                 f"from {where})")
 
 
 def check_user_agent(settings: "Settings") -> Check:
